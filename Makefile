@@ -1,0 +1,44 @@
+# leadsync — the two commands a newcomer needs:
+#   go run ./cmd/leadsync demo     the demo: sandbox CRMs → ./leadsync-demo.db
+#   make test                      vet + staticcheck + the race-enabled test suite
+GO          ?= go
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 5s
+
+.PHONY: test vet staticcheck unit fuzz bench systemd-check build install ci
+
+test: vet staticcheck unit
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	$(STATICCHECK) ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Every fuzz target, briefly (the long version: make fuzz FUZZTIME=10m).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+# Benchmarks, each reported as a ratio against a baseline measured in the same run.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./... | tee bench.out
+
+systemd-check:
+	bash systemd/check.sh
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+install:
+	$(GO) install ./cmd/leadsync ./cmd/crmsim
+
+# What CI runs after `make test`.
+ci: fuzz

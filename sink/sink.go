@@ -1,0 +1,105 @@
+// Package sink is the warehouse: the leads, the accounts, the run ledger and the cursors,
+// on SQLite (the embedded default) or PostgreSQL. A page of leads and its cursor are
+// committed in one transaction, so a crash at any instant loses and duplicates nothing.
+package sink
+
+import (
+	"context"
+	"time"
+
+	"github.com/leadsync/leadsync/sources"
+)
+
+// RunID identifies a row of sync_runs.
+type RunID int64
+
+// Run triggers (the sync_runs.trigger column).
+const (
+	TriggerCron     = "cron"
+	TriggerOnce     = "once"
+	TriggerBackfill = "backfill"
+)
+
+// Run statuses (the sync_runs.status column).
+const (
+	RunRunning   = "running"
+	RunOK        = "ok"
+	RunFailed    = "failed"    // at least one account failed
+	RunCancelled = "cancelled" // stopped by a signal
+)
+
+// PageWrite is one page to commit: its leads and the cursor that resumes after it.
+type PageWrite struct {
+	Run     RunID
+	Source  string
+	Account string
+	Leads   []sources.Lead
+	Next    sources.Cursor
+	// FullPass records the leads as seen by this run, so FinishFullPass can soft-delete
+	// the ones a complete full pass did not see.
+	FullPass bool
+}
+
+// WriteResult says what a page commit changed.
+type WriteResult struct {
+	Inserted  int // new leads
+	Updated   int // leads whose content changed
+	Unchanged int // leads already stored as they are
+}
+
+// RunStats are the per-run counts of the ledger.
+type RunStats struct {
+	AccountsOK         int
+	AccountsFailed     int
+	AccountsRestricted int
+	LeadsWritten       int64 // inserted + updated
+	Requests           int64
+	Throttled          int64 // 429 answers
+}
+
+// AccountStatus is one line of `leadsync status`.
+type AccountStatus struct {
+	Source       string
+	AccountID    string
+	Name         string
+	Access       string
+	AccessReason string
+	LastSyncedAt time.Time // zero if never
+	LastError    string
+	Leads        int64 // not deleted
+	Cursor       sources.Cursor
+}
+
+// Sink is the warehouse. Implementations are safe for concurrent use.
+type Sink interface {
+	// Cursor returns the stored cursor of an account ("" if none).
+	Cursor(ctx context.Context, source, account string) (sources.Cursor, error)
+	// WritePage upserts the leads on (source, account_id, lead_id), rewriting only rows
+	// whose content changed, and advances the cursor: all in one transaction.
+	WritePage(ctx context.Context, w PageWrite) (WriteResult, error)
+	// FinishFullPass soft-deletes the account's leads that the full pass of run did not
+	// see. Call it only after the pass completed without error.
+	FinishFullPass(ctx context.Context, run RunID, source, account string) (deleted int64, err error)
+
+	// UpsertAccount records an account as listed by its source.
+	UpsertAccount(ctx context.Context, acct sources.Account) error
+	// MarkRestricted records a 403: the account's access state and its restricted_fields
+	// tags. The cursor is left where it is.
+	MarkRestricted(ctx context.Context, run RunID, r *sources.RestrictedError) error
+	// AccountSynced records the outcome of an account's sync: on success it sets access
+	// to ok, clears restricted_fields and last_error and stamps last_synced_at; on failure
+	// it records last_error only.
+	AccountSynced(ctx context.Context, run RunID, source, account string, syncErr error) error
+	// WriteDailyCounts upserts PII-free aggregates.
+	WriteDailyCounts(ctx context.Context, source, account string, counts []sources.DailyCount) error
+
+	// BeginRun opens a sync_runs row.
+	BeginRun(ctx context.Context, trigger string) (RunID, error)
+	// FinishRun closes it with its counts, its status, and the first error if any.
+	FinishRun(ctx context.Context, run RunID, status string, stats RunStats, runErr error) error
+
+	// Status lists every account with its freshness, for `leadsync status`.
+	Status(ctx context.Context) ([]AccountStatus, error)
+
+	Close() error
+}

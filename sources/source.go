@@ -1,0 +1,185 @@
+// Package sources defines what every CRM source gives the worker: the accounts a grant can
+// see, and each account's leads as pages with a resumable cursor. One package per vendor
+// implements it (leadconnector, localiq, lacrm); the worker knows none of them by name.
+package sources
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Vendor names, used as the `source` column in the warehouse and in config.
+const (
+	LeadConnector = "leadconnector"
+	LocaliQ       = "localiq"
+	LACRM         = "lacrm"
+)
+
+// Lead kinds (the `kind` column).
+const (
+	KindContact      = "contact"
+	KindCall         = "call"
+	KindForm         = "form"
+	KindEmail        = "email"
+	KindChat         = "chat"
+	KindPipelineItem = "pipeline_item"
+)
+
+// Source is one vendor connection: a grant and the options it was configured with.
+type Source interface {
+	// Name is the vendor name (LeadConnector, LocaliQ or LACRM).
+	Name() string
+	// Accounts lists the accounts the grant can see: installed locations, advertisers, or
+	// the single LACRM account.
+	Accounts(ctx context.Context) iter.Seq2[Account, error]
+	// Leads pages an account's leads from cur (the zero Cursor starts a backfill, or a
+	// full pass when opts.Full is set). Each Page carries the cursor to resume after it.
+	// A 403 ends the sequence with a *RestrictedError.
+	Leads(ctx context.Context, acct Account, cur Cursor, opts LeadOptions) iter.Seq2[Page, error]
+}
+
+// Aggregator is implemented by sources that offer PII-free lead counts (LocaliQ), which are
+// synced even for accounts whose lead endpoints are restricted.
+type Aggregator interface {
+	DailyCounts(ctx context.Context, acct Account, from, to time.Time) ([]DailyCount, error)
+}
+
+// LeadOptions tune one pass over an account.
+type LeadOptions struct {
+	// Full re-reads everything from the backfill start; the worker soft-deletes what a
+	// completed full pass did not see.
+	Full bool
+	// Since overrides the configured backfill start for an empty cursor.
+	Since time.Time
+}
+
+// Account is one client account under a grant.
+type Account struct {
+	Source         string `json:"source"`
+	ID             string `json:"id"` // location id, GMAID, or LACRM account id
+	Name           string `json:"name"`
+	HIPAAProtected bool   `json:"hipaa_protected"`
+	// Active is false for accounts the vendor reports inactive (LocaliQ active_state 0).
+	Active bool `json:"active"`
+	// Meta holds vendor details worth keeping (e.g. "active_state", "company_id").
+	Meta map[string]string `json:"meta,omitempty"`
+}
+
+// Cursor is an opaque, serialized position in an account's lead stream. Each source defines
+// its content (JSON); the sink stores it verbatim. The zero value means "from the start".
+type Cursor string
+
+// Page is one batch of leads and the cursor that resumes right after it. The sink commits
+// the leads and Next in one transaction.
+type Page struct {
+	Leads []Lead
+	Next  Cursor
+	// Requests is how many HTTP requests this page cost, for the run ledger.
+	Requests int
+}
+
+// Lead is the common lead model. Raw keeps the vendor JSON untouched.
+type Lead struct {
+	Source    string          `json:"source"`
+	AccountID string          `json:"account_id"`
+	ID        string          `json:"lead_id"`
+	Kind      string          `json:"kind"`
+	Status    string          `json:"status"`
+	FirstName string          `json:"first_name"`
+	LastName  string          `json:"last_name"`
+	Email     string          `json:"email"`
+	Phone     string          `json:"phone"`
+	Company   string          `json:"company"`
+	Channel   string          `json:"channel"`
+	Campaign  string          `json:"campaign"`
+	Tags      []string        `json:"tags"`
+	CreatedAt time.Time       `json:"created_at"` // UTC
+	UpdatedAt time.Time       `json:"updated_at"` // UTC
+	Raw       json.RawMessage `json:"raw"`
+	HIPAA     bool            `json:"hipaa"`
+}
+
+// LogValue keeps PII out of logs: a lead logs as its ids only.
+func (l Lead) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("source", l.Source),
+		slog.String("account", l.AccountID),
+		slog.String("lead", l.ID),
+	)
+}
+
+// String keeps PII out of %v.
+func (l Lead) String() string { return fmt.Sprintf("lead %s/%s/%s", l.Source, l.AccountID, l.ID) }
+
+// DailyCount is a PII-free aggregate: how many leads of a kind arrived on a day.
+type DailyCount struct {
+	Day   time.Time `json:"day"` // midnight UTC
+	Kind  string    `json:"kind"`
+	Count int       `json:"count"`
+}
+
+// Access states of an account (the accounts.access column).
+const (
+	AccessOK              = "ok"
+	AccessHIPAARestricted = "hipaa_restricted"
+	AccessForbidden       = "forbidden"
+)
+
+// RestrictedError is a 403 from a lead endpoint: an expected state, not a failed sync.
+type RestrictedError struct {
+	Vendor    string
+	AccountID string
+	// HIPAA is true when the account is known to be HIPAA-protected.
+	HIPAA bool
+	// Message is the vendor's own message.
+	Message string
+	// Fields are the lead fields withheld (the restricted_fields tags).
+	Fields []string
+}
+
+func (e *RestrictedError) Error() string {
+	return fmt.Sprintf("%s: account %s restricted (%s): %s", e.Vendor, e.AccountID, e.Access(), e.Message)
+}
+
+// Access is the accounts.access value this restriction maps to.
+func (e *RestrictedError) Access() string {
+	if e.HIPAA {
+		return AccessHIPAARestricted
+	}
+	return AccessForbidden
+}
+
+// PIIFields are the lead fields withheld from a restricted account.
+var PIIFields = []string{"first_name", "last_name", "email", "phone", "company", "raw"}
+
+// ErrNeedsReauth marks a grant whose refresh token the vendor rejected (invalid_grant): only
+// a new authorization (`leadsync auth login`) recovers it.
+var ErrNeedsReauth = errors.New("grant needs re-authorization")
+
+// Credentials is a token as the token store hands it out, for a grant or a minted account
+// token. Token returns a valid access token, refreshing (once, safely) when it is near
+// expiry. Invalidate reports that the API rejected tok with a 401: the next Token call
+// refreshes unless another caller already did.
+type Credentials interface {
+	Token(ctx context.Context) (*oauth2.Token, error)
+	Invalidate(tok *oauth2.Token)
+}
+
+// Minter mints a per-account token from the grant (LeadConnector location tokens).
+type Minter func(ctx context.Context) (*oauth2.Token, error)
+
+// Tokens is what a source needs from the token store for its connection.
+type Tokens interface {
+	// Grant is the connection's own grant (agency, business user, LACRM user).
+	Grant() Credentials
+	// Account is a per-account token, minted with mint when missing or near expiry and
+	// cached in the store.
+	Account(accountID string, mint Minter) Credentials
+}
