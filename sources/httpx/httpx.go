@@ -1,0 +1,539 @@
+// Package httpx is the HTTP layer every vendor source shares: proactive rate limiting per
+// bucket, retries with backoff that honour the vendor's throttling answers, one token refresh
+// when the vendor rejects a credential, bounded response bodies, and errors that never carry
+// a token, a query string or a response body beyond the vendor's own (truncated) message.
+package httpx
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"golang.org/x/oauth2"
+	"golang.org/x/time/rate"
+
+	"github.com/leadsync/leadsync/sources"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMaxAttempts = 8
+	DefaultMaxElapsed  = 3 * time.Minute
+	DefaultMaxWait     = 60 * time.Second
+	DefaultMaxBody     = 32 << 20
+	DefaultTimeout     = 30 * time.Second
+)
+
+// Config configures a Client; zero values mean the defaults.
+type Config struct {
+	Vendor  string       // "leadconnector" | "localiq" | "lacrm": used in errors and metrics
+	BaseURL string       // requests use paths relative to it (absolute URLs are accepted too)
+	HTTP    *http.Client // default: 30 s per request, shared connection pool, no retries of its own
+	// UserAgent defaults to "leadsync/<module version>".
+	UserAgent   string
+	MaxAttempts int           // total attempts per request including the first; default 8
+	MaxElapsed  time.Duration // stop retrying after this; default 3 min
+	MaxWait     time.Duration // cap for one wait (Retry-After etc.); default 60 s
+	MaxBody     int64         // response size limit; default 32 MiB
+	// Limit gives the proactive limit of a bucket (requests per second and burst), asked once
+	// per bucket. nil: no proactive limit.
+	Limit func(bucket string) (rate.Limit, int)
+	// Tune (optional) is called after every response with its headers, to adjust that
+	// bucket's limiter. It is called concurrently and must be safe for that.
+	Tune func(bucket string, h http.Header, l *rate.Limiter)
+	// Wait429 (optional) says how long to wait after a 429 without a Retry-After header.
+	// A result <= 0, like a nil Wait429, means exponential backoff.
+	Wait429 func(h http.Header, now time.Time) time.Duration
+	// AuthFailed (optional) classifies a non-2xx answer as "credentials rejected": the
+	// token is invalidated, a fresh one fetched and the request retried once.
+	// Default: status == 401.
+	AuthFailed func(status int, body []byte) bool
+	// Message (optional) extracts the vendor's error message from an error body. Whatever it
+	// returns is scrubbed of the request's secrets and of email addresses, and truncated.
+	Message func(body []byte) string
+	Clock   func() time.Time                                 // default time.Now
+	Sleep   func(ctx context.Context, d time.Duration) error // default: a timer that ctx interrupts
+	Logger  *slog.Logger                                     // default slog.Default(); debug lines only
+	// Observer (optional) receives per-attempt metrics.
+	Observer Observer
+}
+
+// Observer is a metrics hook.
+type Observer interface {
+	// Request reports one HTTP attempt; status 0 is a network error (including a body cut
+	// short).
+	Request(vendor, endpoint string, status int, d time.Duration)
+	// Retry reports a retry decision; reason is "429", "5xx", "network", "decode" or "auth".
+	Retry(vendor, endpoint, reason string)
+}
+
+// Request is one API call.
+type Request struct {
+	Method   string // default GET
+	Path     string // relative to BaseURL, or an absolute URL
+	Endpoint string // stable, PII-free name for errors and metrics; default: the URL path
+	Query    url.Values
+	Header   http.Header // extra headers (e.g. LeadConnector's Version)
+	// Body is re-sent verbatim on retries; ContentType sets its type.
+	Body        []byte
+	ContentType string
+	Bucket      string              // rate-limit bucket ("location:LOC", "client", "grant")
+	Auth        sources.Credentials // nil: no Authorization header; else "Bearer <token>"
+	// NoRetry makes exactly one attempt with no re-send of any kind: for token endpoints,
+	// where a re-sent single-use refresh token would be reuse. Our layer then never retries
+	// (not on 429, 5xx, network or auth failures), and the request carries no GetBody, so
+	// net/http cannot re-send it either. That guarantee needs a body: net/http may still
+	// re-send a body-less GET on a reused connection that died before any answer.
+	NoRetry bool
+}
+
+// Response is a 2xx answer.
+type Response struct {
+	Status   int
+	Header   http.Header
+	Body     []byte
+	Attempts int
+}
+
+// Stats is per-call accounting for the run ledger: the worker puts one in the context and
+// every Do adds to it.
+type Stats struct {
+	Requests  atomic.Int64 // HTTP attempts
+	Throttled atomic.Int64 // 429 answers
+	Retries   atomic.Int64 // retries of any reason
+}
+
+type statsKey struct{}
+
+// WithStats returns a context whose calls are counted in s.
+func WithStats(ctx context.Context, s *Stats) context.Context {
+	return context.WithValue(ctx, statsKey{}, s)
+}
+
+// StatsFrom returns the Stats of ctx, nil if none.
+func StatsFrom(ctx context.Context) *Stats {
+	s, _ := ctx.Value(statsKey{}).(*Stats)
+	return s
+}
+
+// Client sends requests for one vendor connection. Safe for concurrent use.
+type Client struct {
+	cfg     Config
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) *Client {
+	if cfg.MaxAttempts < 1 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.MaxElapsed <= 0 {
+		cfg.MaxElapsed = DefaultMaxElapsed
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = DefaultMaxWait
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	cfg.HTTP = cmp.Or(cfg.HTTP, defaultHTTP())
+	cfg.UserAgent = cmp.Or(cfg.UserAgent, defaultUserAgent())
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleepCtx
+	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	return &Client{cfg: cfg, buckets: map[string]*bucket{}}
+}
+
+// defaultHTTP is shared by every Client so connections to a vendor are pooled. net/http never
+// re-sends a request on its own except on a reused connection that failed before any answer,
+// and only for requests it deems replayable (see Request.NoRetry and send).
+var defaultHTTP = sync.OnceValue(func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 32
+	return &http.Client{Timeout: DefaultTimeout, Transport: t}
+})
+
+var defaultUserAgent = sync.OnceValue(func() string {
+	v := "dev"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	return "leadsync/" + v
+})
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Do sends req, with proactive limiting per Bucket, retries with backoff on 429 / 5xx / 408 /
+// network errors / truncated bodies (honouring Retry-After in seconds or HTTP-date, then
+// Wait429, capped by MaxWait, bounded by MaxAttempts and MaxElapsed), and on AuthFailed:
+// Auth.Invalidate(tok), a fresh token, one retry (once per Do). It returns the response for
+// 2xx; otherwise an *Error.
+func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
+	return c.do(ctx, &req, nil)
+}
+
+// JSON is Do plus decoding into out (nil out: only validated). A body that is not valid JSON
+// is retried like a truncated response (bounded), then fails with an *Error whose Message
+// says "malformed JSON at offset N". A 204 is not decoded.
+func (c *Client) JSON(ctx context.Context, req Request, out any) error {
+	decode := func(b []byte) error {
+		if out == nil {
+			if !json.Valid(b) {
+				// Unmarshal into a throwaway to learn the offset.
+				var v any
+				return json.Unmarshal(b, &v)
+			}
+			return nil
+		}
+		return json.Unmarshal(b, out)
+	}
+	_, err := c.do(ctx, &req, decode)
+	return err
+}
+
+// call is the state of one Do.
+type call struct {
+	c        *Client
+	req      *Request
+	url      string
+	method   string
+	endpoint string
+	b        *bucket
+	stats    *Stats
+	start    time.Time
+	attempts int
+	tok      *oauth2.Token
+	authDone bool
+	bo       *backoff.ExponentialBackOff
+	u        *url.URL
+	tokens   []string // every access token sent, to scrub from messages
+}
+
+// outcome is what one attempt produced.
+type outcome struct {
+	status int
+	header http.Header
+	body   []byte
+	tooBig bool
+	netErr error // transport failure or body cut short
+}
+
+func (c *Client) do(ctx context.Context, req *Request, decode func([]byte) error) (*Response, error) {
+	cl := &call{
+		c:      c,
+		req:    req,
+		method: cmp.Or(req.Method, http.MethodGet),
+		stats:  StatsFrom(ctx),
+		start:  c.cfg.Clock(),
+	}
+	u, err := c.target(req)
+	cl.endpoint = req.Endpoint
+	if cl.endpoint == "" {
+		p, _, _ := strings.Cut(req.Path, "?")
+		if u != nil {
+			p = u.Path
+		}
+		cl.endpoint = strings.TrimPrefix(p, "/")
+	}
+	if err != nil {
+		return nil, cl.fail(0, "invalid URL", err)
+	}
+	cl.url = u.String()
+	cl.u = u
+	cl.b = c.bucket(req.Bucket)
+
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, cl.cancelled(err, nil)
+		}
+		if req.Auth != nil && cl.tok == nil {
+			tok, err := req.Auth.Token(ctx)
+			if err != nil {
+				return nil, cl.fail(0, "get token", err)
+			}
+			cl.tok = tok
+			cl.tokens = append(cl.tokens, tok.AccessToken)
+		}
+		if err := c.gate(ctx, cl.b); err != nil {
+			return nil, cl.cancelled(err, nil)
+		}
+		cl.attempts++
+		o := cl.send(ctx)
+		if o.netErr != nil && ctx.Err() != nil {
+			return nil, cl.cancelled(ctx.Err(), nil)
+		}
+
+		var (
+			reason string
+			wait   time.Duration = -1 // -1: exponential backoff
+			last   *Error
+		)
+		switch {
+		case o.netErr != nil:
+			reason, last = "network", cl.fail(0, "network error", o.netErr)
+			last.network = true
+		case o.status >= 200 && o.status < 300:
+			if o.tooBig {
+				return nil, cl.fail(o.status, fmt.Sprintf("response body exceeds %d bytes", c.cfg.MaxBody), nil)
+			}
+			resp := &Response{Status: o.status, Header: o.header, Body: o.body, Attempts: cl.attempts}
+			if decode == nil || o.status == http.StatusNoContent {
+				return resp, nil
+			}
+			err := decode(o.body)
+			if err == nil {
+				return resp, nil
+			}
+			var se *json.SyntaxError
+			if !errors.As(err, &se) {
+				// A well-formed body of the wrong shape will not improve with retries.
+				return nil, cl.fail(o.status, decodeMessage(err), err)
+			}
+			reason, last = "decode", cl.fail(o.status, fmt.Sprintf("malformed JSON at offset %d", se.Offset), err)
+		case req.Auth != nil && c.authFailed(o.status, o.body):
+			last = cl.fail(o.status, cl.message(o.body), nil)
+			if cl.authDone {
+				return nil, last
+			}
+			cl.authDone = true
+			req.Auth.Invalidate(cl.tok)
+			cl.tok = nil
+			reason, wait = "auth", 0
+		case o.status == http.StatusTooManyRequests:
+			if cl.stats != nil {
+				cl.stats.Throttled.Add(1)
+			}
+			reason, last = "429", cl.fail(o.status, cl.message(o.body), nil)
+			now := c.cfg.Clock()
+			if d, ok := ParseRetryAfter(o.header.Get("Retry-After"), now); ok {
+				wait = d
+			} else if c.cfg.Wait429 != nil {
+				if d := c.cfg.Wait429(o.header, now); d > 0 {
+					wait = d
+				}
+			}
+		case o.status == http.StatusRequestTimeout || o.status >= 500:
+			reason, last = "5xx", cl.fail(o.status, cl.message(o.body), nil)
+			if d, ok := ParseRetryAfter(o.header.Get("Retry-After"), c.cfg.Clock()); ok {
+				wait = d
+			}
+		default:
+			return nil, cl.fail(o.status, cl.message(o.body), nil)
+		}
+
+		if wait < 0 {
+			wait = cl.backoff()
+		}
+		wait = min(wait, c.cfg.MaxWait)
+		now := c.cfg.Clock()
+		if reason == "429" {
+			// Hold the whole bucket, so concurrent callers don't hammer a throttled vendor
+			// (even when this call gives up).
+			cl.b.hold(now.Add(wait))
+		}
+		if req.NoRetry || cl.attempts >= c.cfg.MaxAttempts || now.Sub(cl.start)+wait > c.cfg.MaxElapsed {
+			return nil, last
+		}
+		if cl.stats != nil {
+			cl.stats.Retries.Add(1)
+		}
+		if c.cfg.Observer != nil {
+			c.cfg.Observer.Retry(c.cfg.Vendor, cl.endpoint, reason)
+		}
+		c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "httpx: retrying",
+			slog.String("vendor", c.cfg.Vendor), slog.String("endpoint", cl.endpoint),
+			slog.Int("status", last.Status), slog.Int("attempt", cl.attempts),
+			slog.String("reason", reason), slog.Duration("wait", wait))
+		if wait > 0 {
+			if err := c.cfg.Sleep(ctx, wait); err != nil {
+				return nil, cl.cancelled(err, last)
+			}
+		}
+	}
+}
+
+// send makes one HTTP attempt and reads the body within MaxBody.
+func (cl *call) send(ctx context.Context) outcome {
+	c, req := cl.c, cl.req
+	var body io.Reader
+	if req.Body != nil {
+		body = bytes.NewReader(req.Body)
+	}
+	hr, err := http.NewRequestWithContext(ctx, cl.method, cl.url, body)
+	if err != nil {
+		return outcome{netErr: stripURL(err)}
+	}
+	if req.NoRetry {
+		// GetBody is how net/http rewinds a body to re-send it (on a reused connection that
+		// failed, or on a 307/308). Without it a request with a body is never re-sent behind
+		// our back: a token request goes out exactly once.
+		hr.GetBody = nil
+	}
+	for k, vs := range req.Header {
+		hr.Header[k] = append([]string(nil), vs...)
+	}
+	if hr.Header.Get("User-Agent") == "" {
+		hr.Header.Set("User-Agent", c.cfg.UserAgent)
+	}
+	if hr.Header.Get("Accept") == "" {
+		hr.Header.Set("Accept", "application/json")
+	}
+	if req.ContentType != "" {
+		hr.Header.Set("Content-Type", req.ContentType)
+	}
+	if cl.tok != nil {
+		hr.Header.Set("Authorization", "Bearer "+cl.tok.AccessToken)
+	}
+
+	t0 := c.cfg.Clock()
+	resp, err := c.cfg.HTTP.Do(hr)
+	if cl.stats != nil {
+		cl.stats.Requests.Add(1)
+	}
+	if err != nil {
+		cl.observe(0, t0)
+		return outcome{netErr: stripURL(err)}
+	}
+	defer resp.Body.Close()
+	if c.cfg.Tune != nil {
+		c.cfg.Tune(req.Bucket, resp.Header, cl.b.lim)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBody+1))
+	if err != nil {
+		// io.ErrUnexpectedEOF (shorter than Content-Length) or a reset mid-body.
+		cl.observe(0, t0)
+		return outcome{status: resp.StatusCode, netErr: fmt.Errorf("read body: %w", err)}
+	}
+	cl.observe(resp.StatusCode, t0)
+	o := outcome{status: resp.StatusCode, header: resp.Header, body: b}
+	if int64(len(b)) > c.cfg.MaxBody {
+		o.tooBig, o.body = true, b[:c.cfg.MaxBody]
+	}
+	return o
+}
+
+func (cl *call) observe(status int, t0 time.Time) {
+	if o := cl.c.cfg.Observer; o != nil {
+		o.Request(cl.c.cfg.Vendor, cl.endpoint, status, cl.c.cfg.Clock().Sub(t0))
+	}
+}
+
+func (cl *call) backoff() time.Duration {
+	if cl.bo == nil {
+		cl.bo = backoff.NewExponentialBackOff(
+			backoff.WithMaxInterval(cl.c.cfg.MaxWait),
+			backoff.WithMaxElapsedTime(0), // we bound elapsed time ourselves, on Config.Clock
+		)
+	}
+	return cl.bo.NextBackOff()
+}
+
+func (cl *call) fail(status int, msg string, err error) *Error {
+	return &Error{
+		Vendor: cl.c.cfg.Vendor, Endpoint: cl.endpoint, Method: cl.method,
+		Status: status, Message: msg, Attempts: cl.attempts, Err: err,
+	}
+}
+
+// cancelled is the error for a ctx that ended; last (if any) says what we were waiting on.
+func (cl *call) cancelled(err error, last *Error) *Error {
+	msg := ""
+	if last != nil {
+		what := "network error"
+		if last.Status != 0 {
+			what = fmt.Sprint(last.Status)
+		}
+		msg = "gave up waiting to retry after " + what
+	}
+	return cl.fail(0, msg, err)
+}
+
+func (c *Client) authFailed(status int, body []byte) bool {
+	if c.cfg.AuthFailed != nil {
+		return c.cfg.AuthFailed(status, body)
+	}
+	return status == http.StatusUnauthorized
+}
+
+// message is the vendor's message in body, safe for an error string. The secrets to scrub
+// are gathered only here, off the success path.
+func (cl *call) message(body []byte) string {
+	var m string
+	if f := cl.c.cfg.Message; f != nil {
+		m = f(body)
+	} else {
+		m = DefaultMessage(body)
+	}
+	return clean(m, secretsOf(cl.req, cl.u, cl.tokens))
+}
+
+// target resolves req's URL against BaseURL and merges its Query.
+func (c *Client) target(req *Request) (*url.URL, error) {
+	raw := req.Path
+	if l := strings.ToLower(raw); !strings.HasPrefix(l, "http://") && !strings.HasPrefix(l, "https://") {
+		raw = strings.TrimRight(c.cfg.BaseURL, "/") + "/" + strings.TrimLeft(raw, "/")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, stripURL(err)
+	}
+	if u.Scheme == "" || u.Host == "" {
+		return u, errors.New("no scheme or host (is BaseURL set?)")
+	}
+	if len(req.Query) > 0 {
+		q := u.Query()
+		for k, vs := range req.Query {
+			q[k] = vs
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u, nil
+}
+
+// stripURL drops the *url.Error layer, whose message holds the full URL and so the query
+// string (emails in LocaliQ's identities call).
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+func decodeMessage(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("unexpected JSON at offset %d: %s value for %s", te.Offset, te.Value, te.Type)
+	}
+	return "cannot decode JSON"
+}
