@@ -41,4 +41,4 @@ install:
 	$(GO) install ./cmd/leadsync ./cmd/crmsim
 
 # What CI runs after `make test`.
-ci: fuzz
+ci: fuzz systemd-check

@@ -1,0 +1,350 @@
+// Package config loads leadsync's YAML configuration strictly: an unknown or misspelled key,
+// a value of the wrong type, or an option that cannot work is an error naming the key path
+// and its line, so a typo never silently falls back to a default. Zero values mean the
+// defaults; Parse and Load return a validated configuration with the defaults filled in.
+//
+// Secrets are never written inline: a secret field names a file, an environment variable or
+// a systemd credential, and Secret.Resolve reads it when needed.
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/leadsync/leadsync/sources"
+)
+
+// Defaults. Exported so docs, the CLI and tests can refer to them.
+const (
+	DefaultStateDir        = "./leadsync-state"
+	DefaultSchedule        = "*/15 * * * *"
+	DefaultFullSchedule    = "0 3 * * 0" // Sundays 03:00: a weekly full pass that notices deletions
+	DefaultShutdownTimeout = 60 * time.Second
+	DefaultListen          = "127.0.0.1:9464"
+	DefaultTokenSchema     = "leadsync_tokens"
+	DefaultKeyCredential   = "token-key" // the systemd credential name of the token encryption key
+	GeneratedKeyName       = "token.key" // the key the token store generates in the state directory
+
+	// Off disables an optional address or schedule (http.listen, full_schedule).
+	Off = "off"
+)
+
+// Per-vendor defaults.
+const (
+	DefaultLCAPIVersion  = "v3"
+	LCAPIVersion20210728 = "2021-07-28"
+	DefaultLCPageSize    = 100
+	DefaultLCLookback    = 10 * time.Minute // the contact search index lags writes by seconds
+	DefaultLIQRereadDays = 3               // the vendor's recommendation
+	DefaultLACRMPageSize = 500
+	DefaultLACRMLookback = time.Hour
+)
+
+// DefaultLCScopes are the LeadConnector scopes leadsync needs.
+var DefaultLCScopes = []string{"oauth.readonly", "oauth.write", "contacts.readonly"}
+
+// DefaultConcurrency is how many accounts of one connection sync at once, per vendor.
+var DefaultConcurrency = Concurrency{LeadConnector: 4, LocaliQ: 4, LACRM: 1}
+
+// Config is the whole configuration file.
+type Config struct {
+	// StateDir holds the SQLite databases and the generated token key.
+	// Default: $STATE_DIRECTORY (set by systemd's StateDirectory=), else ./leadsync-state.
+	StateDir   string     `yaml:"state_dir"`
+	Warehouse  Warehouse  `yaml:"warehouse"`
+	TokenStore TokenStore `yaml:"token_store"`
+	// Schedule is the cron spec of incremental runs (robfig/cron standard syntax,
+	// descriptors like "@every 15m" allowed).
+	Schedule string `yaml:"schedule"`
+	// FullSchedule is the cron spec of full passes (which soft-delete vanished leads);
+	// "off" disables them.
+	FullSchedule string      `yaml:"full_schedule"`
+	Concurrency  Concurrency `yaml:"concurrency"`
+	// ShutdownTimeout bounds the soft stop: after it the page in flight is abandoned.
+	ShutdownTimeout Duration     `yaml:"shutdown_timeout"`
+	HTTP            HTTP         `yaml:"http"`
+	Log             Log          `yaml:"log"`
+	Connections     []Connection `yaml:"connections"`
+
+	file  string         // the name given to Parse, for errors
+	lines map[string]int // key path → line, for validation errors
+}
+
+// Warehouse is the leads database.
+type Warehouse struct {
+	// URL is sqlite:///abs/path.db, sqlite://relative.db or postgres://...
+	// Default: sqlite in the state directory (leads.db).
+	URL string `yaml:"url"`
+}
+
+// TokenStore is the encrypted token database, kept apart from the warehouse so analysts
+// never see tokens.
+type TokenStore struct {
+	// URL is sqlite:///abs/path.db or postgres://... Default: sqlite in the state
+	// directory (tokens.db).
+	URL string `yaml:"url"`
+	// Schema is the PostgreSQL schema of the token tables (default leadsync_tokens).
+	Schema string `yaml:"schema"`
+	// KeyFile holds the 32-byte AES-256-GCM key. Default: $CREDENTIALS_DIRECTORY/token-key
+	// when that file exists; else it stays empty, which tells the token store to use (and
+	// create on first use) token.key in the state directory. See KeyPath.
+	KeyFile string `yaml:"key_file"`
+	// KeyAutoCreate is set by the defaults when KeyFile was left empty: the key is the
+	// generated one in the state directory. An explicit key file is never created.
+	KeyAutoCreate bool `yaml:"-"`
+}
+
+// Concurrency is the default number of accounts synced at once per connection, by vendor.
+type Concurrency struct {
+	LeadConnector int `yaml:"leadconnector"`
+	LocaliQ       int `yaml:"localiq"`
+	LACRM         int `yaml:"lacrm"`
+}
+
+// For returns the value for a vendor.
+func (c Concurrency) For(source string) int {
+	switch source {
+	case sources.LeadConnector:
+		return c.LeadConnector
+	case sources.LocaliQ:
+		return c.LocaliQ
+	case sources.LACRM:
+		return c.LACRM
+	}
+	return 0
+}
+
+// HTTP is the metrics and health endpoint.
+type HTTP struct {
+	// Listen is host:port; "off" (or an explicit "") disables the server.
+	Listen string `yaml:"listen"`
+}
+
+// Enabled reports whether the server should run.
+func (h HTTP) Enabled() bool { return h.Listen != "" && h.Listen != Off }
+
+// Log configures log/slog.
+type Log struct {
+	Level  string `yaml:"level"`  // debug | info | warn | error (default info)
+	Format string `yaml:"format"` // auto | text | json (default auto)
+}
+
+// SlogLevel is Level as a slog.Level (info when unset or unknown).
+func (l Log) SlogLevel() slog.Level {
+	switch strings.ToLower(l.Level) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn", "warning":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// Connection is one vendor grant and its options. Vendor options are flat; setting one on
+// another vendor's connection is an error.
+type Connection struct {
+	Name   string `yaml:"name"`   // unique, [a-z0-9_-]; used in commands and the token store
+	Source string `yaml:"source"` // leadconnector | localiq | lacrm
+	// Enabled defaults to true; a disabled connection is kept (and its grant) but not synced.
+	Enabled     *bool  `yaml:"enabled"`
+	Schedule    string `yaml:"schedule"`    // overrides the global schedule
+	Concurrency int    `yaml:"concurrency"` // overrides the vendor default
+
+	ClientID     string `yaml:"client_id"`
+	ClientSecret Secret `yaml:"client_secret"`
+	// Endpoint overrides, for the sandbox (crmsim); empty means the vendor's real URLs.
+	BaseURL     string `yaml:"base_url"`
+	AuthURL     string `yaml:"auth_url"`
+	TokenURL    string `yaml:"token_url"`
+	RedirectURI string `yaml:"redirect_uri"`
+
+	// BackfillStart is where an empty cursor starts (all vendors); zero: the source's default.
+	BackfillStart Date `yaml:"backfill_start"`
+
+	// LeadConnector.
+	APIVersion string   `yaml:"api_version"` // v3 (default) | 2021-07-28
+	CompanyID  string   `yaml:"company_id"`  // default: the companyId of the agency grant
+	AppID      string   `yaml:"app_id"`      // required: the Marketplace app id
+	Scopes     []string `yaml:"scopes"`
+
+	// LeadConnector and LACRM.
+	Lookback Duration `yaml:"lookback"`  // re-read window of each incremental run
+	PageSize int      `yaml:"page_size"` // leads per request
+
+	// LocaliQ.
+	User       string `yaml:"user"`     // the business user's email (identities listing)
+	Username   string `yaml:"username"` // password grant ("direct access")
+	Password   Secret `yaml:"password"`
+	RereadDays int    `yaml:"reread_days"` // days re-read each run (default 3)
+
+	// LACRM.
+	Pipelines []string `yaml:"pipelines"` // pipeline ids or names; empty: all pipelines
+}
+
+// IsEnabled reports whether the connection is synced (default true).
+func (c *Connection) IsEnabled() bool { return c.Enabled == nil || *c.Enabled }
+
+// Connection returns the named connection, or nil.
+func (c *Config) Connection(name string) *Connection {
+	for i := range c.Connections {
+		if c.Connections[i].Name == name {
+			return &c.Connections[i]
+		}
+	}
+	return nil
+}
+
+// File is the name the configuration was parsed from.
+func (c *Config) File() string { return c.file }
+
+// Load reads, decodes, validates and completes a configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("read: %v", unwrapPathError(err))}
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes, validates and completes a configuration; name is used in errors. Errors
+// are a *Error, or Errors when there are several (errors.As finds the first *Error).
+func Parse(data []byte, name string) (*Config, error) {
+	c, err := decodeConfig(data, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c.WithDefaults(), nil
+}
+
+// Defaults is a configuration with every default and no connections.
+func Defaults() *Config { return (&Config{}).WithDefaults() }
+
+// WithDefaults returns a copy with every zero value replaced by its default, read from the
+// environment where the default depends on it ($STATE_DIRECTORY, $CREDENTIALS_DIRECTORY).
+// It is idempotent.
+func (c *Config) WithDefaults() *Config { return c.withDefaults(os.Getenv) }
+
+func (c *Config) withDefaults(getenv func(string) string) *Config {
+	d := *c
+	d.Connections = make([]Connection, len(c.Connections))
+	copy(d.Connections, c.Connections)
+
+	stateDir := getenv("STATE_DIRECTORY")
+	if i := strings.IndexByte(stateDir, ':'); i >= 0 { // several StateDirectory= entries
+		stateDir = stateDir[:i]
+	}
+	d.StateDir = cmp.Or(d.StateDir, stateDir, DefaultStateDir)
+	if abs, err := filepath.Abs(d.StateDir); err == nil {
+		d.StateDir = abs
+	}
+	d.Warehouse.URL = cmp.Or(d.Warehouse.URL, "sqlite://"+filepath.Join(d.StateDir, "leads.db"))
+	d.TokenStore.URL = cmp.Or(d.TokenStore.URL, "sqlite://"+filepath.Join(d.StateDir, "tokens.db"))
+	if dialect, _, _ := SplitURL(d.TokenStore.URL); dialect == DialectPostgres {
+		d.TokenStore.Schema = cmp.Or(d.TokenStore.Schema, DefaultTokenSchema)
+	}
+	if d.TokenStore.KeyFile == "" {
+		d.TokenStore.KeyFile, d.TokenStore.KeyAutoCreate = defaultKeyFile(getenv)
+	}
+	d.Schedule = cmp.Or(d.Schedule, DefaultSchedule)
+	d.FullSchedule = cmp.Or(d.FullSchedule, DefaultFullSchedule)
+	d.Concurrency.LeadConnector = cmp.Or(d.Concurrency.LeadConnector, DefaultConcurrency.LeadConnector)
+	d.Concurrency.LocaliQ = cmp.Or(d.Concurrency.LocaliQ, DefaultConcurrency.LocaliQ)
+	d.Concurrency.LACRM = cmp.Or(d.Concurrency.LACRM, DefaultConcurrency.LACRM)
+	d.ShutdownTimeout = cmp.Or(d.ShutdownTimeout, Duration(DefaultShutdownTimeout))
+	_, listenSet := c.lines["http.listen"]
+	switch {
+	case d.HTTP.Listen == "" && listenSet: // an explicit `listen: ""` disables
+		d.HTTP.Listen = Off
+	case d.HTTP.Listen == "":
+		d.HTTP.Listen = DefaultListen
+	}
+	d.Log.Level = strings.ToLower(cmp.Or(d.Log.Level, "info"))
+	d.Log.Format = strings.ToLower(cmp.Or(d.Log.Format, "auto"))
+
+	for i := range d.Connections {
+		conn := &d.Connections[i]
+		if conn.Enabled == nil {
+			t := true
+			conn.Enabled = &t
+		}
+		conn.Schedule = cmp.Or(conn.Schedule, d.Schedule)
+		conn.Concurrency = cmp.Or(conn.Concurrency, d.Concurrency.For(conn.Source), 1)
+		conn.ClientSecret.setField(fmt.Sprintf("connections[%d].client_secret", i), 0)
+		conn.Password.setField(fmt.Sprintf("connections[%d].password", i), 0)
+		switch conn.Source {
+		case sources.LeadConnector:
+			conn.APIVersion = cmp.Or(conn.APIVersion, DefaultLCAPIVersion)
+			conn.PageSize = cmp.Or(conn.PageSize, DefaultLCPageSize)
+			conn.Lookback = cmp.Or(conn.Lookback, Duration(DefaultLCLookback))
+			if len(conn.Scopes) == 0 {
+				conn.Scopes = append([]string(nil), DefaultLCScopes...)
+			}
+		case sources.LocaliQ:
+			conn.RereadDays = cmp.Or(conn.RereadDays, DefaultLIQRereadDays)
+		case sources.LACRM:
+			conn.PageSize = cmp.Or(conn.PageSize, DefaultLACRMPageSize)
+			conn.Lookback = cmp.Or(conn.Lookback, Duration(DefaultLACRMLookback))
+		}
+	}
+	return &d
+}
+
+// defaultKeyFile prefers a systemd credential. Without one it leaves the path empty: the
+// token store then generates GeneratedKeyName in the state directory (store.LoadKey).
+func defaultKeyFile(getenv func(string) string) (path string, autoCreate bool) {
+	if dir := getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+		p := filepath.Join(dir, DefaultKeyCredential)
+		if _, err := os.Stat(p); err == nil {
+			return p, false
+		}
+	}
+	return "", true
+}
+
+// KeyPath is where the token key is read from: KeyFile, or the generated key in the state
+// directory (for messages and `config check`).
+func (c *Config) KeyPath() string {
+	if c.TokenStore.KeyFile != "" {
+		return c.TokenStore.KeyFile
+	}
+	return filepath.Join(c.StateDir, GeneratedKeyName)
+}
+
+// Database dialects returned by SplitURL.
+const (
+	DialectSQLite   = "sqlite"
+	DialectPostgres = "postgres"
+)
+
+// SplitURL splits a database URL into its dialect and the DSN its driver takes: for SQLite
+// the file path (with any ?query kept), for PostgreSQL the URL itself.
+func SplitURL(u string) (dialect, dsn string, err error) {
+	switch {
+	case strings.HasPrefix(u, "sqlite://"):
+		dsn = strings.TrimPrefix(u, "sqlite://")
+		if dsn == "" || strings.HasPrefix(dsn, "?") {
+			return "", "", fmt.Errorf("sqlite URL has no file path (want sqlite:///path/to/file.db)")
+		}
+		return DialectSQLite, dsn, nil
+	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
+		return DialectPostgres, u, nil
+	}
+	return "", "", fmt.Errorf("unsupported database URL scheme (want sqlite:///path/to/file.db or postgres://user@host/db)")
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,272 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The file is parsed into a yaml.Node tree and decoded by walking it, rather than with
+// yaml.Decoder.KnownFields: that way every error carries the full key path and its line,
+// duplicate keys are caught, and all problems are reported at once.
+
+// scalarDecoder is implemented by types written as one YAML scalar (Duration, Date).
+type scalarDecoder interface {
+	decodeScalar(value string) error
+}
+
+// inlineRejecter is implemented by mapping types that must not be written as a scalar
+// (Secret): the message explains what to write instead.
+type inlineRejecter interface {
+	inlineError() string
+}
+
+// fieldSetter lets a decoded value remember where it came from (Secret, for Resolve errors).
+type fieldSetter interface {
+	setField(path string, line int)
+}
+
+type decoder struct {
+	file  string
+	errs  []*Error
+	lines map[string]int
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func decodeConfig(data []byte, name string) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		e := &Error{File: name, Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+			e.Line, _ = strconv.Atoi(m[1])
+			e.Msg = m[2]
+		}
+		return nil, e
+	}
+	d := &decoder{file: name, lines: map[string]int{}}
+	c := &Config{}
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		d.decode(root.Content[0], reflect.ValueOf(c).Elem(), "")
+	}
+	if err := asError(d.errs); err != nil {
+		return nil, err
+	}
+	c.file = name
+	c.lines = d.lines
+	return c, nil
+}
+
+func (d *decoder) fail(path string, n *yaml.Node, format string, args ...any) {
+	d.errs = append(d.errs, &Error{File: d.file, Field: path, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if path != "" {
+		if _, ok := d.lines[path]; !ok {
+			d.lines[path] = n.Line
+		}
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // `key:` with no value keeps the default
+	}
+	if v.CanAddr() {
+		switch p := v.Addr().Interface().(type) {
+		case scalarDecoder:
+			if n.Kind != yaml.ScalarNode {
+				d.fail(path, n, "expected a single value, got %s", kindName(n))
+				return
+			}
+			if err := p.decodeScalar(n.Value); err != nil {
+				d.fail(path, n, "%v", err)
+			}
+			return
+		case inlineRejecter:
+			if n.Kind == yaml.ScalarNode {
+				d.fail(path, n, "%s", p.inlineError())
+				return
+			}
+		}
+	}
+
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.decode(n, v.Elem(), path)
+	case reflect.Struct:
+		d.decodeStruct(n, v, path)
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			d.fail(path, n, "expected a list, got %s", kindName(n))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			d.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode {
+			d.fail(path, n, "expected a string, got %s", kindName(n))
+			return
+		}
+		v.SetString(n.Value)
+	case reflect.Int, reflect.Int64:
+		i, err := strconv.ParseInt(n.Value, 0, 64)
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || err != nil {
+			d.fail(path, n, "expected a whole number, got %s", describe(n))
+			return
+		}
+		v.SetInt(i)
+	case reflect.Bool:
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
+			d.fail(path, n, "expected true or false, got %s", describe(n))
+			return
+		}
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			d.fail(path, n, "expected true or false, got %s", describe(n))
+			return
+		}
+		v.SetBool(b)
+	default:
+		panic(fmt.Sprintf("config: no decoder for %s", v.Type())) // a programming error in this package
+	}
+}
+
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.fail(path, n, "expected a mapping (key: value lines), got %s", describe(n))
+		return
+	}
+	fields := yamlFields(v.Type())
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		if k.Value == "<<" && k.Tag == "!!merge" {
+			d.merge(val, v, path)
+			continue
+		}
+		key := join(path, k.Value)
+		if first, dup := seen[k.Value]; dup {
+			d.fail(key, k, "duplicate key (first set on line %d)", first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		idx, ok := fields[k.Value]
+		if !ok {
+			msg := "unknown field"
+			if s := suggest(k.Value, fields); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			d.fail(key, k, "%s", msg)
+			continue
+		}
+		d.lines[key] = k.Line
+		d.decode(val, v.Field(idx), key)
+	}
+	if fs, ok := v.Addr().Interface().(fieldSetter); ok {
+		fs.setField(path, n.Line)
+	}
+}
+
+// merge applies a YAML merge key (`<<: *defaults`): the merged mappings are decoded first,
+// so the keys written next to `<<` win.
+func (d *decoder) merge(n *yaml.Node, v reflect.Value, path string) {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		d.decodeStruct(n, v, path)
+	case yaml.SequenceNode:
+		for i := len(n.Content) - 1; i >= 0; i-- {
+			d.merge(n.Content[i], v, path)
+		}
+	default:
+		d.fail(path, n, "a merge key (<<) needs a mapping or a list of mappings, got %s", describe(n))
+	}
+}
+
+func yamlFields(t reflect.Type) map[string]int {
+	m := map[string]int{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !f.IsExported() || name == "-" || name == "" {
+			continue
+		}
+		m[name] = i
+	}
+	return m
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return "a single value"
+}
+
+// describe names a node for an error: scalars are quoted (config values here are never
+// secrets: secrets can only be references, and an inline one is rejected before this).
+func describe(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode {
+		v := n.Value
+		if len(v) > 40 {
+			v = v[:40] + "..."
+		}
+		return strconv.Quote(v)
+	}
+	return kindName(n)
+}
+
+// suggest returns the known key closest to a misspelled one, if it is close.
+func suggest(key string, fields map[string]int) string {
+	best, bestD := "", 3 // farther than 2 edits is not a typo
+	for f := range fields {
+		if dist := editDistance(key, f); dist < bestD || (dist == bestD && best != "" && f < best) {
+			best, bestD = f, dist
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

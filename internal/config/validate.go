@@ -1,0 +1,300 @@
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/leadsync/leadsync/sources"
+)
+
+const maxConcurrency = 64
+
+var (
+	nameRE       = regexp.MustCompile(`^[a-z0-9_-]+$`)
+	identifierRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+	knownSources = []string{sources.LeadConnector, sources.LocaliQ, sources.LACRM}
+)
+
+// vendorOptions says which vendor each vendor-specific option belongs to, so that an option
+// on the wrong connection is an error rather than silently ignored.
+var vendorOptions = []struct {
+	key     string
+	vendors []string
+	set     func(*Connection) bool
+}{
+	{"api_version", []string{sources.LeadConnector}, func(c *Connection) bool { return c.APIVersion != "" }},
+	{"company_id", []string{sources.LeadConnector}, func(c *Connection) bool { return c.CompanyID != "" }},
+	{"app_id", []string{sources.LeadConnector}, func(c *Connection) bool { return c.AppID != "" }},
+	{"scopes", []string{sources.LeadConnector}, func(c *Connection) bool { return len(c.Scopes) > 0 }},
+	{"lookback", []string{sources.LeadConnector, sources.LACRM}, func(c *Connection) bool { return c.Lookback != 0 }},
+	{"page_size", []string{sources.LeadConnector, sources.LACRM}, func(c *Connection) bool { return c.PageSize != 0 }},
+	{"user", []string{sources.LocaliQ}, func(c *Connection) bool { return c.User != "" }},
+	{"username", []string{sources.LocaliQ}, func(c *Connection) bool { return c.Username != "" }},
+	{"password", []string{sources.LocaliQ}, func(c *Connection) bool { return !c.Password.IsZero() }},
+	{"reread_days", []string{sources.LocaliQ}, func(c *Connection) bool { return c.RereadDays != 0 }},
+	{"pipelines", []string{sources.LACRM}, func(c *Connection) bool { return len(c.Pipelines) > 0 }},
+}
+
+type validator struct {
+	c    *Config
+	errs []*Error
+}
+
+func (v *validator) fail(field, format string, args ...any) {
+	v.errs = append(v.errs, &Error{File: v.c.file, Field: field, Line: v.c.line(field), Msg: fmt.Sprintf(format, args...)})
+}
+
+// line is the line of a key path, or of its nearest parent present in the file.
+func (c *Config) line(path string) int {
+	for path != "" {
+		if l, ok := c.lines[path]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0
+}
+
+// Validate checks everything a user can get wrong that decoding alone does not catch. Zero
+// values are valid (they mean the defaults), so it works before and after WithDefaults.
+// The error is a *Error or Errors.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+	v.database("warehouse.url", c.Warehouse.URL)
+	v.database("token_store.url", c.TokenStore.URL)
+	v.tokenStore()
+	v.schedule("schedule", c.Schedule, false)
+	v.schedule("full_schedule", c.FullSchedule, true)
+	v.count("concurrency.leadconnector", c.Concurrency.LeadConnector, maxConcurrency)
+	v.count("concurrency.localiq", c.Concurrency.LocaliQ, maxConcurrency)
+	v.count("concurrency.lacrm", c.Concurrency.LACRM, maxConcurrency)
+	if d := c.ShutdownTimeout.D(); d < 0 || d > time.Hour {
+		v.fail("shutdown_timeout", "must be between 1s and 1h, got %s", d)
+	}
+	v.listen()
+	v.oneOf("log.level", strings.ToLower(c.Log.Level), "debug", "info", "warn", "error")
+	v.oneOf("log.format", strings.ToLower(c.Log.Format), "auto", "text", "json")
+
+	names := map[string]string{}
+	for i := range c.Connections {
+		v.connection(i, &c.Connections[i], names)
+	}
+	slices.SortStableFunc(v.errs, func(a, b *Error) int { return a.Line - b.Line })
+	return asError(v.errs)
+}
+
+func (v *validator) database(field, u string) {
+	if u == "" {
+		return
+	}
+	dialect, _, err := SplitURL(u)
+	if err != nil {
+		v.fail(field, "%v", err)
+		return
+	}
+	if dialect == DialectPostgres {
+		if _, err := url.Parse(u); err != nil {
+			v.fail(field, "not a valid PostgreSQL URL (want postgres://user@host:5432/db?sslmode=verify-full)")
+		}
+	}
+}
+
+func (v *validator) tokenStore() {
+	ts := v.c.TokenStore
+	dialect, dsn, _ := SplitURL(ts.URL)
+	if ts.Schema != "" {
+		if ts.URL != "" && dialect != DialectPostgres {
+			v.fail("token_store.schema", "only applies to a PostgreSQL token store")
+		} else if !identifierRE.MatchString(ts.Schema) {
+			v.fail("token_store.schema", "%q is not a plain schema name (lowercase letters, digits, _)", ts.Schema)
+		}
+	}
+	// Analysts get the warehouse; the tokens must not be in the same SQLite file.
+	whDialect, whDSN, _ := SplitURL(v.c.Warehouse.URL)
+	if dialect == DialectSQLite && whDialect == DialectSQLite && dsn == whDSN {
+		v.fail("token_store.url", "must not be the warehouse database: analysts who can read the warehouse must not see tokens")
+	}
+}
+
+func (v *validator) schedule(field, spec string, offOK bool) {
+	if spec == "" || (offOK && spec == Off) {
+		return
+	}
+	if _, err := cron.ParseStandard(spec); err != nil {
+		v.fail(field, "invalid cron spec %q: %v (examples: \"*/15 * * * *\", \"@every 15m\", \"@hourly\")", spec, err)
+	}
+}
+
+func (v *validator) count(field string, n, max int) {
+	if n < 0 || n > max {
+		v.fail(field, "must be between 1 and %d, got %d", max, n)
+	}
+}
+
+func (v *validator) oneOf(field, value string, allowed ...string) {
+	if value != "" && !slices.Contains(allowed, value) {
+		v.fail(field, "must be one of %s, got %q", strings.Join(allowed, ", "), value)
+	}
+}
+
+func (v *validator) listen() {
+	l := v.c.HTTP.Listen
+	if l == "" || l == Off {
+		return
+	}
+	_, port, err := net.SplitHostPort(l)
+	if err != nil {
+		v.fail("http.listen", "want host:port (e.g. 127.0.0.1:9464) or \"off\", got %q", l)
+		return
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		v.fail("http.listen", "bad port %q", port)
+	}
+}
+
+func (v *validator) connection(i int, conn *Connection, names map[string]string) {
+	p := fmt.Sprintf("connections[%d]", i)
+	f := func(key string) string { return p + "." + key }
+
+	switch {
+	case conn.Name == "":
+		v.fail(f("name"), "required: a short unique name, used in commands like `leadsync auth login <name>`")
+	case len(conn.Name) > 64 || !nameRE.MatchString(conn.Name):
+		v.fail(f("name"), "%q: use lowercase letters, digits, - and _ (at most 64)", conn.Name)
+	default:
+		if first, dup := names[conn.Name]; dup {
+			v.fail(f("name"), "duplicate connection name %q (also %s)", conn.Name, first)
+		}
+		names[conn.Name] = p
+	}
+
+	known := slices.Contains(knownSources, conn.Source)
+	switch {
+	case conn.Source == "":
+		v.fail(f("source"), "required: one of %s", strings.Join(knownSources, ", "))
+	case !known:
+		v.fail(f("source"), "unknown source %q: want one of %s", conn.Source, strings.Join(knownSources, ", "))
+	}
+
+	v.schedule(f("schedule"), conn.Schedule, false)
+	v.count(f("concurrency"), conn.Concurrency, maxConcurrency)
+	if conn.ClientID == "" {
+		v.fail(f("client_id"), "required: the OAuth client id of the app registered with %s", cmp.Or(conn.Source, "the vendor"))
+	}
+	v.secret(f("client_secret"), conn.ClientSecret, true)
+	for _, u := range []struct {
+		key, value string
+	}{{"base_url", conn.BaseURL}, {"auth_url", conn.AuthURL}, {"token_url", conn.TokenURL}, {"redirect_uri", conn.RedirectURI}} {
+		v.url(f(u.key), u.value)
+	}
+	if !conn.BackfillStart.IsZero() && conn.BackfillStart.After(time.Now()) {
+		v.fail(f("backfill_start"), "%s is in the future", conn.BackfillStart)
+	}
+	if !known {
+		return
+	}
+
+	for _, o := range vendorOptions {
+		if o.set(conn) && !slices.Contains(o.vendors, conn.Source) {
+			v.fail(f(o.key), "is a %s option; this connection's source is %s", strings.Join(o.vendors, "/"), conn.Source)
+		}
+	}
+	switch conn.Source {
+	case sources.LeadConnector:
+		v.oneOf(f("api_version"), conn.APIVersion, DefaultLCAPIVersion, LCAPIVersion20210728)
+		if conn.AppID == "" {
+			v.fail(f("app_id"), "required for leadconnector: the Marketplace app id (listing installed locations needs it)")
+		}
+		v.count(f("page_size"), conn.PageSize, 100)
+		v.lookback(f("lookback"), conn.Lookback)
+		for j, s := range conn.Scopes {
+			if strings.TrimSpace(s) == "" || strings.ContainsAny(s, " \t") {
+				v.fail(fmt.Sprintf("%s[%d]", f("scopes"), j), "%q is not a scope (one scope per list item)", s)
+			}
+		}
+	case sources.LocaliQ:
+		if conn.User == "" {
+			v.fail(f("user"), "required for localiq: the business user's email (lists the advertisers)")
+		} else if !strings.Contains(conn.User, "@") {
+			v.fail(f("user"), "%q is not an email address", conn.User)
+		}
+		if conn.Username != "" && conn.Password.IsZero() {
+			v.fail(f("password"), "required with username (the password grant needs both)")
+		}
+		if conn.Username == "" && !conn.Password.IsZero() {
+			v.fail(f("username"), "required with password (the password grant needs both)")
+		}
+		v.secret(f("password"), conn.Password, false)
+		v.count(f("reread_days"), conn.RereadDays, 31)
+	case sources.LACRM:
+		v.count(f("page_size"), conn.PageSize, 10000)
+		v.lookback(f("lookback"), conn.Lookback)
+		for j, s := range conn.Pipelines {
+			if strings.TrimSpace(s) == "" {
+				v.fail(fmt.Sprintf("%s[%d]", f("pipelines"), j), "empty pipeline")
+			}
+		}
+	}
+}
+
+func (v *validator) secret(field string, s Secret, required bool) {
+	n := 0
+	for _, set := range []bool{s.File != "", s.Env != "", s.Credential != ""} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n == 0 && required:
+		v.fail(field, "required: write {file: /path}, {env: VARIABLE} or {credential: name}")
+	case n > 1:
+		v.fail(field, "set exactly one of file, env, credential")
+	case s.Credential != "" && (strings.ContainsAny(s.Credential, "/\\") || s.Credential == "." || s.Credential == ".."):
+		v.fail(field+".credential", "%q is not a credential name (a file name, no /)", s.Credential)
+	case s.Env != "" && strings.ContainsAny(s.Env, "= \t"):
+		v.fail(field+".env", "%q is not an environment variable name", s.Env)
+	}
+}
+
+func (v *validator) lookback(field string, d Duration) {
+	if d < 0 || d.D() > 30*24*time.Hour {
+		v.fail(field, "must be between 0s and 720h, got %s", d)
+	}
+}
+
+// url accepts https URLs, and http only on loopback (the sandbox, and OAuth loopback
+// redirects): a client secret or token must never cross a network in clear text.
+func (v *validator) url(field, raw string) {
+	if raw == "" {
+		return
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		v.fail(field, "%q is not an absolute http(s) URL", raw)
+		return
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		v.fail(field, "%q: plain http is only allowed for loopback addresses (the sandbox); use https", raw)
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

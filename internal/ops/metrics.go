@@ -1,0 +1,348 @@
+// Package ops is the daemon's operational surface: Prometheus metrics, the /metrics,
+// /healthz and /readyz endpoint, and systemd notifications (readiness, status, watchdog).
+package ops
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/oauth2"
+
+	"github.com/leadsync/leadsync/sources"
+)
+
+// Account sync outcomes (the outcome label).
+const (
+	OutcomeOK         = "ok"
+	OutcomeFailed     = "failed"
+	OutcomeRestricted = "restricted" // a 403 (HIPAA or forbidden): expected, not a failure
+)
+
+// Token refresh results (the result label).
+const (
+	RefreshOK           = "ok"
+	RefreshFailed       = "failed"        // transient: network, 5xx, "Location is not active"
+	RefreshInvalidGrant = "invalid_grant" // terminal: the grant needs `leadsync auth login`
+)
+
+// Metrics holds every leadsync metric on its own registry. Labels carry vendor, connection,
+// endpoint and account ids only: never lead data or tokens. All methods are safe for
+// concurrent use, and are no-ops on a nil *Metrics (handy in tests of other packages).
+type Metrics struct {
+	// Registry holds the leadsync metrics plus the Go runtime and process collectors.
+	Registry *prometheus.Registry
+
+	runs            *prometheus.CounterVec
+	runsInProgress  *prometheus.GaugeVec
+	runDuration     *prometheus.HistogramVec
+	runLastFinished *prometheus.GaugeVec
+	leadsWritten    *prometheus.CounterVec
+	accountsSynced  *prometheus.CounterVec
+	accountDuration *prometheus.HistogramVec
+	requests        *prometheus.CounterVec
+	requestDuration *prometheus.HistogramVec
+	throttled       *prometheus.CounterVec
+	retries         *prometheus.CounterVec
+	refreshes       *prometheus.CounterVec
+	needsReauth     *prometheus.GaugeVec
+	accounts        *accountCollector
+}
+
+// NewMetrics builds the metrics on a fresh registry. version is exported as
+// leadsync_build_info{version}.
+func NewMetrics(version string) *Metrics {
+	const ns = "leadsync"
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "runs_total",
+			Help: "Sync runs finished, by trigger (cron, once, backfill) and status (ok, failed, cancelled).",
+		}, []string{"trigger", "status"}),
+		runsInProgress: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "runs_in_progress",
+			Help: "Sync runs currently running, by trigger.",
+		}, []string{"trigger"}),
+		runDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "run_duration_seconds",
+			Help:    "Duration of sync runs, by trigger.",
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400},
+		}, []string{"trigger"}),
+		runLastFinished: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "run_last_finished_timestamp_seconds",
+			Help: "Unix time the last run of a trigger finished with a status.",
+		}, []string{"trigger", "status"}),
+		leadsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "leads_written_total",
+			Help: "Leads inserted or changed in the warehouse, by source.",
+		}, []string{"source"}),
+		accountsSynced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "accounts_synced_total",
+			Help: "Account syncs finished, by source and outcome (ok, failed, restricted).",
+		}, []string{"source", "outcome"}),
+		accountDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "account_sync_duration_seconds",
+			Help:    "Duration of one account's sync, by source.",
+			Buckets: []float64{0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
+		}, []string{"source"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "http_requests_total",
+			Help: "Vendor API requests (each attempt), by vendor, endpoint and HTTP status (\"error\": no response).",
+		}, []string{"vendor", "endpoint", "code"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "http_request_duration_seconds",
+			Help:    "Vendor API request latency (each attempt), by vendor and endpoint.",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
+		}, []string{"vendor", "endpoint"}),
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "http_throttled_total",
+			Help: "Vendor API answers 429 Too Many Requests, by vendor and endpoint.",
+		}, []string{"vendor", "endpoint"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "http_retries_total",
+			Help: "Vendor API requests retried, by vendor, endpoint and reason (429, 5xx, network, decode, auth).",
+		}, []string{"vendor", "endpoint", "reason"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "token_refreshes_total",
+			Help: "OAuth token refreshes, by source and result (ok, failed, invalid_grant).",
+		}, []string{"source", "result"}),
+		needsReauth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "grant_needs_reauth",
+			Help: "1 when a connection's grant was rejected (invalid_grant) and needs `leadsync auth login`.",
+		}, []string{"connection", "source"}),
+		accounts: newAccountCollector(time.Now),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "build_info", Help: "Always 1; the version label says which leadsync runs.",
+	}, []string{"version"})
+	buildInfo.WithLabelValues(version).Set(1)
+	m.Registry.MustRegister(
+		m.runs, m.runsInProgress, m.runDuration, m.runLastFinished, m.leadsWritten,
+		m.accountsSynced, m.accountDuration, m.requests, m.requestDuration, m.throttled,
+		m.retries, m.refreshes, m.needsReauth, m.accounts, buildInfo,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// RunStarted counts a run in progress; pair it with RunFinished.
+func (m *Metrics) RunStarted(trigger string) {
+	if m == nil {
+		return
+	}
+	m.runsInProgress.WithLabelValues(trigger).Inc()
+}
+
+// RunFinished records a finished run (status: sink.RunOK, RunFailed, RunCancelled).
+func (m *Metrics) RunFinished(trigger, status string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.runsInProgress.WithLabelValues(trigger).Dec()
+	m.runs.WithLabelValues(trigger, status).Inc()
+	m.runDuration.WithLabelValues(trigger).Observe(d.Seconds())
+	m.runLastFinished.WithLabelValues(trigger, status).Set(float64(m.accounts.now().Unix()))
+}
+
+// LeadsWritten adds leads inserted or updated by a page commit.
+func (m *Metrics) LeadsWritten(source string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.leadsWritten.WithLabelValues(source).Add(float64(n))
+}
+
+// AccountSynced records the outcome of one account's sync. OutcomeOK stamps the account's
+// last success, which drives leadsync_account_lag_seconds; OutcomeRestricted sets
+// leadsync_account_restricted until the next OutcomeOK (a failure leaves it as it was).
+func (m *Metrics) AccountSynced(connection, source, account, outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.accountsSynced.WithLabelValues(source, outcome).Inc()
+	m.accountDuration.WithLabelValues(source).Observe(d.Seconds())
+	m.accounts.synced(accountKey{connection, source, account}, outcome)
+}
+
+// SeedAccount sets an account's last success from the warehouse (accounts.last_synced_at)
+// at startup, so the lag survives restarts. A zero time only registers the account.
+func (m *Metrics) SeedAccount(connection, source, account string, lastSuccess time.Time) {
+	if m == nil {
+		return
+	}
+	m.accounts.seed(accountKey{connection, source, account}, lastSuccess)
+}
+
+// ForgetAccount drops an account's series (uninstalled location, removed advertiser), so it
+// does not raise lag alerts forever.
+func (m *Metrics) ForgetAccount(connection, source, account string) {
+	if m == nil {
+		return
+	}
+	m.accounts.forget(accountKey{connection, source, account})
+}
+
+// TokenRefreshed records a refresh attempt of a grant's token; err nil is a success, an
+// invalid_grant (sources.ErrNeedsReauth or *oauth2.RetrieveError) is terminal.
+func (m *Metrics) TokenRefreshed(source string, err error) {
+	if m == nil {
+		return
+	}
+	m.refreshes.WithLabelValues(source, RefreshResult(err)).Inc()
+}
+
+// RefreshResult classifies a refresh error into a result label.
+func RefreshResult(err error) string {
+	var re *oauth2.RetrieveError
+	switch {
+	case err == nil:
+		return RefreshOK
+	case errors.Is(err, sources.ErrNeedsReauth), errors.As(err, &re) && re.ErrorCode == "invalid_grant":
+		return RefreshInvalidGrant
+	}
+	return RefreshFailed
+}
+
+// SetNeedsReauth flags (or clears, after `auth login`) a connection whose grant was revoked.
+func (m *Metrics) SetNeedsReauth(connection, source string, needs bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if needs {
+		v = 1
+	}
+	m.needsReauth.WithLabelValues(connection, source).Set(v)
+}
+
+// Request implements the httpx Observer: one attempt's status (0 = no response) and latency.
+func (m *Metrics) Request(vendor, endpoint string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	code := "error"
+	if status > 0 {
+		code = strconv.Itoa(status)
+	}
+	m.requests.WithLabelValues(vendor, endpoint, code).Inc()
+	m.requestDuration.WithLabelValues(vendor, endpoint).Observe(d.Seconds())
+	if status == http.StatusTooManyRequests {
+		m.throttled.WithLabelValues(vendor, endpoint).Inc()
+	}
+}
+
+// Retry implements the httpx Observer: a request about to be re-sent, and why.
+func (m *Metrics) Retry(vendor, endpoint, reason string) {
+	if m == nil {
+		return
+	}
+	m.retries.WithLabelValues(vendor, endpoint, reason).Inc()
+}
+
+type accountKey struct{ connection, source, account string }
+
+type accountState struct {
+	lastSuccess time.Time // zero: none known
+	since       time.Time // when this process first saw the account
+	restricted  bool      // the last sync ended in a 403 (an expected state)
+}
+
+// accountCollector exports each account's last success and its lag, computed at scrape time
+// so that the lag keeps growing while an account is stuck.
+type accountCollector struct {
+	now            func() time.Time
+	mu             sync.Mutex
+	accounts       map[accountKey]*accountState
+	lastDesc       *prometheus.Desc
+	lagDesc        *prometheus.Desc
+	restrictedDesc *prometheus.Desc
+}
+
+func newAccountCollector(now func() time.Time) *accountCollector {
+	labels := []string{"connection", "source", "account"}
+	return &accountCollector{
+		now:      now,
+		accounts: map[accountKey]*accountState{},
+		lastDesc: prometheus.NewDesc("leadsync_account_last_success_timestamp_seconds",
+			"Unix time of the account's last successful sync.", labels, nil),
+		lagDesc: prometheus.NewDesc("leadsync_account_lag_seconds",
+			"Seconds since the account's last successful sync (or since leadsync first saw it, if none).", labels, nil),
+		restrictedDesc: prometheus.NewDesc("leadsync_account_restricted",
+			"1 when the account's last sync hit a 403 (HIPAA or forbidden): its leads are withheld, which is expected.", labels, nil),
+	}
+}
+
+func (c *accountCollector) state(k accountKey) *accountState {
+	s := c.accounts[k]
+	if s == nil {
+		s = &accountState{since: c.now()}
+		c.accounts[k] = s
+	}
+	return s
+}
+
+func (c *accountCollector) synced(k accountKey, outcome string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.state(k)
+	switch outcome {
+	case OutcomeOK:
+		s.lastSuccess = c.now()
+		s.restricted = false
+	case OutcomeRestricted:
+		s.restricted = true
+	}
+}
+
+func (c *accountCollector) seed(k accountKey, last time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s := c.state(k); last.After(s.lastSuccess) {
+		s.lastSuccess = last
+	}
+}
+
+func (c *accountCollector) forget(k accountKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.accounts, k)
+}
+
+func (c *accountCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.lastDesc
+	ch <- c.lagDesc
+	ch <- c.restrictedDesc
+}
+
+func (c *accountCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	for k, s := range c.accounts {
+		ref := s.since
+		if !s.lastSuccess.IsZero() {
+			ref = s.lastSuccess
+			ch <- prometheus.MustNewConstMetric(c.lastDesc, prometheus.GaugeValue,
+				float64(s.lastSuccess.UnixMilli())/1000, k.connection, k.source, k.account)
+		}
+		ch <- prometheus.MustNewConstMetric(c.lagDesc, prometheus.GaugeValue,
+			max(0, now.Sub(ref).Seconds()), k.connection, k.source, k.account)
+		restricted := 0.0
+		if s.restricted {
+			restricted = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.restrictedDesc, prometheus.GaugeValue,
+			restricted, k.connection, k.source, k.account)
+	}
+}

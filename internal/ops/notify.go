@@ -1,0 +1,66 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+)
+
+// The systemd notifications. Each is a no-op returning nil when NOTIFY_SOCKET is unset
+// (not started by systemd, or not Type=notify).
+
+// Ready tells systemd that startup is complete (Type=notify): call it once the config is
+// loaded, the databases are open and the scheduler runs.
+func Ready() error { return notify(daemon.SdNotifyReady) }
+
+// Status sets the one-line status shown by `systemctl status leadsync`.
+func Status(msg string) error {
+	// A newline would start another assignment (e.g. a forged READY=1).
+	return notify("STATUS=" + strings.Join(strings.Fields(msg), " "))
+}
+
+// Stopping tells systemd the service is shutting down (the soft stop began).
+func Stopping() error { return notify(daemon.SdNotifyStopping) }
+
+func notify(state string) error {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		return fmt.Errorf("ops: sd_notify %s: %w", strings.SplitN(state, "=", 2)[0], err)
+	}
+	return nil
+}
+
+// Watchdog pings systemd's watchdog (WatchdogSec=) at half its interval for as long as
+// alive() reports true, until ctx ends. When alive() is false a ping is skipped, so a wedged
+// scheduler lets the watchdog expire and systemd restarts the service. It returns nil at
+// once when the watchdog is not enabled for this process.
+func Watchdog(ctx context.Context, alive func() bool) error {
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil {
+		return fmt.Errorf("ops: watchdog: %w", err)
+	}
+	if interval <= 0 {
+		return nil
+	}
+	t := time.NewTicker(interval / 2)
+	defer t.Stop()
+	return watchdog(ctx, t.C, alive, func() error { return notify(daemon.SdNotifyWatchdog) })
+}
+
+// watchdog is the loop of Watchdog, with the ticks and the ping injected for tests. A ping
+// is also sent at once, so a slow first tick cannot expire the watchdog. A failed ping is
+// not fatal: the next tick tries again, and systemd restarts us if none gets through.
+func watchdog(ctx context.Context, ticks <-chan time.Time, alive func() bool, ping func() error) error {
+	for {
+		if alive() {
+			_ = ping()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticks:
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// ReadyTimeout bounds one readiness check.
+const ReadyTimeout = 5 * time.Second
+
+// NewHandler serves:
+//
+//	/metrics  the Prometheus metrics of m
+//	/healthz  200 while the process serves HTTP (liveness)
+//	/readyz   200 when ready(ctx) returns nil, else 503 with the reason (readiness)
+//
+// ready may be nil (always ready). Its error text is shown to whoever can reach the
+// endpoint: it must name the problem, not carry secrets.
+func NewHandler(m *Metrics, ready func(ctx context.Context) error) http.Handler {
+	mux := http.NewServeMux()
+	if m != nil {
+		mux.Handle("GET /metrics", m.Handler())
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		text(w, http.StatusOK, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
+			defer cancel()
+			if err := ready(ctx); err != nil {
+				text(w, http.StatusServiceUnavailable, "not ready: "+oneLine(err.Error()))
+				return
+			}
+		}
+		text(w, http.StatusOK, "ok")
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		text(w, http.StatusOK, "leadsync: /metrics /healthz /readyz")
+	})
+	return mux
+}
+
+func text(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body+"\n")
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// Server is the running metrics and health endpoint.
+type Server struct {
+	srv  *http.Server
+	ln   net.Listener
+	done chan error
+}
+
+// StartServer listens on addr now (so a port in use fails at startup, not later) and serves
+// h in the background until Shutdown. logger (may be nil) gets the server's own errors.
+func StartServer(addr string, h http.Handler, logger *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("ops: listen on %s: %w", addr, err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		srv: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       60 * time.Second,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+		ln:   ln,
+		done: make(chan error, 1),
+	}
+	go func() {
+		err := s.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.done <- err
+	}()
+	return s, nil
+}
+
+// Addr is the address actually bound (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is the base URL of the server, e.g. "http://127.0.0.1:9464".
+func (s *Server) URL() string { return "http://" + s.Addr() }
+
+// Shutdown stops accepting connections and waits for in-flight requests until ctx ends,
+// then closes what remains.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+	}
+	if serveErr := <-s.done; err == nil {
+		err = serveErr
+	}
+	if err != nil {
+		return fmt.Errorf("ops: shut down metrics server: %w", err)
+	}
+	return nil
+}
