@@ -225,7 +225,7 @@ func TestDefaults(t *testing.T) {
 		{"log", d.Log.Level + "/" + d.Log.Format, "info/auto"},
 		{"lc version", d.Connections[0].APIVersion, "v3"},
 		{"lc scopes", strings.Join(d.Connections[0].Scopes, " "), "oauth.readonly oauth.write contacts.readonly"},
-		{"lc lookback", d.Connections[0].Lookback.String(), "5m0s"},
+		{"lc lookback", d.Connections[0].Lookback.String(), "10m0s"},
 		{"lacrm lookback", d.Connections[2].Lookback.String(), "1h0m0s"},
 		{"connection schedule", d.Connections[1].Schedule, DefaultSchedule},
 	}
