@@ -1,0 +1,233 @@
+package lacrm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/leadsync/leadsync/sources"
+)
+
+// flexString is a JSON string, number or null, kept verbatim: LACRM ids are ~31-digit
+// decimal strings that must never go through a number type.
+type flexString string
+
+func (f *flexString) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) == 0 || string(b) == "null":
+		*f = ""
+	case b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*f = flexString(s)
+	case b[0] == '-' || (b[0] >= '0' && b[0] <= '9'):
+		// Verbatim digits, not a float64 round trip.
+		var n json.Number
+		if err := json.Unmarshal(b, &n); err != nil {
+			return err
+		}
+		*f = flexString(n)
+	default:
+		return errors.New("expected a string or a number")
+	}
+	return nil
+}
+
+// flexBool is true/false, 1/0, "1"/"0"/"true"/"false", or null (false).
+type flexBool bool
+
+func (f *flexBool) UnmarshalJSON(b []byte) error {
+	var s flexString
+	switch string(bytes.TrimSpace(b)) {
+	case "true":
+		*f = true
+		return nil
+	case "false", "null":
+		*f = false
+		return nil
+	}
+	if err := s.UnmarshalJSON(b); err != nil {
+		return errors.New("expected a boolean")
+	}
+	v, err := strconv.ParseBool(string(s))
+	if err != nil {
+		return errors.New("expected a boolean")
+	}
+	*f = flexBool(v)
+	return nil
+}
+
+// entries are the Email and Phone lists: [{"Text","Type"}], also accepting null, a bare
+// string or a list of strings.
+type entries []string
+
+func (e *entries) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || string(b) == "null" {
+		*e = nil
+		return nil
+	}
+	if b[0] == '"' {
+		var s flexString
+		if err := s.UnmarshalJSON(b); err != nil {
+			return err
+		}
+		*e = entries{string(s)}
+		return nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(b, &items); err != nil {
+		return errors.New("expected a list of {Text, Type}")
+	}
+	out := make(entries, 0, len(items))
+	for _, it := range items {
+		it = bytes.TrimSpace(it)
+		if len(it) > 0 && it[0] == '{' {
+			var v struct {
+				Text flexString `json:"Text"`
+			}
+			if err := json.Unmarshal(it, &v); err != nil {
+				return err
+			}
+			out = append(out, string(v.Text))
+			continue
+		}
+		var s flexString
+		if err := s.UnmarshalJSON(it); err != nil {
+			return errors.New("expected a list of {Text, Type}")
+		}
+		out = append(out, string(s))
+	}
+	*e = out
+	return nil
+}
+
+func (e entries) first() string {
+	for _, s := range e {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+type contactJSON struct {
+	ContactID   flexString `json:"ContactId"`
+	IsCompany   flexBool   `json:"IsCompany"`
+	Name        *nameJSON  `json:"Name"`
+	Email       entries    `json:"Email"`
+	Phone       entries    `json:"Phone"`
+	CompanyName flexString `json:"Company Name"`
+	DateCreated flexString `json:"DateCreated"`
+	LastUpdate  flexString `json:"LastUpdate"`
+}
+
+type nameJSON struct {
+	FirstName flexString `json:"FirstName"`
+	LastName  flexString `json:"LastName"`
+}
+
+type pipelineItemJSON struct {
+	PipelineItemID flexString `json:"PipelineItemId"`
+	DateCreated    flexString `json:"DateCreated"`
+	LastUpdate     flexString `json:"LastUpdate"`
+	StatusMetaData *struct {
+		Name flexString `json:"Name"`
+	} `json:"StatusMetaData"`
+}
+
+// timeLayouts are the shapes LACRM dates come in: ISO-8601 with an offset (API v2), and the
+// older "2006-01-02 15:04:05" without one, read as UTC.
+var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02 15:04:05Z07:00",
+	"2006-01-02 15:04:05", "2006-01-02"}
+
+func parseTime(field string, s flexString) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, l := range timeLayouts {
+		if t, err := time.Parse(l, string(s)); err == nil {
+			return t.UTC().Truncate(time.Millisecond), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%s is not a date", field)
+}
+
+func times(created, updated flexString) (time.Time, time.Time, error) {
+	c, err := parseTime("DateCreated", created)
+	if err != nil {
+		return c, c, err
+	}
+	u, err := parseTime("LastUpdate", updated)
+	if err != nil {
+		return c, u, err
+	}
+	if u.IsZero() {
+		u = c
+	}
+	return c, u, nil
+}
+
+// decodeContacts maps GetContacts results to leads; company records are not leads.
+func decodeContacts(acct string, results []json.RawMessage) ([]sources.Lead, error) {
+	out := make([]sources.Lead, 0, len(results))
+	for i, raw := range results {
+		var c contactJSON
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return nil, fmt.Errorf("contact %d: %w", i, err)
+		}
+		if c.ContactID == "" {
+			return nil, fmt.Errorf("contact %d has no ContactId", i)
+		}
+		if c.IsCompany {
+			continue
+		}
+		created, updated, err := times(c.DateCreated, c.LastUpdate)
+		if err != nil {
+			return nil, fmt.Errorf("contact %s: %w", c.ContactID, err)
+		}
+		l := sources.Lead{
+			Source: sources.LACRM, AccountID: acct, ID: string(c.ContactID), Kind: sources.KindContact,
+			Email: c.Email.first(), Phone: c.Phone.first(), Company: string(c.CompanyName),
+			CreatedAt: created, UpdatedAt: updated, Raw: bytes.Clone(raw),
+		}
+		if c.Name != nil {
+			l.FirstName, l.LastName = string(c.Name.FirstName), string(c.Name.LastName)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// decodePipelineItems maps GetPipelineItems results to leads; the contact id stays in Raw.
+func decodePipelineItems(acct string, results []json.RawMessage) ([]sources.Lead, error) {
+	out := make([]sources.Lead, 0, len(results))
+	for i, raw := range results {
+		var it pipelineItemJSON
+		if err := json.Unmarshal(raw, &it); err != nil {
+			return nil, fmt.Errorf("pipeline item %d: %w", i, err)
+		}
+		if it.PipelineItemID == "" {
+			return nil, fmt.Errorf("pipeline item %d has no PipelineItemId", i)
+		}
+		created, updated, err := times(it.DateCreated, it.LastUpdate)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline item %s: %w", it.PipelineItemID, err)
+		}
+		l := sources.Lead{
+			Source: sources.LACRM, AccountID: acct, ID: string(it.PipelineItemID), Kind: sources.KindPipelineItem,
+			CreatedAt: created, UpdatedAt: updated, Raw: bytes.Clone(raw),
+		}
+		if it.StatusMetaData != nil {
+			l.Status = string(it.StatusMetaData.Name)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}

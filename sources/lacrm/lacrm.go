@@ -1,0 +1,364 @@
+// Package lacrm is the Less Annoying CRM source. One grant sees one LACRM account (the
+// authorized user's company); its leads are its contacts (Kind "contact", companies excluded)
+// and its pipeline items (Kind "pipeline_item").
+//
+// LACRM has no modified-since filter, so each stream (contacts, then each pipeline's items)
+// is read newest first (SortBy LastUpdate, Descending) until a record is older than the
+// stream's watermark minus Lookback. Because the newest records come first, the watermark may
+// only move when a pass completes; see cursor.go.
+package lacrm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/leadsync/leadsync/sources"
+	"github.com/leadsync/leadsync/sources/httpx"
+)
+
+// Real endpoints.
+const (
+	DefaultAuthURL  = "https://account.lessannoyingcrm.com/oauth/authorize.php"
+	DefaultTokenURL = "https://script.lessannoyingcrm.com/oauth/token.php"
+	DefaultBaseURL  = "https://api.lessannoyingcrm.com/v2/"
+)
+
+// Defaults of the zero Config fields.
+const (
+	DefaultLookback = 10 * time.Minute
+	DefaultPageSize = 500
+	MaxPageSize     = 10000
+	// DefaultRateLimit stays just under the 120 requests/minute per grant [sandbox]: a token
+	// bucket of rate r and burst b sends at most b + 60·r in any minute, and 2 + 117.6 < 120.
+	DefaultRateLimit = rate.Limit(1.96)
+	DefaultRateBurst = 2
+)
+
+// Config is one LACRM connection. Zero values mean the defaults.
+type Config struct {
+	BaseURL  string // DefaultBaseURL
+	AuthURL  string // DefaultAuthURL
+	TokenURL string // DefaultTokenURL
+
+	ClientID, ClientSecret string
+
+	// AccountID and AccountName name the grant's one account. Empty: from GetUser
+	// (AccountId, else UserId; CompanyName).
+	AccountID, AccountName string
+	// Since is the backfill start for an empty cursor (zero: everything).
+	Since time.Time
+	// Lookback re-reads this much before the watermark on incremental passes.
+	Lookback time.Duration
+	// PageSize is MaxNumberOfResults (1..10,000).
+	PageSize int
+	// PipelineIDs limits the pipelines synced; empty: all, from GetPipelines.
+	PipelineIDs []string
+	// RateLimit and RateBurst are the proactive per-grant limit.
+	RateLimit rate.Limit
+	RateBurst int
+
+	HTTP   *http.Client     // nil: httpx's default client
+	Clock  func() time.Time // nil: time.Now
+	Logger *slog.Logger     // nil: slog.Default()
+}
+
+func (c Config) withDefaults() Config {
+	c.BaseURL = cmpOr(c.BaseURL, DefaultBaseURL)
+	c.AuthURL = cmpOr(c.AuthURL, DefaultAuthURL)
+	c.TokenURL = cmpOr(c.TokenURL, DefaultTokenURL)
+	if c.Lookback == 0 {
+		c.Lookback = DefaultLookback
+	}
+	if c.PageSize == 0 {
+		c.PageSize = DefaultPageSize
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = DefaultRateLimit
+	}
+	if c.RateBurst == 0 {
+		c.RateBurst = DefaultRateBurst
+	}
+	return c
+}
+
+func (c Config) now() time.Time {
+	if c.Clock != nil {
+		return c.Clock()
+	}
+	return time.Now()
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	for name, u := range map[string]string{"base_url": c.BaseURL, "auth_url": c.AuthURL, "token_url": c.TokenURL} {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "https" && p.Scheme != "http") || p.Host == "" {
+			return fmt.Errorf("lacrm: %s %q is not an http(s) URL", name, u)
+		}
+	}
+	switch {
+	case c.PageSize < 1 || c.PageSize > MaxPageSize:
+		return fmt.Errorf("lacrm: page_size %d is outside 1..%d", c.PageSize, MaxPageSize)
+	case c.Lookback < 0:
+		return fmt.Errorf("lacrm: lookback %v is negative", c.Lookback)
+	case c.RateLimit < 0 || c.RateBurst < 0:
+		return errors.New("lacrm: rate limit and burst must not be negative")
+	}
+	return nil
+}
+
+// Option tunes a Source beyond its Config.
+type Option func(*httpx.Config)
+
+// WithHTTPX lets the caller adjust the HTTP layer (observer, sleep, attempts) after the
+// source has set it up.
+func WithHTTPX(f func(*httpx.Config)) Option { return Option(f) }
+
+// Source implements sources.Source for one LACRM grant.
+type Source struct {
+	cfg    Config
+	tokens sources.Tokens
+	http   *httpx.Client
+}
+
+var _ sources.Source = (*Source)(nil)
+
+// New returns the source of one connection; tokens gives the grant's access tokens.
+func New(cfg Config, tokens sources.Tokens, opts ...Option) (*Source, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if tokens == nil {
+		return nil, errors.New("lacrm: no token source")
+	}
+	cfg = cfg.withDefaults()
+	hc := httpx.Config{
+		Vendor:  sources.LACRM,
+		BaseURL: cfg.BaseURL,
+		HTTP:    cfg.HTTP,
+		Clock:   cfg.Clock,
+		Logger:  cfg.Logger,
+		Limit: func(string) (rate.Limit, int) {
+			return cfg.RateLimit, cfg.RateBurst
+		},
+		// LACRM answers bad or expired credentials with a 400 like any other error.
+		AuthFailed: func(status int, body []byte) bool {
+			return status == http.StatusUnauthorized ||
+				(status == http.StatusBadRequest && strings.Contains(strings.ToLower(string(body)), "invalid credentials"))
+		},
+	}
+	for _, o := range opts {
+		o(&hc)
+	}
+	return &Source{cfg: cfg, tokens: tokens, http: httpx.New(hc)}, nil
+}
+
+// Name is sources.LACRM.
+func (s *Source) Name() string { return sources.LACRM }
+
+// call runs one API function and decodes its answer into out. It returns how many HTTP
+// requests it took (for Page.Requests), and also adds them to the caller's httpx.Stats.
+func (s *Source) call(ctx context.Context, fn string, params map[string]any, out any) (int, error) {
+	body, err := json.Marshal(map[string]any{"Function": fn, "Parameters": params})
+	if err != nil {
+		return 0, fmt.Errorf("lacrm: %s: %w", fn, err)
+	}
+	var st httpx.Stats
+	err = s.http.JSON(httpx.WithStats(ctx, &st), httpx.Request{
+		Method: http.MethodPost, Endpoint: fn, Body: body, ContentType: "application/json",
+		Bucket: "grant", Auth: s.tokens.Grant(),
+	}, out)
+	if parent := httpx.StatsFrom(ctx); parent != nil {
+		parent.Requests.Add(st.Requests.Load())
+		parent.Throttled.Add(st.Throttled.Load())
+		parent.Retries.Add(st.Retries.Load())
+	}
+	return int(st.Requests.Load()), err
+}
+
+type userJSON struct {
+	UserID      flexString `json:"UserId"`
+	AccountID   flexString `json:"AccountId"`
+	CompanyName string     `json:"CompanyName"`
+}
+
+// Accounts yields the grant's one account.
+func (s *Source) Accounts(ctx context.Context) iter.Seq2[sources.Account, error] {
+	return func(yield func(sources.Account, error) bool) {
+		acct := sources.Account{Source: sources.LACRM, ID: s.cfg.AccountID, Name: s.cfg.AccountName, Active: true}
+		if acct.ID == "" {
+			var u userJSON
+			if _, err := s.call(ctx, "GetUser", map[string]any{}, &u); err != nil {
+				yield(sources.Account{}, fmt.Errorf("lacrm: identify the account: %w", err))
+				return
+			}
+			acct.ID = cmpOr(string(u.AccountID), string(u.UserID))
+			if acct.ID == "" {
+				yield(sources.Account{}, errors.New("lacrm: GetUser returned neither AccountId nor UserId; set account_id"))
+				return
+			}
+			acct.Name = cmpOr(acct.Name, u.CompanyName)
+			if u.UserID != "" {
+				acct.Meta = map[string]string{"user_id": string(u.UserID)}
+			}
+		}
+		yield(acct, nil)
+	}
+}
+
+type pipelineJSON struct {
+	PipelineID flexString `json:"PipelineId"`
+	Name       string     `json:"Name"`
+}
+
+// pipelineIDs returns the configured pipelines, or all of the account's.
+func (s *Source) pipelineIDs(ctx context.Context) ([]string, int, error) {
+	if len(s.cfg.PipelineIDs) > 0 {
+		return s.cfg.PipelineIDs, 0, nil
+	}
+	var raw json.RawMessage
+	n, err := s.call(ctx, "GetPipelines", map[string]any{}, &raw)
+	if err != nil {
+		return nil, n, fmt.Errorf("lacrm: list pipelines: %w", err)
+	}
+	// The list is bare; accept a {"Results":[...]} wrapper too.
+	var list []pipelineJSON
+	if err := json.Unmarshal(raw, &list); err != nil {
+		var wrapped struct{ Results []pipelineJSON }
+		if err2 := json.Unmarshal(raw, &wrapped); err2 != nil {
+			return nil, n, fmt.Errorf("lacrm: GetPipelines: %w", err)
+		}
+		list = wrapped.Results
+	}
+	ids := make([]string, 0, len(list))
+	for _, p := range list {
+		if p.PipelineID != "" {
+			ids = append(ids, string(p.PipelineID))
+		}
+	}
+	return ids, n, nil
+}
+
+// stream is one newest-first listing: the contacts, or one pipeline's items.
+type stream struct {
+	key    string
+	fn     string
+	params map[string]any
+	decode func(acct string, results []json.RawMessage) ([]sources.Lead, error)
+}
+
+type listJSON struct {
+	HasMoreResults bool              `json:"HasMoreResults"`
+	Results        []json.RawMessage `json:"Results"`
+}
+
+// Leads pages the account's contacts, then each pipeline's items, newest first.
+func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cursor, opts sources.LeadOptions) iter.Seq2[sources.Page, error] {
+	return func(yield func(sources.Page, error) bool) {
+		c, err := parseCursor(cur)
+		if err != nil {
+			yield(sources.Page{}, err)
+			return
+		}
+		pipelines, pending, err := s.pipelineIDs(ctx)
+		if err != nil {
+			yield(sources.Page{Requests: pending}, err)
+			return
+		}
+		streams := []stream{{
+			key: "contacts", fn: "GetContacts", decode: decodeContacts,
+			params: map[string]any{"RecordTypeFilter": "Contacts"},
+		}}
+		for _, id := range pipelines {
+			streams = append(streams, stream{
+				key: "pipeline:" + id, fn: "GetPipelineItems", decode: decodePipelineItems,
+				params: map[string]any{"PipelineId": id},
+			})
+		}
+		c.keep(streams)
+		since := s.cfg.Since
+		if !opts.Since.IsZero() {
+			since = opts.Since
+		}
+		last := cur
+		for _, st := range streams {
+			state := c.Streams[st.key]
+			p := state.Pass
+			if p == nil || p.Full != opts.Full {
+				p = &pass{Page: 1, Full: opts.Full}
+			}
+			// Stop once records are older than floor (zero: read everything).
+			floor := since
+			if !opts.Full && !state.Watermark.IsZero() {
+				floor = state.Watermark.Add(-s.cfg.Lookback)
+			}
+			for {
+				params := map[string]any{"SortBy": "LastUpdate", "SortDirection": "Descending",
+					"MaxNumberOfResults": s.cfg.PageSize, "Page": p.Page}
+				for k, v := range st.params {
+					params[k] = v
+				}
+				var list listJSON
+				n, err := s.call(ctx, st.fn, params, &list)
+				pending += n
+				if err != nil {
+					yield(sources.Page{Requests: pending}, fmt.Errorf("lacrm: account %s: %w", acct.ID, err))
+					return
+				}
+				leads, err := st.decode(acct.ID, list.Results)
+				if err != nil {
+					yield(sources.Page{Requests: pending}, fmt.Errorf("lacrm: account %s: %s page %d: %w", acct.ID, st.fn, p.Page, err))
+					return
+				}
+				done := !list.HasMoreResults || len(list.Results) == 0
+				kept := leads[:0]
+				for _, l := range leads {
+					if l.UpdatedAt.After(p.High) {
+						p.High = l.UpdatedAt
+					}
+					if !floor.IsZero() && l.UpdatedAt.Before(floor) {
+						done = true // older than what we need: the rest of the stream is too
+						continue
+					}
+					kept = append(kept, l)
+				}
+				if done {
+					// The pass is complete: only now may the watermark move.
+					wm := state.Watermark
+					if p.High.After(wm) {
+						wm = p.High
+					}
+					c.Streams[st.key] = streamState{Watermark: wm}
+				} else {
+					p.Page++
+					c.Streams[st.key] = streamState{Watermark: state.Watermark, Pass: p}
+				}
+				next, err := c.encode()
+				if err != nil {
+					yield(sources.Page{Requests: pending}, err)
+					return
+				}
+				if len(kept) > 0 || next != last {
+					if !yield(sources.Page{Leads: kept, Next: next, Requests: pending}, nil) {
+						return
+					}
+					pending, last = 0, next
+				}
+				if done {
+					break
+				}
+			}
+		}
+	}
+}

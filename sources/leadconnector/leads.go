@@ -1,0 +1,369 @@
+package leadconnector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/leadsync/leadsync/sources"
+	"github.com/leadsync/leadsync/sources/httpx"
+)
+
+// cursor is the position in a location's contacts, ordered by (dateUpdated, id).
+// Watermark is the newest dateUpdated committed; After is the searchAfter of the last
+// contact committed while a pass is under way, and absent once the pass reached the end.
+type cursor struct {
+	Watermark string            `json:"watermark,omitempty"` // RFC 3339, UTC, milliseconds
+	After     []json.RawMessage `json:"after,omitempty"`     // [sortValueMillis, "id"]
+}
+
+const isoMillis = "2006-01-02T15:04:05.000Z"
+
+func parseCursor(c sources.Cursor) (wm time.Time, after []json.RawMessage, err error) {
+	if c == "" {
+		return time.Time{}, nil, nil
+	}
+	var cur cursor
+	if err := json.Unmarshal([]byte(c), &cur); err != nil {
+		return time.Time{}, nil, fmt.Errorf("leadconnector: unreadable cursor: %w", err)
+	}
+	if cur.Watermark != "" {
+		if wm, err = time.Parse(time.RFC3339Nano, cur.Watermark); err != nil {
+			return time.Time{}, nil, fmt.Errorf("leadconnector: cursor watermark: %w", err)
+		}
+	}
+	if cur.After != nil && len(cur.After) != 2 {
+		return time.Time{}, nil, errors.New("leadconnector: cursor after must be [sortValue, id]")
+	}
+	return wm.UTC(), cur.After, nil
+}
+
+func encodeCursor(wm time.Time, after []json.RawMessage) sources.Cursor {
+	c := cursor{After: after}
+	if !wm.IsZero() {
+		c.Watermark = wm.UTC().Format(isoMillis)
+	}
+	b, _ := json.Marshal(c) // strings and valid raw JSON only
+	return sources.Cursor(b)
+}
+
+type searchFilter struct {
+	Field    string            `json:"field"`
+	Operator string            `json:"operator"`
+	Value    map[string]string `json:"value"`
+}
+
+type searchSort struct {
+	Field     string `json:"field"`
+	Direction string `json:"direction"`
+}
+
+type searchBody struct {
+	LocationID  string            `json:"locationId"`
+	PageLimit   int               `json:"pageLimit"`
+	Filters     []searchFilter    `json:"filters,omitempty"`
+	Sort        []searchSort      `json:"sort"`
+	SearchAfter []json.RawMessage `json:"searchAfter,omitempty"`
+}
+
+// Leads pages a location's contacts by dateUpdated ascending. A full pass or an empty cursor
+// starts at the backfill start; an incremental pass re-reads Lookback before the watermark
+// (the search index lags writes) and resumes after the cursor's searchAfter when a pass was
+// interrupted. A 403 ends the sequence with a *sources.RestrictedError.
+func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cursor, opts sources.LeadOptions) iter.Seq2[sources.Page, error] {
+	return func(yield func(sources.Page, error) bool) {
+		if acct.ID == "" {
+			yield(sources.Page{}, errors.New("leadconnector: leads of an account without id"))
+			return
+		}
+		wm, after, err := parseCursor(cur)
+		if err != nil {
+			yield(sources.Page{}, err)
+			return
+		}
+		start := s.cfg.BackfillStart
+		if !opts.Since.IsZero() && (opts.Full || cur == "") {
+			start = opts.Since
+		}
+		from := start
+		if opts.Full || cur == "" {
+			wm, after = time.Time{}, nil
+		} else if !wm.IsZero() && wm.Add(-s.cfg.Lookback).After(start) {
+			from = wm.Add(-s.cfg.Lookback)
+		}
+		body := searchBody{LocationID: acct.ID, PageLimit: s.cfg.PageSize,
+			Sort: []searchSort{{Field: "dateUpdated", Direction: "asc"}}}
+		if !from.IsZero() {
+			body.Filters = []searchFilter{{Field: "dateUpdated", Operator: "range",
+				Value: map[string]string{"gte": from.UTC().Format(isoMillis)}}}
+		}
+		creds := s.tokens.Account(acct.ID, s.minter(acct.ID))
+		seen := map[string]bool{}
+		if after != nil {
+			seen[afterKey(after)] = true
+		}
+		for {
+			body.SearchAfter = after
+			raw, requests, err := s.search(ctx, acct.ID, creds, body)
+			if err != nil {
+				yield(sources.Page{}, s.leadsError(acct, err))
+				return
+			}
+			leads, last, err := decodeSearchPage(raw, acct)
+			if err != nil {
+				yield(sources.Page{}, fmt.Errorf("leadconnector: POST contacts/search for location %s: %w", acct.ID, err))
+				return
+			}
+			// A dateUpdated in the future (a bad record) must not carry the watermark past
+			// contacts still to come.
+			horizon := s.cfg.Clock().Add(time.Hour)
+			for _, l := range leads {
+				if l.UpdatedAt.After(wm) && !l.UpdatedAt.After(horizon) {
+					wm = l.UpdatedAt
+				}
+			}
+			done := len(leads) < s.cfg.PageSize
+			next := last
+			if done {
+				next = nil // the pass is complete: the next one starts from the watermark
+			} else {
+				key := afterKey(last)
+				if seen[key] {
+					yield(sources.Page{}, fmt.Errorf("leadconnector: contacts/search for location %s: searchAfter %s repeats: paging would loop", acct.ID, key))
+					return
+				}
+				seen[key] = true
+			}
+			if !yield(sources.Page{Leads: leads, Next: encodeCursor(wm, next), Requests: requests}, nil) || done {
+				return
+			}
+			after = last
+		}
+	}
+}
+
+// afterKey is a searchAfter as text, for the loop guard and its error message.
+func afterKey(after []json.RawMessage) string {
+	parts := make([]string, len(after))
+	for i, p := range after {
+		parts[i] = string(p)
+	}
+	return "[" + strings.Join(parts, ",") + "]"
+}
+
+// search posts one search request and returns the raw page and the HTTP requests it cost
+// (token minting and retries included). The caller's Stats still see every request.
+func (s *Source) search(ctx context.Context, locationID string, creds sources.Credentials, body searchBody) (json.RawMessage, int, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, 0, fmt.Errorf("leadconnector: encode search: %w", err)
+	}
+	local := &httpx.Stats{}
+	defer func() {
+		if parent := httpx.StatsFrom(ctx); parent != nil {
+			parent.Requests.Add(local.Requests.Load())
+			parent.Throttled.Add(local.Throttled.Load())
+			parent.Retries.Add(local.Retries.Load())
+		}
+	}()
+	var raw json.RawMessage // validated by httpx (malformed JSON is retried), decoded by us
+	err = s.api.JSON(httpx.WithStats(ctx, local), httpx.Request{Method: http.MethodPost, Path: "/contacts/search",
+		Endpoint: "contacts/search", Header: s.cfg.versionHeader(), Body: b, ContentType: "application/json",
+		Bucket: locationBucket(locationID), Auth: creds}, &raw)
+	return raw, int(local.Requests.Load()), err
+}
+
+// leadsError turns a 403 anywhere in err's chain (the search, or the location token mint)
+// into the typed restriction; other errors are wrapped with the account.
+func (s *Source) leadsError(acct sources.Account, err error) error {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if he, ok := e.(*httpx.Error); ok && he.Status == http.StatusForbidden {
+			return &sources.RestrictedError{Vendor: sources.LeadConnector, AccountID: acct.ID,
+				HIPAA: acct.HIPAAProtected, Message: he.Message, Fields: sources.PIIFields}
+		}
+	}
+	return fmt.Errorf("location %s: %w", acct.ID, err)
+}
+
+// contactJSON is what the source reads of a contact; Raw keeps the whole of it.
+type contactJSON struct {
+	ID                    flexString        `json:"id"`
+	FirstName             flexString        `json:"firstName"`
+	LastName              flexString        `json:"lastName"`
+	Email                 flexString        `json:"email"`
+	Phone                 flexString        `json:"phone"`
+	CompanyName           flexString        `json:"companyName"`
+	Type                  flexString        `json:"type"`
+	Source                flexString        `json:"source"`
+	Tags                  flexStrings       `json:"tags"`
+	DateAdded             flexTime          `json:"dateAdded"`
+	DateUpdated           flexTime          `json:"dateUpdated"`
+	AttributionSource     json.RawMessage   `json:"attributionSource"`
+	LastAttributionSource json.RawMessage   `json:"lastAttributionSource"`
+	SearchAfter           []json.RawMessage `json:"searchAfter"`
+}
+
+type attributionJSON struct {
+	SessionSource flexString `json:"sessionSource"`
+	UTMSource     flexString `json:"utmSource"`
+	Campaign      flexString `json:"campaign"`
+	UTMCampaign   flexString `json:"utmCampaign"`
+}
+
+// attribution reads an attribution object leniently: anything else counts as absent.
+func attribution(raw json.RawMessage) attributionJSON {
+	var a attributionJSON
+	_ = json.Unmarshal(raw, &a)
+	return a
+}
+
+// decodeSearchPage maps a search answer to leads and returns the last contact's
+// searchAfter (built from dateUpdated and id when the vendor left it out).
+func decodeSearchPage(body []byte, acct sources.Account) ([]sources.Lead, []json.RawMessage, error) {
+	var page struct {
+		Contacts []json.RawMessage `json:"contacts"`
+	}
+	if err := json.Unmarshal(body, &page); err != nil {
+		return nil, nil, fmt.Errorf("decode search page: %w", err)
+	}
+	leads := make([]sources.Lead, 0, len(page.Contacts))
+	var last []json.RawMessage
+	for i, raw := range page.Contacts {
+		var c contactJSON
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return nil, nil, fmt.Errorf("decode contact %d of the page: %w", i, err)
+		}
+		if c.ID == "" {
+			return nil, nil, fmt.Errorf("decode contact %d of the page: no id", i)
+		}
+		l := toLead(c, raw, acct)
+		leads = append(leads, l)
+		last = c.SearchAfter
+		if len(last) != 2 {
+			last = []json.RawMessage{json.RawMessage(strconv.FormatInt(l.UpdatedAt.UnixMilli(), 10)), mustJSON(l.ID)}
+		}
+	}
+	return leads, last, nil
+}
+
+func mustJSON(s string) json.RawMessage {
+	b, _ := json.Marshal(s) // a string always encodes
+	return b
+}
+
+// toLead maps a contact: Status from type, Channel from the first-touch attribution's
+// session source (else its utm source, else the contact's source), Campaign from the
+// first-touch attribution (else the last-touch one).
+func toLead(c contactJSON, raw json.RawMessage, acct sources.Account) sources.Lead {
+	first, lastTouch := attribution(c.AttributionSource), attribution(c.LastAttributionSource)
+	l := sources.Lead{
+		Source: sources.LeadConnector, AccountID: acct.ID, ID: string(c.ID), Kind: sources.KindContact,
+		Status:    strings.ToLower(strings.TrimSpace(string(c.Type))),
+		FirstName: string(c.FirstName), LastName: string(c.LastName), Email: string(c.Email),
+		Phone: string(c.Phone), Company: string(c.CompanyName),
+		Channel:   firstNonEmpty(first.SessionSource, first.UTMSource, c.Source),
+		Campaign:  firstNonEmpty(first.Campaign, first.UTMCampaign, lastTouch.Campaign, lastTouch.UTMCampaign),
+		Tags:      []string(c.Tags),
+		CreatedAt: time.Time(c.DateAdded).UTC(),
+		UpdatedAt: time.Time(c.DateUpdated).UTC(),
+		Raw:       raw,
+		HIPAA:     acct.HIPAAProtected,
+	}
+	if l.Tags == nil {
+		l.Tags = []string{}
+	}
+	if time.Time(c.DateUpdated).IsZero() {
+		l.UpdatedAt = l.CreatedAt
+	}
+	return l
+}
+
+func firstNonEmpty(vals ...flexString) string {
+	for _, v := range vals {
+		if s := strings.TrimSpace(string(v)); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// flexString reads a JSON string, number or boolean as text, null as "": the vendor's
+// types drift (phones as numbers, ids as numbers in old records).
+type flexString string
+
+func (f *flexString) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*f = flexString(s)
+		return nil
+	}
+	switch t := strings.TrimSpace(string(b)); {
+	case t == "null":
+		*f = ""
+	case t == "true" || t == "false":
+		*f = flexString(t)
+	case t != "" && json.Valid(b) && (t[0] == '-' || (t[0] >= '0' && t[0] <= '9')):
+		*f = flexString(t)
+	default:
+		return fmt.Errorf("want a string, got %.20s", t)
+	}
+	return nil
+}
+
+// flexStrings reads an array of scalars, a single string, or null.
+type flexStrings []string
+
+func (f *flexStrings) UnmarshalJSON(b []byte) error {
+	var list []flexString
+	if err := json.Unmarshal(b, &list); err == nil {
+		out := make([]string, 0, len(list))
+		for _, s := range list {
+			if s != "" {
+				out = append(out, string(s))
+			}
+		}
+		*f = out
+		return nil
+	}
+	var one flexString
+	if err := json.Unmarshal(b, &one); err != nil {
+		return fmt.Errorf("want a list of strings: %w", err)
+	}
+	*f = nil
+	if one != "" {
+		*f = []string{string(one)}
+	}
+	return nil
+}
+
+// flexTime reads an ISO-8601 time or epoch milliseconds; null or "" is the zero time.
+type flexTime time.Time
+
+func (f *flexTime) UnmarshalJSON(b []byte) error {
+	var s flexString
+	if err := s.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	str := strings.TrimSpace(string(s))
+	if str == "" || str == "true" || str == "false" {
+		*f = flexTime{}
+		return nil
+	}
+	if ms, err := strconv.ParseInt(str, 10, 64); err == nil {
+		*f = flexTime(time.UnixMilli(ms).UTC())
+		return nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, str); err == nil {
+			*f = flexTime(t.UTC())
+			return nil
+		}
+	}
+	return fmt.Errorf("unreadable time %.40q", str)
+}

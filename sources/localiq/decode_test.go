@@ -1,0 +1,201 @@
+package localiq
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leadsync/leadsync/sources"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+// goldenPage is what a page of interactions becomes; Raw is checked against the input and
+// left out to keep the golden files readable.
+type goldenPage struct {
+	More    bool           `json:"more"`
+	Skipped int            `json:"skipped_non_lead"`
+	Leads   []sources.Lead `json:"leads"`
+}
+
+func TestInteractionsGolden(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("testdata/interactions/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no inputs: %v", err)
+	}
+	acct := sources.Account{Source: sources.LocaliQ, ID: "USA_214406", HIPAAProtected: true}
+	for _, in := range files {
+		name := strings.TrimSuffix(filepath.Base(in), ".json")
+		t.Run(name, func(t *testing.T) {
+			body, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := decodeInteractionsPage(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := goldenPage{More: p.More(), Leads: []sources.Lead{}}
+			for _, raw := range p.Items {
+				l, keep, err := toLead(acct, raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !keep {
+					g.Skipped++
+					continue
+				}
+				if !bytes.Equal(l.Raw, bytes.TrimSpace(raw)) {
+					t.Fatalf("lead %s: Raw is not the vendor JSON verbatim", l.ID)
+				}
+				l.Raw = nil
+				g.Leads = append(g.Leads, l)
+			}
+			got, err := json.MarshalIndent(g, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			path := filepath.Join("testdata", "golden", name+".json")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s differs from the golden file (run with -update if intended):\n%s", name, got)
+			}
+		})
+	}
+}
+
+func TestCallDuration(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]time.Duration{
+		`"00:55"`: 55 * time.Second, `"02:38"`: 158 * time.Second, `"1:09:42"`: time.Hour + 9*time.Minute + 42*time.Second,
+		`47`: 47 * time.Second, `"47"`: 47 * time.Second, `12.5`: 12500 * time.Millisecond,
+	} {
+		if got, ok := callDuration(json.RawMessage(in)); !ok || got != want {
+			t.Errorf("callDuration(%s) = %v, %v; want %v", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{`"abc"`, `null`, `""`, `"1:2:3:4"`, `"-5"`, `{}`, ``} {
+		if _, ok := callDuration(json.RawMessage(in)); ok {
+			t.Errorf("callDuration(%s) accepted", in)
+		}
+	}
+}
+
+func TestParseTime(t *testing.T) {
+	t.Parallel()
+	want := time.Date(2025, 11, 4, 15, 45, 9, 0, time.UTC)
+	for _, in := range []string{"2025-11-04T10:45:09-05:00", "2025-11-04T15:45:09Z", "2025-11-04T10:45:09.000-05:00",
+		"2025-11-04 10:45:09 -0500", "2025-11-04T15:45:09"} {
+		if got, ok := parseTime(in); !ok || !got.Equal(want) || got.Location() != time.UTC {
+			t.Errorf("parseTime(%q) = %v, %v", in, got, ok)
+		}
+	}
+	if _, ok := parseTime("last Tuesday"); ok {
+		t.Error("nonsense accepted")
+	}
+}
+
+func TestDecodeRejectsWhatItCannotKey(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{``, `"x"`, `{"contact_interactions":{}}`, `{"contact_interactions":[1]`} {
+		if _, err := decodeInteractionsPage([]byte(body)); err == nil {
+			t.Errorf("decodeInteractionsPage(%q) accepted", body)
+		}
+	}
+	for _, item := range []string{`1`, `{"event_type":"call"}`, `{"id":"abc"}`, `{"id":-4}`} {
+		if _, _, err := toLead(sources.Account{}, json.RawMessage(item)); err == nil {
+			t.Errorf("toLead(%s) accepted", item)
+		}
+	}
+	// Types the docs promise but the API does not keep: still a lead.
+	l, keep, err := toLead(sources.Account{}, json.RawMessage(`{"id":"12","tags":"vip","contact":"n/a","call":{"duration":[]},"created_at":17}`))
+	if err != nil || !keep || l.ID != "12" || len(l.Tags) != 1 {
+		t.Fatalf("lenient decode: %+v %v %v", l, keep, err)
+	}
+}
+
+func TestDecodeIdentitiesLeniently(t *testing.T) {
+	t.Parallel()
+	p, err := decodeIdentities([]byte(`{"advertiser_count":"3","page":"1","authorized_advertisers":[
+		{"gmaid":"USA_1","name":"A","hipaa_protected":"true","active_state":"0","privilege_level":3},
+		{"gmaid":"CAN_2","hipaa_protected":false},
+		{"name":"no gmaid"}, 7]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accts []sources.Account
+	for _, a := range p.Advertisers {
+		if acct, ok := a.account(); ok {
+			accts = append(accts, acct)
+		}
+	}
+	if p.AdvertiserCount != 3 || len(accts) != 2 || !accts[0].HIPAAProtected || accts[0].Active ||
+		accts[0].Meta["active_state"] != "0" || !accts[1].Active || accts[1].HIPAAProtected {
+		t.Fatalf("accounts %+v", accts)
+	}
+}
+
+func FuzzDecodeInteractionsPage(f *testing.F) {
+	for _, s := range []string{`[]`, `{"page":1,"total_pages":1,"next_page_location":null,"contact_interactions":[]}`,
+		`{"contact_interactions":[{"id":1,"event_type":"form","form":{"sub_type":"FormEmail"},"call":{"duration":"00:55"}}]}`} {
+		f.Add([]byte(s))
+	}
+	acct := sources.Account{ID: "TEST_1"}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := decodeInteractionsPage(body)
+		if err != nil {
+			return
+		}
+		_ = p.More()
+		for _, raw := range p.Items {
+			l, keep, err := toLead(acct, raw)
+			if err == nil && keep && (l.ID == "" || l.CreatedAt.After(l.UpdatedAt)) {
+				t.Fatalf("lead %q created %v after updated %v", l.ID, l.CreatedAt, l.UpdatedAt)
+			}
+			var in struct {
+				Call struct {
+					Duration json.RawMessage `json:"duration"`
+				} `json:"call"`
+			}
+			if json.Unmarshal(raw, &in) == nil {
+				_, _ = callDuration(in.Call.Duration)
+			}
+		}
+	})
+}
+
+func FuzzDecodeIdentities(f *testing.F) {
+	for _, s := range []string{`{"advertiser_count":1,"authorized_advertisers":[{"gmaid":"USA_1","hipaa_protected":true,"active_state":2}]}`,
+		`{"authorized_advertisers":null}`, `{}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := decodeIdentities(body)
+		if err != nil {
+			return
+		}
+		for _, a := range p.Advertisers {
+			if acct, ok := a.account(); ok && acct.ID == "" {
+				t.Fatal("account without id")
+			}
+		}
+	})
+}

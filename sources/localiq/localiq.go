@@ -1,0 +1,380 @@
+// Package localiq syncs LocaliQ contact interactions (calls, forms, emails, chats) as leads.
+//
+// Accounts are the advertisers (GMAIDs) the business user may see (/identities/v3). The
+// interactions API filters by creation date only, so an account is read in date windows
+// from a cursor, and every incremental run re-reads the last few days (the vendor's own
+// recommendation) to catch late arrivals; a pass dedupes on the interaction id. Lead
+// endpoints answer 403 for HIPAA-protected advertisers unless the user has the Agency
+// Customer role: that becomes a *sources.RestrictedError, and the PII-free lead_detail
+// report still yields daily counts (sources.Aggregator).
+package localiq
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/leadsync/leadsync/sources"
+	"github.com/leadsync/leadsync/sources/httpx"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultBaseURL   = "https://api.localiqservices.com"
+	DefaultReRead    = 3 * 24 * time.Hour
+	DefaultWindow    = 30 * 24 * time.Hour
+	DefaultBackfill  = 2 * 365 * 24 * time.Hour // before today, when BackfillStart is zero
+	DefaultRateLimit = 20                       // requests per second per client, the vendor's limit
+	// DefaultAccountsPageSize is the identities page size we ask for (the vendor's default is 5000).
+	DefaultAccountsPageSize = 1000
+	// rateHeadroom keeps the proactive limit just under the vendor's fixed one-second
+	// windows, so network jitter rarely packs 21 requests into one window.
+	rateHeadroom = 0.98
+	// maxPagesPerWindow guards against a vendor that never stops paging.
+	maxPagesPerWindow = 10000
+	// maxReportDays is the longest lead_detail range asked in one request.
+	maxReportDays = 366
+)
+
+// Config is one LocaliQ connection. Zero values mean the defaults.
+type Config struct {
+	BaseURL  string `yaml:"base_url"`  // default https://api.localiqservices.com
+	AuthURL  string `yaml:"auth_url"`  // default BaseURL + /oauth/authorize
+	TokenURL string `yaml:"token_url"` // default BaseURL + /oauth/token
+
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+	// User is the business user's email, whose advertisers the identities call lists.
+	User string `yaml:"user"`
+
+	// BackfillStart is where an empty cursor starts; zero: two years before today.
+	BackfillStart time.Time `yaml:"backfill_start"`
+	// ReRead is how far back each incremental run re-reads; default 3 days (whole days).
+	ReRead time.Duration `yaml:"reread"`
+	// Window is the date range of one request window; default 30 days (whole days, >= 1).
+	Window time.Duration `yaml:"window"`
+	// RateLimit is the client's requests per second; default 20.
+	RateLimit float64 `yaml:"rate_limit"`
+	// AccountsPageSize is the identities page size; default 1000.
+	AccountsPageSize int `yaml:"accounts_page_size"`
+
+	// HTTPClient overrides the HTTP client (tests, proxies).
+	HTTPClient *http.Client `yaml:"-"`
+}
+
+func (c Config) withDefaults() Config {
+	c.BaseURL = strings.TrimRight(cmp.Or(c.BaseURL, DefaultBaseURL), "/")
+	c.AuthURL = cmp.Or(c.AuthURL, c.BaseURL+"/oauth/authorize")
+	c.TokenURL = cmp.Or(c.TokenURL, c.BaseURL+"/oauth/token")
+	c.ReRead = cmp.Or(c.ReRead, DefaultReRead)
+	c.Window = cmp.Or(c.Window, DefaultWindow)
+	c.RateLimit = cmp.Or(c.RateLimit, DefaultRateLimit)
+	c.AccountsPageSize = cmp.Or(c.AccountsPageSize, DefaultAccountsPageSize)
+	return c
+}
+
+// Option tunes a Source.
+type Option func(*Source)
+
+// WithClock sets the clock deciding "today" (tests).
+func WithClock(now func() time.Time) Option { return func(s *Source) { s.now = now } }
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Source) { s.log = l } }
+
+// WithObserver receives HTTP metrics.
+func WithObserver(o httpx.Observer) Option { return func(s *Source) { s.observer = o } }
+
+// Source is a LocaliQ connection. Safe for concurrent use.
+type Source struct {
+	cfg      Config
+	tokens   sources.Tokens
+	client   *httpx.Client
+	now      func() time.Time
+	log      *slog.Logger
+	observer httpx.Observer
+}
+
+var (
+	_ sources.Source     = (*Source)(nil)
+	_ sources.Aggregator = (*Source)(nil)
+)
+
+// New returns a Source using tokens.Grant() for every call.
+func New(cfg Config, tokens sources.Tokens, opts ...Option) (*Source, error) {
+	cfg = cfg.withDefaults()
+	switch {
+	case tokens == nil:
+		return nil, errors.New("localiq: no token source")
+	case strings.TrimSpace(cfg.User) == "":
+		return nil, errors.New("localiq: user (the business user's email) is required")
+	case cfg.ReRead < 0 || cfg.Window < 0 || cfg.RateLimit < 0 || cfg.AccountsPageSize < 0:
+		return nil, errors.New("localiq: reread, window, rate_limit and accounts_page_size must not be negative")
+	}
+	s := &Source{cfg: cfg, tokens: tokens, now: time.Now, log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
+	limit := rate.Limit(cfg.RateLimit * rateHeadroom)
+	s.client = httpx.New(httpx.Config{
+		Vendor:  sources.LocaliQ,
+		BaseURL: cfg.BaseURL,
+		HTTP:    cfg.HTTPClient,
+		Limit: func(string) (rate.Limit, int) {
+			return limit, 1 // every bucket is the one per-client limit
+		},
+		// The vendor throttles in fixed one-second windows and sends no Retry-After.
+		Wait429: func(_ http.Header, now time.Time) time.Duration {
+			return now.Truncate(time.Second).Add(time.Second).Sub(now)
+		},
+		Clock:    s.now,
+		Logger:   s.log,
+		Observer: s.observer,
+	})
+	return s, nil
+}
+
+// Name is sources.LocaliQ.
+func (s *Source) Name() string { return sources.LocaliQ }
+
+// Accounts lists the business user's advertisers, page by page.
+func (s *Source) Accounts(ctx context.Context) iter.Seq2[sources.Account, error] {
+	return func(yield func(sources.Account, error) bool) {
+		seen := map[string]bool{}
+		size := s.cfg.AccountsPageSize
+		for page := 1; ; page++ {
+			var body json.RawMessage
+			err := s.client.JSON(ctx, httpx.Request{
+				Path: "/identities/v3", Endpoint: "identities/v3", Bucket: "client", Auth: s.tokens.Grant(),
+				Query: map[string][]string{"user": {s.cfg.User}, "page": {strconv.Itoa(page)}, "page_size": {strconv.Itoa(size)}},
+			}, &body)
+			if err != nil {
+				yield(sources.Account{}, fmt.Errorf("localiq: list advertisers (page %d): %w", page, err))
+				return
+			}
+			p, err := decodeIdentities(body)
+			if err != nil {
+				yield(sources.Account{}, fmt.Errorf("localiq: list advertisers (page %d): %w", page, err))
+				return
+			}
+			for _, a := range p.Advertisers {
+				acct, ok := a.account()
+				if !ok || seen[acct.ID] {
+					continue
+				}
+				seen[acct.ID] = true
+				if !yield(acct, nil) {
+					return
+				}
+			}
+			if len(p.Advertisers) < size || (p.AdvertiserCount > 0 && page*size >= int(p.AdvertiserCount)) {
+				return
+			}
+		}
+	}
+}
+
+// cursor is the resumable position in an account's interactions. At a window boundary only
+// NextDate is set; mid-window it holds the window and the next page to read.
+type cursor struct {
+	NextDate  string `json:"next_date"`
+	Page      int    `json:"page,omitempty"`
+	WindowEnd string `json:"window_end,omitempty"`
+}
+
+const dateLayout = "2006-01-02"
+
+func parseCursor(c sources.Cursor) (cur cursor, next, end time.Time, err error) {
+	if c == "" {
+		return cur, next, end, nil
+	}
+	if err := json.Unmarshal([]byte(c), &cur); err != nil {
+		return cur, next, end, fmt.Errorf("bad cursor: %w", err)
+	}
+	if next, err = time.Parse(dateLayout, cur.NextDate); err != nil {
+		return cur, next, end, fmt.Errorf("bad cursor next_date: %w", err)
+	}
+	if cur.WindowEnd != "" {
+		if end, err = time.Parse(dateLayout, cur.WindowEnd); err != nil {
+			return cur, next, end, fmt.Errorf("bad cursor window_end: %w", err)
+		}
+	}
+	return cur, next, end, nil
+}
+
+func (c cursor) encode() sources.Cursor {
+	b, _ := json.Marshal(c)
+	return sources.Cursor(b)
+}
+
+func date(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+func days(d time.Duration) int { return max(1, int((d+24*time.Hour-1)/(24*time.Hour))) }
+
+// Leads reads the account's interactions in date windows from cur up to tomorrow (UTC), one
+// Page per API page. An incremental run starts ReRead before the cursor; a cursor left
+// mid-window resumes at its page. A 403 ends the sequence with a *sources.RestrictedError.
+func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cursor, opts sources.LeadOptions) iter.Seq2[sources.Page, error] {
+	return func(yield func(sources.Page, error) bool) {
+		c, next, winEnd, err := parseCursor(cur)
+		if err != nil {
+			yield(sources.Page{}, fmt.Errorf("localiq: account %s: %w", acct.ID, err))
+			return
+		}
+		end := date(s.now()).AddDate(0, 0, 1) // created_before_date is exclusive: today included
+		backfill := date(cmp.Or(opts.Since, s.cfg.BackfillStart, s.now().Add(-DefaultBackfill)))
+		start, page := backfill, 1
+		switch {
+		case opts.Full || cur == "":
+			winEnd = time.Time{}
+		case c.Page > 1 && !winEnd.IsZero():
+			start, page = next, c.Page
+		default:
+			// Re-read the last days before where the previous run stopped, but not before the
+			// backfill start unless the cursor itself is earlier.
+			start = next.AddDate(0, 0, -days(s.cfg.ReRead))
+			start = maxTime(start, minTime(backfill, next))
+			winEnd = time.Time{}
+		}
+		seen := map[string]bool{}
+		for start.Before(end) {
+			if winEnd.IsZero() {
+				winEnd = minTime(start.AddDate(0, 0, days(s.cfg.Window)), end)
+			}
+			for ; ; page++ {
+				if page > maxPagesPerWindow {
+					yield(sources.Page{}, fmt.Errorf("localiq: account %s: more than %d pages in window %s..%s",
+						acct.ID, maxPagesPerWindow, start.Format(dateLayout), winEnd.Format(dateLayout)))
+					return
+				}
+				p, err := s.interactions(ctx, acct, start, winEnd, page)
+				if err != nil {
+					yield(sources.Page{}, err)
+					return
+				}
+				out := sources.Page{Requests: 1, Leads: make([]sources.Lead, 0, len(p.Items))}
+				for i, raw := range p.Items {
+					l, keep, err := toLead(acct, raw)
+					if err != nil {
+						yield(sources.Page{}, fmt.Errorf("localiq: account %s: interactions %s..%s page %d item %d: %w",
+							acct.ID, start.Format(dateLayout), winEnd.Format(dateLayout), page, i, err))
+						return
+					}
+					if !keep || seen[l.ID] {
+						continue
+					}
+					seen[l.ID] = true
+					if l.CreatedAt.IsZero() {
+						s.log.WarnContext(ctx, "localiq: interaction without a readable created_at",
+							slog.String("account", acct.ID), slog.String("lead", l.ID))
+					}
+					out.Leads = append(out.Leads, l)
+				}
+				more := p.More()
+				if more {
+					out.Next = cursor{NextDate: start.Format(dateLayout), Page: page + 1, WindowEnd: winEnd.Format(dateLayout)}.encode()
+				} else {
+					out.Next = cursor{NextDate: winEnd.Format(dateLayout)}.encode()
+				}
+				if !yield(out, nil) {
+					return
+				}
+				if !more {
+					break
+				}
+			}
+			start, page, winEnd = winEnd, 1, time.Time{}
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// interactions reads one page of one window. The page number is ours, not the vendor's
+// next_page_location: the bearer token only ever goes to the configured host.
+func (s *Source) interactions(ctx context.Context, acct sources.Account, from, to time.Time, page int) (interactionsPage, error) {
+	var body json.RawMessage
+	err := s.client.JSON(ctx, httpx.Request{
+		Path: "/crm/contact_interactions", Endpoint: "crm/contact_interactions", Bucket: "client", Auth: s.tokens.Grant(),
+		Query: map[string][]string{
+			"global_master_advertiser_id": {acct.ID},
+			"created_after_date":          {from.Format(dateLayout)},
+			"created_before_date":         {to.Format(dateLayout)},
+			"page":                        {strconv.Itoa(page)},
+		},
+	}, &body)
+	what := fmt.Sprintf("localiq: account %s: interactions %s..%s page %d", acct.ID, from.Format(dateLayout), to.Format(dateLayout), page)
+	if err != nil {
+		return interactionsPage{}, s.restricted(acct, what, err)
+	}
+	p, err := decodeInteractionsPage(body)
+	if err != nil {
+		return p, fmt.Errorf("%s: %w", what, err)
+	}
+	return p, nil
+}
+
+// restricted turns a 403 into a *sources.RestrictedError; the listing's hipaa_protected
+// says whether it is a HIPAA restriction or another one (inactive, not linked).
+func (s *Source) restricted(acct sources.Account, what string, err error) error {
+	var he *httpx.Error
+	if errors.As(err, &he) && he.Status == http.StatusForbidden {
+		return &sources.RestrictedError{Vendor: sources.LocaliQ, AccountID: acct.ID, HIPAA: acct.HIPAAProtected,
+			Message: he.Message, Fields: sources.PIIFields}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// DailyCounts reads the PII-free lead_detail report for the days that intersect [from, to):
+// calls, emails, web forms and chats per day (the advertiser's report time zone). It is not
+// HIPAA-gated, so it works for restricted accounts.
+func (s *Source) DailyCounts(ctx context.Context, acct sources.Account, from, to time.Time) ([]sources.DailyCount, error) {
+	first := date(from)
+	last := date(to.Add(-time.Nanosecond))
+	var out []sources.DailyCount
+	for start := first; !start.After(last); start = start.AddDate(0, 0, maxReportDays) {
+		end := minTime(start.AddDate(0, 0, maxReportDays-1), last)
+		var body json.RawMessage
+		err := s.client.JSON(ctx, httpx.Request{
+			Path:     "/client_reports/lead_detail/" + url.PathEscape(acct.ID),
+			Endpoint: "client_reports/lead_detail", Bucket: "client", Auth: s.tokens.Grant(),
+			Query: map[string][]string{"start_date": {start.Format(dateLayout)}, "end_date": {end.Format(dateLayout)}},
+		}, &body)
+		what := fmt.Sprintf("localiq: account %s: lead_detail %s..%s", acct.ID, start.Format(dateLayout), end.Format(dateLayout))
+		if err != nil {
+			return nil, s.restricted(acct, what, err)
+		}
+		counts, err := decodeLeadDetail(body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, counts...)
+	}
+	return out, nil
+}

@@ -1,0 +1,524 @@
+// Package store is leadsync's token store: OAuth grants and minted per-account tokens,
+// encrypted at rest with AES-256-GCM, in a SQLite file or a PostgreSQL schema of their own
+// (never next to the warehouse that analysts read).
+//
+// Its heart is the refresh protocol (DESIGN.md §4.2): vendors hand out single-use refresh
+// tokens, and LACRM revokes the whole grant when one is presented twice. So, per grant, one
+// refresher at a time across goroutines (singleflight) and processes (SQLite BEGIN IMMEDIATE,
+// PostgreSQL SELECT ... FOR UPDATE), a re-read under the lock, exactly one bounded token
+// request, and the new pair written durably with a compare-and-swap on the old refresh token
+// before the access token is handed out. invalid_grant is terminal: the grant is marked
+// needs_reauth and the vendor is not asked again until `leadsync auth login` saves a new one.
+package store
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/leadsync/leadsync/sources"
+)
+
+// Defaults for Options.
+const (
+	DefaultRefreshMargin    = 5 * time.Minute
+	DefaultTokenCallTimeout = 30 * time.Second
+	MaxTokenCallTimeout     = 2 * time.Minute
+	DefaultPostgresSchema   = "leadsync_tokens"
+	// failureCooldown is how long a still-valid token is used as is after a failed
+	// ahead-of-expiry refresh, so a vendor outage is not hammered by every API call.
+	failureCooldown = 10 * time.Second
+)
+
+// Options configure a Store. Zero values mean the defaults.
+type Options struct {
+	// Key is the 32-byte AES-256 key (see LoadKey). Required.
+	Key []byte
+	// Logger receives refresh events (never token values). Default: discard.
+	Logger *slog.Logger
+	// Clock tells the time for expiry decisions. Default: time.Now.
+	Clock func() time.Time
+	// RefreshMargin: tokens are refreshed this long before they expire. Default 5 min.
+	RefreshMargin time.Duration
+	// TokenCallTimeout bounds one call to the vendor's token endpoint, during which the
+	// grant's lock is held. Default 30 s, at most 2 min.
+	TokenCallTimeout time.Duration
+	// LockTimeout bounds the wait for another process's refresh of the same grant. It is
+	// raised to at least TokenCallTimeout + 10 s, so a waiter outlasts a holder's token call.
+	LockTimeout time.Duration
+	// PostgresSchema is the PostgreSQL schema holding the tables. Default leadsync_tokens.
+	PostgresSchema string
+}
+
+// Store keeps the tokens. Safe for concurrent use by many goroutines and processes.
+type Store struct {
+	db          *db
+	log         *slog.Logger
+	now         func() time.Time
+	margin      time.Duration
+	callTimeout time.Duration
+
+	// rotate is held for writing by RotateKey, for reading by everything using the key.
+	rotate sync.RWMutex
+	seal   atomic.Pointer[sealer]
+
+	inflight      sync.WaitGroup // refreshes in progress, awaited by Close
+	grantFlight   singleflight.Group
+	accountFlight singleflight.Group
+
+	mu sync.Mutex
+	// invalid holds, per grant or account token, a digest of the access token an API
+	// rejected (Invalidate); cooldown, per grant, when a failed refresh may be retried.
+	invalid  map[string][32]byte
+	cooldown map[string]time.Time
+}
+
+// Open opens (creating and migrating as needed) the token store at url: sqlite:///abs/path,
+// sqlite:relative/path, a bare file path, or postgres://... . A new SQLite file gets mode 0600.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	seal, err := newSealer(opts.Key)
+	if err != nil {
+		return nil, err
+	}
+	callTimeout := min(cmp.Or(opts.TokenCallTimeout, DefaultTokenCallTimeout), MaxTokenCallTimeout)
+	lockTimeout := max(opts.LockTimeout, callTimeout+10*time.Second)
+	d, err := openDB(ctx, url, cmp.Or(opts.PostgresSchema, DefaultPostgresSchema), lockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		db:          d,
+		log:         cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)),
+		now:         opts.Clock,
+		margin:      cmp.Or(opts.RefreshMargin, DefaultRefreshMargin),
+		callTimeout: callTimeout,
+		invalid:     map[string][32]byte{},
+		cooldown:    map[string]time.Time{},
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.seal.Store(seal)
+	if err := s.checkKey(ctx); err != nil {
+		d.sql.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close waits for refreshes in flight (each bounded by TokenCallTimeout), so a rotated
+// token is never lost to shutdown, then closes the database.
+func (s *Store) Close() error {
+	s.inflight.Wait()
+	return s.db.sql.Close()
+}
+
+// checkKey verifies the key against the store's key check, creating it in a new store.
+func (s *Store) checkKey(ctx context.Context) error {
+	var ct []byte
+	err := s.db.sql.QueryRowContext(ctx, s.db.q(`SELECT value FROM {meta} WHERE key = 'key_check'`)).Scan(&ct)
+	if errors.Is(err, sql.ErrNoRows) {
+		ct, err = s.seal.Load().seal(keyCheckPlain, keyCheckAD)
+		if err != nil {
+			return err
+		}
+		if _, err := s.db.sql.ExecContext(ctx, s.db.q(`INSERT INTO {meta} (key, value) VALUES ('key_check', ?) ON CONFLICT (key) DO NOTHING`), ct); err != nil {
+			return fmt.Errorf("store: write key check: %w", s.db.lockErr(err))
+		}
+		// Another process may have won with its own key: check against what is stored.
+		err = s.db.sql.QueryRowContext(ctx, s.db.q(`SELECT value FROM {meta} WHERE key = 'key_check'`)).Scan(&ct)
+	}
+	if err != nil {
+		return fmt.Errorf("store: read key check: %w", err)
+	}
+	if pt, err := s.seal.Load().open(ct, keyCheckAD); err != nil || pt != keyCheckPlain {
+		return fmt.Errorf("store: %w (check the key file or $CREDENTIALS_DIRECTORY/token-key; a lost key means running `leadsync auth login` for every connection against a new store)", ErrKeyMismatch)
+	}
+	return nil
+}
+
+// ErrNoGrant means the connection has no saved grant.
+var ErrNoGrant = errors.New("no saved grant")
+
+func noGrantErr(conn string) error {
+	return fmt.Errorf("store: connection %q has no saved token: run `leadsync auth login %s`: %w",
+		conn, conn, errors.Join(ErrNoGrant, sources.ErrNeedsReauth))
+}
+
+// reauthError is the terminal state of a grant whose refresh token the vendor rejected.
+type reauthError struct{ conn, reason string }
+
+func (e *reauthError) Error() string {
+	return fmt.Sprintf("store: connection %q needs re-authorization (%s): run `leadsync auth login %s`", e.conn, e.reason, e.conn)
+}
+func (e *reauthError) Unwrap() error { return sources.ErrNeedsReauth }
+
+// ErrRefreshFailed marks a transient refresh failure: the refresh token was kept and a
+// later call will try again.
+var ErrRefreshFailed = errors.New("token refresh failed")
+
+// refreshError is a transient refresh failure. Its message is sanitized; it unwraps to
+// ErrRefreshFailed and the context error, never to the vendor's error (which may carry
+// response bodies).
+type refreshError struct {
+	conn, msg string
+	ctxErr    error
+}
+
+func (e *refreshError) Error() string {
+	return fmt.Sprintf("store: refresh token of connection %q (kept, will retry): %s", e.conn, e.msg)
+}
+func (e *refreshError) Unwrap() []error {
+	if e.ctxErr != nil {
+		return []error{ErrRefreshFailed, e.ctxErr}
+	}
+	return []error{ErrRefreshFailed}
+}
+
+// grantRecord is a grants row with its token fields decrypted.
+type grantRecord struct {
+	Conn          string
+	Subject       string
+	Scopes        []string
+	Meta          map[string]string
+	TokenType     string
+	Access        Secret
+	Refresh       Secret
+	PrevRefresh   Secret
+	Expiry        time.Time
+	Version       int64
+	NeedsReauth   bool
+	Reason        string
+	LastRefreshAt time.Time
+	RotatedAt     time.Time
+	refreshCT     []byte // stored ciphertext of Refresh, for the compare-and-swap
+}
+
+// Format keeps token values out of every fmt verb.
+func (r *grantRecord) Format(f fmt.State, _ rune) { fmt.Fprint(f, r.String()) }
+func (r *grantRecord) String() string {
+	return fmt.Sprintf("grant{conn=%s version=%d expiry=%s needs_reauth=%t access=%s refresh=%s}",
+		r.Conn, r.Version, r.Expiry.Format(time.RFC3339), r.NeedsReauth, r.Access, r.Refresh)
+}
+func (r *grantRecord) GoString() string     { return r.String() }
+func (r *grantRecord) LogValue() slog.Value { return slog.StringValue(r.String()) }
+
+// usable: the access token may be used now (not expired). fresh: no refresh is due yet.
+func (r *grantRecord) usable(now time.Time) bool { return r.Expiry.IsZero() || now.Before(r.Expiry) }
+func (r *grantRecord) fresh(now time.Time, margin time.Duration) bool {
+	return r.Expiry.IsZero() || now.Before(r.Expiry.Add(-margin))
+}
+
+// token is what callers get: access token, type, expiry and the vendor metadata as extras.
+// The refresh token is never handed out, so no one else can spend it.
+func (r *grantRecord) token() *oauth2.Token {
+	return tokenWith(r.Access, r.TokenType, r.Expiry, r.Meta)
+}
+
+func tokenWith(access Secret, typ string, expiry time.Time, meta map[string]string) *oauth2.Token {
+	t := &oauth2.Token{AccessToken: access.Reveal(), TokenType: typ, Expiry: expiry}
+	extra := make(map[string]any, len(meta))
+	for k, v := range meta {
+		extra[k] = v
+	}
+	return t.WithExtra(extra)
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+const grantColumns = `connection, subject, scopes, meta, token_type, access_token, refresh_token, prev_refresh_token,
+	expiry_ms, version, needs_reauth, reauth_reason, last_refresh_at_ms, rotated_at_ms`
+
+// loadGrant reads and decrypts a grant; forUpdate locks its row (PostgreSQL; SQLite's
+// transaction already holds the database write lock).
+func (s *Store) loadGrant(ctx context.Context, q querier, conn string, forUpdate bool) (*grantRecord, error) {
+	query := `SELECT ` + grantColumns + ` FROM {grants} WHERE connection = ?`
+	if forUpdate && s.db.dialect == dialectPostgres {
+		query += ` FOR UPDATE`
+	}
+	var (
+		r                   = &grantRecord{}
+		scopes, meta        string
+		access, prev        []byte
+		expiry, last, rotAt sql.NullInt64
+	)
+	err := q.QueryRowContext(ctx, s.db.q(query), conn).Scan(&r.Conn, &r.Subject, &scopes, &meta, &r.TokenType,
+		&access, &r.refreshCT, &prev, &expiry, &r.Version, &r.NeedsReauth, &r.Reason, &last, &rotAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, noGrantErr(conn)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read grant %q: %w", conn, s.db.lockErr(err))
+	}
+	r.Scopes = strings.Fields(scopes)
+	if err := json.Unmarshal([]byte(meta), &r.Meta); err != nil {
+		return nil, fmt.Errorf("store: grant %q metadata: %w", conn, err)
+	}
+	r.Expiry, r.LastRefreshAt, r.RotatedAt = msTime(expiry), msTime(last), msTime(rotAt)
+	seal := s.seal.Load()
+	var a, rt, p string
+	if a, err = seal.open(access, grantAD(conn, "access")); err == nil {
+		if rt, err = seal.open(r.refreshCT, grantAD(conn, "refresh")); err == nil {
+			p, err = seal.open(prev, grantAD(conn, "prev_refresh"))
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.Access, r.Refresh, r.PrevRefresh = Secret(a), Secret(rt), Secret(p)
+	return r, nil
+}
+
+func msTime(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMilli(v.Int64)
+}
+
+func msOrNull(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+// Save stores the grant a login produced for conn, replacing any previous one: it clears
+// needs_reauth and drops the tokens minted from the old grant.
+func (s *Store) Save(ctx context.Context, conn string, tok *oauth2.Token) error {
+	if conn == "" {
+		return errors.New("store: save: empty connection name")
+	}
+	if tok == nil || tok.AccessToken == "" {
+		return fmt.Errorf("store: save %q: token has no access token", conn)
+	}
+	s.rotate.RLock()
+	defer s.rotate.RUnlock()
+	seal := s.seal.Load()
+	meta := stringExtras(tok)
+	metaJSON, _ := json.Marshal(meta)
+	access, err := seal.seal(tok.AccessToken, grantAD(conn, "access"))
+	if err != nil {
+		return err
+	}
+	refresh, err := seal.seal(tok.RefreshToken, grantAD(conn, "refresh"))
+	if err != nil {
+		return err
+	}
+	now := s.now()
+
+	tx, release, err := s.db.begin(context.WithoutCancel(ctx))
+	if err != nil {
+		return fmt.Errorf("store: save %q: %w", conn, err)
+	}
+	defer release()
+	defer func() { _ = tx.Rollback() }()
+	var prev []byte
+	old, err := s.loadGrant(ctx, tx, conn, true)
+	switch {
+	case errors.Is(err, ErrNoGrant):
+	case err != nil && errors.Is(err, ErrKeyMismatch):
+		return err
+	case err != nil:
+		return fmt.Errorf("store: save %q: %w", conn, err)
+	default:
+		if prev, err = seal.seal(old.Refresh.Reveal(), grantAD(conn, "prev_refresh")); err != nil {
+			return err
+		}
+	}
+	_, err = tx.ExecContext(ctx, s.db.q(`INSERT INTO {grants} AS g (connection, subject, scopes, meta, token_type,
+		access_token, refresh_token, expiry_ms, version, needs_reauth, reauth_reason, last_refresh_at_ms,
+		prev_refresh_token, rotated_at_ms, saved_at_ms, updated_at_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, FALSE, '', NULL, ?, NULL, ?, ?)
+		ON CONFLICT (connection) DO UPDATE SET subject = excluded.subject, scopes = excluded.scopes,
+			meta = excluded.meta, token_type = excluded.token_type, access_token = excluded.access_token,
+			refresh_token = excluded.refresh_token, expiry_ms = excluded.expiry_ms,
+			version = g.version + 1, needs_reauth = FALSE, reauth_reason = '',
+			last_refresh_at_ms = NULL, prev_refresh_token = excluded.prev_refresh_token,
+			rotated_at_ms = NULL, saved_at_ms = excluded.saved_at_ms, updated_at_ms = excluded.updated_at_ms`),
+		conn, subjectOf(meta), strings.Join(scopesOf(meta), " "), string(metaJSON), tok.TokenType,
+		access, refresh, msOrNull(tok.Expiry), prev, now.UnixMilli(), now.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("store: save %q: %w", conn, s.db.lockErr(err))
+	}
+	if _, err := tx.ExecContext(ctx, s.db.q(`DELETE FROM {accounts} WHERE connection = ?`), conn); err != nil {
+		return fmt.Errorf("store: save %q: %w", conn, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: save %q: commit: %w", conn, err)
+	}
+	s.clearMarks(conn, true)
+	s.log.Info("saved grant", slog.String("connection", conn), slog.String("subject", subjectOf(meta)),
+		slog.Time("expiry", tok.Expiry))
+	return nil
+}
+
+// Forget deletes conn's grant and minted tokens. It returns an error wrapping ErrNoGrant
+// when there was nothing to delete.
+func (s *Store) Forget(ctx context.Context, conn string) error {
+	tx, release, err := s.db.begin(context.WithoutCancel(ctx))
+	if err != nil {
+		return fmt.Errorf("store: forget %q: %w", conn, err)
+	}
+	defer release()
+	defer func() { _ = tx.Rollback() }()
+	res, err := tx.ExecContext(ctx, s.db.q(`DELETE FROM {grants} WHERE connection = ?`), conn)
+	if err != nil {
+		return fmt.Errorf("store: forget %q: %w", conn, s.db.lockErr(err))
+	}
+	if _, err := tx.ExecContext(ctx, s.db.q(`DELETE FROM {accounts} WHERE connection = ?`), conn); err != nil {
+		return fmt.Errorf("store: forget %q: %w", conn, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: forget %q: %w", conn, err)
+	}
+	s.clearMarks(conn, true)
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("store: forget %q: %w", conn, ErrNoGrant)
+	}
+	return nil
+}
+
+// GrantStatus is one grant as `leadsync auth status` shows it. It holds no token values.
+type GrantStatus struct {
+	Connection    string            `json:"connection"`
+	Subject       string            `json:"subject"`
+	Scopes        []string          `json:"scopes"`
+	Meta          map[string]string `json:"meta,omitempty"` // vendor metadata (companyId, userType, ...)
+	Expiry        time.Time         `json:"expiry"`         // of the current access token
+	LastRefreshAt time.Time         `json:"last_refresh_at"`
+	SavedAt       time.Time         `json:"saved_at"` // last `auth login`
+	NeedsReauth   bool              `json:"needs_reauth"`
+	Reason        string            `json:"reason,omitempty"`
+	AccountTokens int               `json:"account_tokens"` // minted per-account tokens cached
+}
+
+// Status lists every grant, without decrypting anything.
+func (s *Store) Status(ctx context.Context) ([]GrantStatus, error) {
+	rows, err := s.db.sql.QueryContext(ctx, s.db.q(`SELECT g.connection, g.subject, g.scopes, g.meta, g.expiry_ms,
+		g.last_refresh_at_ms, g.saved_at_ms, g.needs_reauth, g.reauth_reason,
+		(SELECT COUNT(*) FROM {accounts} a WHERE a.connection = g.connection)
+		FROM {grants} g ORDER BY g.connection`))
+	if err != nil {
+		return nil, fmt.Errorf("store: status: %w", err)
+	}
+	defer rows.Close()
+	var out []GrantStatus
+	for rows.Next() {
+		var (
+			g                   GrantStatus
+			scopes, meta        string
+			expiry, last, saved sql.NullInt64
+		)
+		if err := rows.Scan(&g.Connection, &g.Subject, &scopes, &meta, &expiry, &last, &saved, &g.NeedsReauth,
+			&g.Reason, &g.AccountTokens); err != nil {
+			return nil, fmt.Errorf("store: status: %w", err)
+		}
+		g.Scopes = strings.Fields(scopes)
+		_ = json.Unmarshal([]byte(meta), &g.Meta)
+		g.Expiry, g.LastRefreshAt, g.SavedAt = msTime(expiry), msTime(last), msTime(saved)
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: status: %w", err)
+	}
+	return out, nil
+}
+
+// RotateKey re-encrypts every record with newKey in one transaction. Other processes using
+// the store must be restarted with the new key (they fail with ErrKeyMismatch until then).
+func (s *Store) RotateKey(ctx context.Context, newKey []byte) error {
+	next, err := newSealer(newKey)
+	if err != nil {
+		return err
+	}
+	s.rotate.Lock()
+	defer s.rotate.Unlock()
+	cur := s.seal.Load()
+	tx, release, err := s.db.begin(context.WithoutCancel(ctx))
+	if err != nil {
+		return fmt.Errorf("store: rotate key: %w", err)
+	}
+	defer release()
+	defer func() { _ = tx.Rollback() }()
+
+	type field struct {
+		table, keyCols, col string
+		keys                []any
+		ad                  string
+		ct                  []byte
+	}
+	var fields []field
+	lock := ""
+	if s.db.dialect == dialectPostgres {
+		lock = " FOR UPDATE"
+	}
+	rows, err := tx.QueryContext(ctx, s.db.q(`SELECT connection, access_token, refresh_token, prev_refresh_token FROM {grants}`+lock))
+	if err != nil {
+		return fmt.Errorf("store: rotate key: %w", s.db.lockErr(err))
+	}
+	for rows.Next() {
+		var conn string
+		var a, r, p []byte
+		if err := rows.Scan(&conn, &a, &r, &p); err != nil {
+			rows.Close()
+			return fmt.Errorf("store: rotate key: %w", err)
+		}
+		for col, ct := range map[string][]byte{"access": a, "refresh": r, "prev_refresh": p} {
+			fields = append(fields, field{"{grants}", "connection = ?", col + "_token", []any{conn}, grantAD(conn, col), ct})
+		}
+	}
+	rows.Close()
+	rows, err = tx.QueryContext(ctx, s.db.q(`SELECT connection, account_id, access_token FROM {accounts}`+lock))
+	if err != nil {
+		return fmt.Errorf("store: rotate key: %w", err)
+	}
+	for rows.Next() {
+		var conn, acct string
+		var a []byte
+		if err := rows.Scan(&conn, &acct, &a); err != nil {
+			rows.Close()
+			return fmt.Errorf("store: rotate key: %w", err)
+		}
+		fields = append(fields, field{"{accounts}", "connection = ? AND account_id = ?", "access_token", []any{conn, acct}, accountAD(conn, acct), a})
+	}
+	rows.Close()
+	var kc []byte
+	if err := tx.QueryRowContext(ctx, s.db.q(`SELECT value FROM {meta} WHERE key = 'key_check'`)).Scan(&kc); err != nil {
+		return fmt.Errorf("store: rotate key: %w", err)
+	}
+	fields = append(fields, field{"{meta}", "key = ?", "value", []any{"key_check"}, keyCheckAD, kc})
+
+	for _, f := range fields {
+		pt, err := cur.open(f.ct, f.ad)
+		if err != nil {
+			return fmt.Errorf("store: rotate key: %w", err)
+		}
+		ct, err := next.seal(pt, f.ad)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, s.db.q(`UPDATE `+f.table+` SET `+f.col+` = ? WHERE `+f.keyCols), append([]any{ct}, f.keys...)...); err != nil {
+			return fmt.Errorf("store: rotate key: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: rotate key: commit: %w", err)
+	}
+	s.seal.Store(next)
+	s.log.Info("token store key rotated", slog.Int("records", len(fields)))
+	return nil
+}
