@@ -40,7 +40,8 @@ type PageWrite struct {
 	FullPass bool
 }
 
-// WriteResult says what a page commit changed.
+// WriteResult says what a page commit changed. A lead repeated within one page is written
+// once (the last copy wins) and counted once.
 type WriteResult struct {
 	Inserted  int // new leads
 	Updated   int // leads whose content changed

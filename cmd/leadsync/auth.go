@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/leadsync/leadsync/internal/app"
+	"github.com/leadsync/leadsync/store"
+	"github.com/leadsync/leadsync/store/login"
+)
+
+const authUsage = `Usage:
+  leadsync auth login <connection> [--no-browser]   authorize in the browser (OAuth code flow)
+  leadsync auth password <connection> [--password-file FILE]
+                                                    LocaliQ direct access (password grant)
+  leadsync auth status                              per grant: subject, scopes, expiry, needs re-auth
+  leadsync auth forget <connection>                 delete a connection's tokens
+  leadsync auth rotate-key --new-key FILE           re-encrypt every token with a new key
+Every subcommand takes --config FILE.
+`
+
+func cmdAuth(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, authUsage)
+		if len(args) == 0 {
+			return exitUsage, nil
+		}
+		return exitOK, nil
+	}
+	switch args[0] {
+	case "login":
+		return authLogin(ctx, args[1:], stdout, stderr)
+	case "password":
+		return authPassword(ctx, args[1:], stdout, stderr)
+	case "status":
+		return authStatus(ctx, args[1:], stdout, stderr)
+	case "forget":
+		return authForget(ctx, args[1:], stdout, stderr)
+	case "rotate-key":
+		return authRotateKey(ctx, args[1:], stdout, stderr)
+	}
+	return exitUsage, usageError{fmt.Sprintf("auth: unknown subcommand %q\n%s", args[0], authUsage)}
+}
+
+func authLogin(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	f := newFlags("auth login", "auth login <connection> [--no-browser] [--config FILE]", stderr)
+	noBrowser := f.Bool("no-browser", false, "only print the authorization URL")
+	timeout := f.Duration("timeout", login.DefaultTimeout, "how long to wait for the browser")
+	if err := f.parse(args); err != nil {
+		return exitUsage, err
+	}
+	name, err := oneArg(f, "connection")
+	if err != nil {
+		return exitUsage, err
+	}
+	a, err := openApp(ctx, f, stderr, app.Options{NoSink: true})
+	if err != nil {
+		return exitFailed, err
+	}
+	defer a.Close()
+	c, err := a.Conn(name)
+	if err != nil {
+		return exitUsage, err
+	}
+	open := login.OpenBrowser
+	if *noBrowser {
+		open = nil
+	}
+	if err := a.Login(ctx, c, open, stderr, *timeout); err != nil {
+		return exitFailed, err
+	}
+	fmt.Fprintf(stdout, "connection %s authorized; its tokens are stored encrypted\n", name)
+	return exitOK, nil
+}
+
+func authPassword(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	f := newFlags("auth password", "auth password <connection> [--password-file FILE] [--config FILE]", stderr)
+	pwFile := f.String("password-file", "", "read the password from this file (default: the connection's password setting, else a prompt)")
+	if err := f.parse(args); err != nil {
+		return exitUsage, err
+	}
+	name, err := oneArg(f, "connection")
+	if err != nil {
+		return exitUsage, err
+	}
+	a, err := openApp(ctx, f, stderr, app.Options{NoSink: true})
+	if err != nil {
+		return exitFailed, err
+	}
+	defer a.Close()
+	c, err := a.Conn(name)
+	if err != nil {
+		return exitUsage, err
+	}
+	if _, ok := c.Vendor.(app.PasswordGranter); !ok {
+		return exitUsage, usageError{fmt.Sprintf("connection %s (%s) has no password grant: use `leadsync auth login %s`", name, c.Config.Source, name)}
+	}
+	pw, err := readPassword(*pwFile, c, stderr)
+	if err != nil {
+		return exitUsage, err
+	}
+	if err := a.PasswordLogin(ctx, c, pw); err != nil {
+		return exitFailed, err
+	}
+	fmt.Fprintf(stdout, "connection %s authorized as %s; its tokens are stored encrypted\n", name, c.Config.Username)
+	return exitOK, nil
+}
+
+// readPassword reads from a file, the configured secret, or a no-echo prompt — never argv.
+func readPassword(file string, c *app.Conn, prompt io.Writer) (string, error) {
+	switch {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", usageError{fmt.Sprintf("--password-file: %v", err)}
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	case !c.Config.Password.IsZero():
+		return c.Config.Password.Resolve()
+	case term.IsTerminal(int(os.Stdin.Fd())):
+		fmt.Fprintf(prompt, "password for %s: ", c.Config.Username)
+		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(prompt)
+		return string(b), err
+	}
+	line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", usageError{"no password: give --password-file, set the connection's password, or type it at the prompt"}
+	}
+	return strings.TrimRight(line, "\r\n"), nil
+}
+
+func authStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	f := newFlags("auth status", "auth status [--config FILE]", stderr)
+	if err := f.parse(args); err != nil {
+		return exitUsage, err
+	}
+	a, err := openApp(ctx, f, stderr, app.Options{NoSink: true})
+	if err != nil {
+		return exitFailed, err
+	}
+	defer a.Close()
+	st, err := a.Store.Status(ctx)
+	if err != nil {
+		return exitFailed, err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONNECTION\tSUBJECT\tSCOPES\tEXPIRES\tLAST REFRESH\tSTATE")
+	for _, g := range st {
+		state := "ok"
+		if g.NeedsReauth {
+			state = fmt.Sprintf("NEEDS RE-AUTH (%s): leadsync auth login %s", g.Reason, g.Connection)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Connection, g.Subject, strings.Join(g.Scopes, " "),
+			when(g.Expiry), when(g.LastRefreshAt), state)
+	}
+	return exitOK, tw.Flush()
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format(time.DateTime)
+}
+
+func authForget(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	f := newFlags("auth forget", "auth forget <connection> [--config FILE]", stderr)
+	if err := f.parse(args); err != nil {
+		return exitUsage, err
+	}
+	name, err := oneArg(f, "connection")
+	if err != nil {
+		return exitUsage, err
+	}
+	a, err := openApp(ctx, f, stderr, app.Options{NoSink: true})
+	if err != nil {
+		return exitFailed, err
+	}
+	defer a.Close()
+	if err := a.Store.Forget(ctx, name); err != nil {
+		return exitFailed, err
+	}
+	fmt.Fprintf(stdout, "tokens of connection %s deleted\n", name)
+	return exitOK, nil
+}
+
+func authRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	f := newFlags("auth rotate-key", "auth rotate-key --new-key FILE [--config FILE]", stderr)
+	newKey := f.String("new-key", "", "file holding the new 32-byte key (raw, hex or base64), e.g. made with: head -c 32 /dev/urandom > FILE")
+	if err := f.parse(args); err != nil {
+		return exitUsage, err
+	}
+	if *newKey == "" {
+		return exitUsage, usageError{"auth rotate-key: --new-key FILE is required"}
+	}
+	b, err := os.ReadFile(*newKey)
+	if err != nil {
+		return exitUsage, usageError{fmt.Sprintf("--new-key: %v", err)}
+	}
+	key, err := store.ParseKey(b)
+	if err != nil {
+		return exitUsage, usageError{fmt.Sprintf("--new-key %s: %v", *newKey, err)}
+	}
+	a, err := openApp(ctx, f, stderr, app.Options{NoSink: true})
+	if err != nil {
+		return exitFailed, err
+	}
+	defer a.Close()
+	if err := a.Store.RotateKey(ctx, key); err != nil {
+		return exitFailed, err
+	}
+	fmt.Fprintf(stdout, "every token is now encrypted with the key in %s.\nPoint token_store.key_file (or the token-key credential) at it before the next start; the old key no longer opens the store.\n", *newKey)
+	return exitOK, nil
+}

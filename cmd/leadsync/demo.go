@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // the demo reads its SQLite warehouse directly
+
+	"github.com/leadsync/leadsync/internal/app"
+	"github.com/leadsync/leadsync/internal/config"
+	"github.com/leadsync/leadsync/internal/sandbox"
+	"github.com/leadsync/leadsync/sink"
+	"github.com/leadsync/leadsync/worker"
+)
+
+// demoQueries are the example queries the demo prints and runs.
+var demoQueries = []struct{ title, sql string }{
+	{"Leads per source and kind", `SELECT source, kind, COUNT(*) AS leads
+FROM leads_current GROUP BY source, kind ORDER BY source, leads DESC`},
+	{"Leads per channel over the last 90 days", `SELECT COALESCE(NULLIF(channel, ''), '(none)') AS channel, COUNT(*) AS leads
+FROM leads_current WHERE created_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-90 days')
+GROUP BY 1 ORDER BY leads DESC LIMIT 8`},
+	{"Freshness and access per account", `SELECT source, account_id, access, last_synced_at
+FROM accounts ORDER BY source, account_id LIMIT 12`},
+}
+
+func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	f := newFlags("demo", "demo [--db FILE] [--fresh] [--seed N]", stderr)
+	db := f.String("db", "leadsync-demo.db", "the SQLite warehouse to fill")
+	fresh := f.Bool("fresh", false, "delete the warehouse first (otherwise a second demo is an incremental run)")
+	seed := f.Uint64("seed", 1, "seed of the sandbox data")
+	if err := f.parse(args); err != nil {
+		return exitUsage, err
+	}
+	dbPath, err := filepath.Abs(*db)
+	if err != nil {
+		return exitUsage, err
+	}
+	if *fresh {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			_ = os.Remove(dbPath + suffix)
+		}
+	}
+	// Tokens and their key live in a scratch state directory: the sandbox grants are new
+	// each time.
+	state, err := os.MkdirTemp("", "leadsync-demo-")
+	if err != nil {
+		return exitFailed, err
+	}
+	defer os.RemoveAll(state)
+
+	fmt.Fprintln(stdout, "leadsync demo: starting the sandbox CRMs (crmsim) on loopback…")
+	sb := sandbox.New(sandbox.Options{Seed: *seed, Locations: 5, ContactsPerLocation: 400, ForbiddenLocations: 1,
+		Advertisers: 6, InteractionsPerAdv: 150, LACRMContacts: 200, LACRMPipelineItems: 80})
+	srv, err := sb.Start("127.0.0.1:0")
+	if err != nil {
+		return exitFailed, err
+	}
+	defer srv.Close()
+	cfgPath, err := sb.WriteConfig(state, srv.URL, "sqlite://"+dbPath)
+	if err != nil {
+		return exitFailed, err
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return exitFailed, fmt.Errorf("demo config: %w", err)
+	}
+	log := newLogger(&config.Config{Log: config.Log{Level: "warn", Format: "text"}}, stderr)
+	a, err := app.Open(ctx, cfg, log, app.Options{Version: version})
+	if err != nil {
+		return exitFailed, err
+	}
+	defer a.Close()
+
+	// Authorize every connection through the real flows: the code flow with a loopback
+	// callback (the sandbox's pages approve automatically), and LocaliQ's password grant.
+	if err := a.AuthorizeAll(ctx, sandbox.Browser, stdout); err != nil {
+		return exitFailed, err
+	}
+
+	soft, hard, stop := stopContexts(ctx, cfg.ShutdownTimeout.D(), stderr)
+	defer stop()
+	a.Worker.Progress = worker.NewProgress(stderr, isTerminal(stderr), nil, time.Second)
+	pctx, pstop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Worker.Progress.Run(pctx); close(done) }()
+	start := time.Now()
+	res, err := a.Worker.Run(soft, worker.RunOptions{Trigger: sink.TriggerOnce, Hard: hard})
+	took := time.Since(start)
+	pstop()
+	<-done
+	if err != nil {
+		return exitFailed, err
+	}
+	fmt.Fprintln(stdout)
+	printSummary(stdout, res)
+	if err := demoReport(ctx, stdout, dbPath, res, took); err != nil {
+		return exitFailed, err
+	}
+	switch res.Status {
+	case sink.RunOK:
+		return exitOK, nil
+	case sink.RunCancelled:
+		return exitInterrupted, nil
+	}
+	return exitFailed, nil
+}
+
+func demoReport(ctx context.Context, w io.Writer, dbPath string, res worker.Result, took time.Duration) error {
+	db, err := sql.Open("sqlite3", "file:"+dbPath+"?mode=ro")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var accounts, leads int64
+	if err := db.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM leads_current)`).Scan(&accounts, &leads); err != nil {
+		return fmt.Errorf("demo summary: %w", err)
+	}
+	rate := float64(res.Stats.LeadsWritten) / took.Seconds()
+	fmt.Fprintf(w, "\n%d accounts, %d leads in %s (this run wrote %d leads in %s: %.0f leads/s)\n",
+		accounts, leads, dbPath, res.Stats.LeadsWritten, took.Round(time.Millisecond), rate)
+	rows, err := db.QueryContext(ctx, `SELECT source, account_id, access, COALESCE(access_reason, '') FROM accounts WHERE access <> 'ok' ORDER BY 1, 2`)
+	if err != nil {
+		return err
+	}
+	var restricted []string
+	for rows.Next() {
+		var src, acct, access, reason string
+		if err := rows.Scan(&src, &acct, &access, &reason); err != nil {
+			rows.Close()
+			return err
+		}
+		restricted = append(restricted, fmt.Sprintf("  %s %s: %s (%s)", src, acct, access, reason))
+	}
+	rows.Close()
+	if len(restricted) > 0 {
+		fmt.Fprintf(w, "restricted accounts (an expected state: their fields are tagged in restricted_fields):\n%s\n", strings.Join(restricted, "\n"))
+	}
+	fmt.Fprintf(w, "\nTry it yourself: sqlite3 %s\n", dbPath)
+	for _, q := range demoQueries {
+		fmt.Fprintf(w, "\n-- %s\n%s;\n", q.title, q.sql)
+		if err := printQuery(ctx, w, db, q.sql); err != nil {
+			return fmt.Errorf("demo query %q: %w", q.title, err)
+		}
+	}
+	return nil
+}
+
+func printQuery(ctx context.Context, w io.Writer, db *sql.DB, q string) error {
+	rows, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(cols, "\t"))
+	vals := make([]sql.NullString, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		cells := make([]string, len(cols))
+		for i, v := range vals {
+			cells[i] = v.String
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return tw.Flush()
+}
+

@@ -1,0 +1,200 @@
+// Command leadsync keeps an agency's CRM leads in its own database.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/leadsync/leadsync/internal/app"
+	"github.com/leadsync/leadsync/internal/config"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+// Exit codes, as documented in `leadsync --help`.
+const (
+	exitOK          = 0
+	exitFailed      = 1 // a sync failed for some account, or a runtime error
+	exitUsage       = 2 // bad command line or configuration
+	exitInterrupted = 3 // stopped by a signal before the work was complete
+)
+
+const usage = `leadsync keeps your CRM leads (LeadConnector, LocaliQ, Less Annoying CRM) in your own
+SQLite or PostgreSQL database.
+
+Usage:
+  leadsync demo [flags]                      sandbox CRMs → ./leadsync-demo.db, then a summary
+  leadsync run [flags]                       the daemon: sync on the configured cron schedules
+  leadsync run --once [flags]                one sync now (backfill), then exit
+  leadsync status [flags]                    per account: last success, leads, access, last error
+  leadsync auth login <connection>           authorize a connection in the browser (OAuth code flow)
+  leadsync auth password <connection>        LocaliQ direct access (password grant)
+  leadsync auth status                       per grant: subject, scopes, expiry, needs re-auth
+  leadsync auth forget <connection>          delete a connection's tokens
+  leadsync auth rotate-key --new-key FILE    re-encrypt the token store with a new key
+  leadsync migrate [--status]                apply (or list) warehouse migrations
+  leadsync grant-analyst <role>              PostgreSQL: give a role the de-identified views only
+  leadsync config check                      validate the configuration
+  leadsync version
+
+Every command takes --config FILE (default $LEADSYNC_CONFIG, else /etc/leadsync/config.yaml).
+Run "leadsync <command> --help" for a command's flags.
+
+Exit codes: 0 success; 1 a sync or operation failed; 2 bad usage or configuration (the message
+names the field); 3 stopped by a signal before the work was complete.
+`
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the process: tests call it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	cmd, rest := args[0], args[1:]
+	var code int
+	var err error
+	switch cmd {
+	case "run":
+		code, err = cmdRun(ctx, rest, stdout, stderr)
+	case "demo":
+		code, err = cmdDemo(ctx, rest, stdout, stderr)
+	case "status":
+		code, err = cmdStatus(ctx, rest, stdout, stderr)
+	case "auth":
+		code, err = cmdAuth(ctx, rest, stdout, stderr)
+	case "migrate":
+		code, err = cmdMigrate(ctx, rest, stdout, stderr)
+	case "grant-analyst":
+		code, err = cmdGrantAnalyst(ctx, rest, stdout, stderr)
+	case "config":
+		code, err = cmdConfig(ctx, rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "leadsync", version)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "leadsync: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+	if err != nil {
+		return report(stderr, err)
+	}
+	return code
+}
+
+// usageError is a bad command line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// report prints err and chooses the exit code from its kind.
+func report(stderr io.Writer, err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "leadsync:", err)
+	var ue usageError
+	var ce *config.Error
+	var ces config.Errors
+	var ae *app.ConfigError
+	if errors.As(err, &ue) || errors.As(err, &ce) || errors.As(err, &ces) || errors.As(err, &ae) {
+		return exitUsage
+	}
+	return exitFailed
+}
+
+// flags is a command's flag set with the common --config flag.
+type flags struct {
+	*flag.FlagSet
+	config *string
+}
+
+func newFlags(name, synopsis string, stderr io.Writer) flags {
+	fs := flag.NewFlagSet("leadsync "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := fs.String("config", os.Getenv("LEADSYNC_CONFIG"), "configuration file (default $LEADSYNC_CONFIG, else /etc/leadsync/config.yaml)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: leadsync %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return flags{FlagSet: fs, config: cfg}
+}
+
+// parse parses args; it reports flag errors as usage errors.
+func (f flags) parse(args []string) error {
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+// load reads and validates the configuration.
+func (f flags) load() (*config.Config, error) {
+	path := *f.config
+	if path == "" {
+		path = "/etc/leadsync/config.yaml"
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// newLogger logs text on a terminal and JSON otherwise (journald keeps the fields).
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}
+	format := cfg.Log.Format
+	if format == "auto" || format == "" {
+		format = "json"
+		if isTerminal(w) {
+			format = "text"
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// openApp loads the configuration and wires leadsync.
+func openApp(ctx context.Context, f flags, stderr io.Writer, opts app.Options) (*app.App, error) {
+	cfg, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	opts.Version = version
+	return app.Open(ctx, cfg, newLogger(cfg, stderr), opts)
+}
+
+// oneArg returns the single positional argument named what.
+func oneArg(f flags, what string) (string, error) {
+	if f.NArg() != 1 {
+		return "", usageError{fmt.Sprintf("%s: want exactly one %s, got %q", f.Name(), what, strings.Join(f.Args(), " "))}
+	}
+	return f.Arg(0), nil
+}

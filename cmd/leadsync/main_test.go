@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// leadsyncBin is the leadsync binary built once for the tests that run it as a process
+// (signals, crashes, the systemd protocol).
+var leadsyncBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "leadsync-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	leadsyncBin = filepath.Join(dir, "leadsync")
+	out, err := exec.Command("go", "build", "-o", leadsyncBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building leadsync: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// runCLI runs the CLI in-process and returns its exit code, stdout and stderr.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestHelpDocumentsEveryCommand(t *testing.T) {
+	t.Parallel()
+	code, out, _ := runCLI(t, "--help")
+	if code != exitOK {
+		t.Fatalf("--help exit %d", code)
+	}
+	for _, cmd := range []string{"demo", "run --once", "status", "auth login", "auth password", "auth status",
+		"auth forget", "auth rotate-key", "migrate", "grant-analyst", "config check", "Exit codes"} {
+		if !strings.Contains(out, cmd) {
+			t.Errorf("--help does not mention %q", cmd)
+		}
+	}
+}
+
+func TestBadConfigExitsTwoNamingTheField(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte("connections:\n  - name: a\n    source: leadconnector\n    api_verison: v3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "config", "check", "--config", path)
+	if code != exitUsage || !strings.Contains(stderr, "connections[0].api_verison (line 4)") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestUnknownCommandIsUsageError(t *testing.T) {
+	t.Parallel()
+	if code, _, _ := runCLI(t, "frobnicate"); code != exitUsage {
+		t.Fatalf("exit %d", code)
+	}
+	if code, _, stderr := runCLI(t, "run", "--full"); code != exitUsage || !strings.Contains(stderr, "--once") {
+		t.Fatalf("--full without --once: exit %d, %q", code, stderr)
+	}
+}

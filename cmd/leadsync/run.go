@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/leadsync/leadsync/internal/app"
+	"github.com/leadsync/leadsync/internal/ops"
+	"github.com/leadsync/leadsync/sink"
+	"github.com/leadsync/leadsync/worker"
+)
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	f := newFlags("run", "run [--once [--connection NAME]... [--since YYYY-MM-DD] [--full]] [--config FILE]", stderr)
+	once := f.Bool("once", false, "sync once now, then exit (a backfill when the warehouse is empty)")
+	var conns stringList
+	f.Var(&conns, "connection", "with --once: only this connection (repeatable)")
+	since := f.String("since", "", "with --once: start accounts without a cursor at this date (YYYY-MM-DD)")
+	full := f.Bool("full", false, "with --once: a full pass: re-read everything, then soft-delete leads the vendor no longer has")
+	progress := f.String("progress", "auto", "with --once: progress display: auto (on a terminal), on, off")
+	if err := f.parse(args); err != nil {
+		return exitUsage, err
+	}
+	if !*once && (len(conns) > 0 || *since != "" || *full) {
+		return exitUsage, usageError{"--connection, --since and --full go with --once (the daemon follows the configured schedules)"}
+	}
+	var sinceT time.Time
+	if *since != "" {
+		t, err := time.Parse(time.DateOnly, *since)
+		if err != nil {
+			return exitUsage, usageError{fmt.Sprintf("--since %q: want a date like 2025-01-31", *since)}
+		}
+		sinceT = t
+	}
+	a, err := openApp(ctx, f, stderr, app.Options{})
+	if err != nil {
+		return exitFailed, err
+	}
+	defer a.Close()
+	soft, hard, stop := stopContexts(ctx, a.Config.ShutdownTimeout.D(), stderr)
+	defer stop()
+
+	if !*once {
+		return daemon(soft, hard, a)
+	}
+	trigger := sink.TriggerOnce
+	if !sinceT.IsZero() || *full {
+		trigger = sink.TriggerBackfill
+	}
+	show := *progress == "on" || (*progress == "auto" && isTerminal(stderr))
+	if show {
+		a.Worker.Progress = worker.NewProgress(stderr, true, nil, 0)
+	} else {
+		a.Worker.Progress = worker.NewProgress(stderr, false, a.Logger, 10*time.Second)
+	}
+	pctx, pstop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Worker.Progress.Run(pctx); close(done) }()
+	res, err := a.Worker.Run(soft, worker.RunOptions{Trigger: trigger, Connections: conns, Full: *full, Since: sinceT, Hard: hard})
+	pstop()
+	<-done
+	if err != nil {
+		return exitFailed, err
+	}
+	printSummary(stdout, res)
+	switch res.Status {
+	case sink.RunOK:
+		return exitOK, nil
+	case sink.RunCancelled:
+		return exitInterrupted, nil
+	}
+	return exitFailed, nil
+}
+
+func printSummary(w io.Writer, res worker.Result) {
+	s := res.Stats
+	fmt.Fprintf(w, "run %d %s: %d accounts ok, %d restricted, %d failed; %d leads written; %d requests (%d throttled)\n",
+		res.Run, res.Status, s.AccountsOK, s.AccountsRestricted, s.AccountsFailed, s.LeadsWritten, s.Requests, s.Throttled)
+	for _, e := range res.Failures {
+		fmt.Fprintln(w, "  failed:", e)
+	}
+}
+
+// daemon runs the schedules until a signal, telling systemd how it goes.
+func daemon(soft, hard context.Context, a *app.App) (int, error) {
+	log := a.Logger
+	var srv *ops.Server
+	if a.Config.HTTP.Enabled() {
+		var err error
+		srv, err = ops.StartServer(a.Config.HTTP.Listen, ops.NewHandler(a.Metrics, a.Ready), log)
+		if err != nil {
+			return exitFailed, fmt.Errorf("http: %w", err)
+		}
+		log.Info("serving metrics and health", slog.String("url", srv.URL()))
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		}()
+	}
+	sched := &worker.Scheduler{Worker: a.Worker, Schedule: a.Config.Schedule, FullSchedule: a.Config.FullSchedule,
+		Logger: log, OnRun: func(conn string, res worker.Result, err error) {
+			msg := fmt.Sprintf("last run (%s): %s, %d ok, %d restricted, %d failed, %d leads written",
+				conn, res.Status, res.Stats.AccountsOK, res.Stats.AccountsRestricted, res.Stats.AccountsFailed, res.Stats.LeadsWritten)
+			if err != nil {
+				msg = fmt.Sprintf("last run (%s) failed: %v", conn, err)
+			}
+			_ = ops.Status(msg)
+		}}
+	wdCtx, wdStop := context.WithCancel(hard)
+	defer wdStop()
+	go func() {
+		if err := ops.Watchdog(wdCtx, sched.Alive); err != nil {
+			log.Warn("watchdog", slog.String("error", err.Error()))
+		}
+	}()
+	_ = ops.Ready()
+	_ = ops.Status("waiting for the first scheduled run")
+	log.Info("leadsync started", slog.Int("connections", len(a.Conns)), slog.String("version", version))
+	err := sched.Run(soft, hard)
+	_ = ops.Stopping()
+	if err != nil {
+		return exitUsage, &app.ConfigError{Err: err}
+	}
+	log.Info("leadsync stopped")
+	return exitOK, nil
+}
+
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	f := newFlags("status", "status [--json] [--config FILE]", stderr)
+	asJSON := f.Bool("json", false, "print JSON")
+	if err := f.parse(args); err != nil {
+		return exitUsage, err
+	}
+	a, err := openApp(ctx, f, stderr, app.Options{})
+	if err != nil {
+		return exitFailed, err
+	}
+	defer a.Close()
+	st, err := a.Sink.Status(ctx)
+	if err != nil {
+		return exitFailed, err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return exitOK, enc.Encode(st)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tACCOUNT\tNAME\tACCESS\tLAST SUCCESS\tLEADS\tLAST ERROR")
+	for _, s := range st {
+		last := "never"
+		if !s.LastSyncedAt.IsZero() {
+			last = s.LastSyncedAt.Local().Format(time.DateTime)
+		}
+		access := s.Access
+		if s.AccessReason != "" {
+			access += " (" + truncate(s.AccessReason, 40) + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Source, s.AccountID, truncate(s.Name, 30), access, last,
+			s.Leads, truncate(s.LastError, 60))
+	}
+	return exitOK, tw.Flush()
+}
+
+func truncate(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	f := newFlags("migrate", "migrate [--status] [--config FILE]", stderr)
+	status := f.Bool("status", false, "list the migrations and whether each is applied, without applying any")
+	if err := f.parse(args); err != nil {
+		return exitUsage, err
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return exitUsage, err
+	}
+	if *status {
+		st, err := sink.MigrationStatus(ctx, cfg.Warehouse.URL)
+		if err != nil {
+			return exitFailed, err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")
+		for _, m := range st {
+			applied := "pending"
+			if m.Applied {
+				applied = m.AppliedAt.Local().Format(time.DateTime)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\n", m.Version, m.Name, applied)
+		}
+		return exitOK, tw.Flush()
+	}
+	if err := sink.Migrate(ctx, cfg.Warehouse.URL); err != nil {
+		return exitFailed, err
+	}
+	fmt.Fprintln(stdout, "warehouse is up to date")
+	return exitOK, nil
+}
+
+func cmdGrantAnalyst(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	f := newFlags("grant-analyst", "grant-analyst [--print] <role> [--config FILE]", stderr)
+	printOnly := f.Bool("print", false, "print the SQL instead of running it")
+	if err := f.parse(args); err != nil {
+		return exitUsage, err
+	}
+	role, err := oneArg(f, "role")
+	if err != nil {
+		return exitUsage, err
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return exitUsage, err
+	}
+	tgt, err := sink.ParseURL(cfg.Warehouse.URL)
+	if err != nil {
+		return exitUsage, err
+	}
+	if *printOnly {
+		for _, q := range sink.AnalystGrantSQL(searchPath(tgt.DSN), role) {
+			fmt.Fprintln(stdout, q+";")
+		}
+		return exitOK, nil
+	}
+	s, err := sink.Open(ctx, cfg.Warehouse.URL, sink.Options{})
+	if err != nil {
+		return exitFailed, err
+	}
+	defer s.Close()
+	pg, ok := s.(*sink.Postgres)
+	if !ok {
+		return exitUsage, usageError{"grant-analyst needs a PostgreSQL warehouse (SQLite has no roles: share the file read-only instead)"}
+	}
+	if err := pg.GrantAnalyst(ctx, role); err != nil {
+		return exitFailed, err
+	}
+	fmt.Fprintf(stdout, "role %s may now read %s, and nothing else of the warehouse\n", role, strings.Join(sink.AnalystViews, ", "))
+	return exitOK, nil
+}
+
+// searchPath is the schema a PostgreSQL URL selects (its search_path), else public.
+func searchPath(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil {
+		if sp := u.Query().Get("search_path"); sp != "" {
+			first, _, _ := strings.Cut(sp, ",")
+			return strings.TrimSpace(first)
+		}
+	}
+	return "public"
+}
+
+func cmdConfig(_ context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	if len(args) == 0 || args[0] != "check" {
+		return exitUsage, usageError{"usage: leadsync config check [--config FILE]"}
+	}
+	f := newFlags("config check", "config check [--config FILE]", stderr)
+	if err := f.parse(args[1:]); err != nil {
+		return exitUsage, err
+	}
+	cfg, err := f.load()
+	if err != nil {
+		return exitUsage, err
+	}
+	var secretErrs []error
+	for _, c := range cfg.Connections {
+		if _, err := c.ClientSecret.Resolve(); err != nil {
+			secretErrs = append(secretErrs, err)
+		}
+		if !c.Password.IsZero() {
+			if _, err := c.Password.Resolve(); err != nil {
+				secretErrs = append(secretErrs, err)
+			}
+		}
+	}
+	if err := errors.Join(secretErrs...); err != nil {
+		return exitUsage, &app.ConfigError{Err: err}
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d connections)\n", cfg.File(), len(cfg.Connections))
+	return exitOK, nil
+}

@@ -1,0 +1,276 @@
+// Package app wires a configuration into the running parts: the warehouse sink, the token
+// store, one source per connection, the worker and the metrics. The CLI, the demo and the
+// end-to-end tests all build leadsync through it, so they exercise the same code path.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/leadsync/leadsync/internal/config"
+	"github.com/leadsync/leadsync/internal/ops"
+	"github.com/leadsync/leadsync/sink"
+	"github.com/leadsync/leadsync/sources"
+	"github.com/leadsync/leadsync/sources/httpx"
+	"github.com/leadsync/leadsync/sources/lacrm"
+	"github.com/leadsync/leadsync/sources/leadconnector"
+	"github.com/leadsync/leadsync/sources/localiq"
+	"github.com/leadsync/leadsync/store"
+	"github.com/leadsync/leadsync/store/login"
+	"github.com/leadsync/leadsync/worker"
+)
+
+// Vendor is what `leadsync auth` needs of a connection's vendor: its OAuth endpoints.
+type Vendor interface {
+	AuthCodeURL(state, redirectURI, pkceChallenge string) string
+	Exchange(ctx context.Context, code, redirectURI, pkceVerifier string) (*oauth2.Token, error)
+}
+
+// PasswordGranter is a vendor with a password grant (LocaliQ "direct access").
+type PasswordGranter interface {
+	PasswordGrant(ctx context.Context, username, password string) (*oauth2.Token, error)
+}
+
+// Conn is one configured connection, wired.
+type Conn struct {
+	Config    config.Connection
+	Source    sources.Source
+	Vendor    Vendor
+	Refresher store.Refresher
+}
+
+// App is leadsync, wired from a configuration.
+type App struct {
+	Config  *config.Config
+	Logger  *slog.Logger
+	Sink    sink.Sink
+	Store   *store.Store
+	Metrics *ops.Metrics
+	Conns   []Conn
+	Worker  *worker.Worker
+}
+
+// Options tune Open.
+type Options struct {
+	// NoSink skips opening the warehouse (auth commands need only the token store).
+	NoSink bool
+	// Version labels the build in metrics.
+	Version string
+	// HTTPX adjusts every source's HTTP layer (tests).
+	HTTPX func(*httpx.Config)
+}
+
+// ConfigError marks errors that come from the configuration (the CLI exits 2 on them).
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Open wires cfg (already validated, with defaults). Close the App when done.
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) (_ *App, err error) {
+	a := &App{Config: cfg, Logger: log, Metrics: ops.NewMetrics(opts.Version)}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	key, err := store.LoadKey(cfg.TokenStore.KeyFile, cfg.StateDir, log)
+	if err != nil {
+		return nil, fmt.Errorf("token store key: %w", err)
+	}
+	a.Store, err = store.Open(ctx, cfg.TokenStore.URL, store.Options{Key: key, Logger: log,
+		PostgresSchema: cfg.TokenStore.Schema})
+	if err != nil {
+		return nil, fmt.Errorf("token store: %w", err)
+	}
+	if !opts.NoSink {
+		a.Sink, err = sink.Open(ctx, cfg.Warehouse.URL, sink.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("warehouse: %w", err)
+		}
+	}
+	var wconns []worker.Connection
+	for i, cc := range cfg.Connections {
+		if !cc.IsEnabled() {
+			continue
+		}
+		c, err := a.connection(i, cc, opts)
+		if err != nil {
+			return nil, err
+		}
+		a.Conns = append(a.Conns, c)
+		wconns = append(wconns, worker.Connection{Name: cc.Name, Source: c.Source, Concurrency: cc.Concurrency,
+			Schedule: cc.Schedule})
+	}
+	a.Worker = &worker.Worker{Sink: a.Sink, Connections: wconns, Logger: log, Observer: observer{a.Metrics}}
+	return a, nil
+}
+
+// Conn returns the wired connection named name.
+func (a *App) Conn(name string) (*Conn, error) {
+	for i := range a.Conns {
+		if a.Conns[i].Config.Name == name {
+			return &a.Conns[i], nil
+		}
+	}
+	return nil, &ConfigError{fmt.Errorf("no enabled connection named %q in %s", name, a.Config.File())}
+}
+
+func (a *App) connection(i int, cc config.Connection, opts Options) (Conn, error) {
+	secret, err := cc.ClientSecret.Resolve()
+	if err != nil {
+		return Conn{}, &ConfigError{err}
+	}
+	log := a.Logger.With(slog.String("connection", cc.Name))
+	hx := func(h *httpx.Config) {
+		h.Observer = a.Metrics
+		h.Logger = log
+		if opts.HTTPX != nil {
+			opts.HTTPX(h)
+		}
+	}
+	var c Conn
+	c.Config = cc
+	var src sources.Source
+	switch cc.Source {
+	case sources.LeadConnector:
+		vc := leadconnector.Config{BaseURL: cc.BaseURL, AuthURL: cc.AuthURL, TokenURL: cc.TokenURL,
+			ClientID: cc.ClientID, ClientSecret: secret, APIVersion: cc.APIVersion, CompanyID: cc.CompanyID,
+			AppID: cc.AppID, BackfillStart: cc.BackfillStart.Time, Lookback: cc.Lookback.D(), PageSize: cc.PageSize,
+			Scopes: cc.Scopes, Logger: log}
+		c.Vendor, c.Refresher = vc, vc.Refresher()
+		src, err = leadconnector.New(vc, a.Store.Tokens(cc.Name, c.Refresher), leadconnector.WithHTTPX(hx))
+	case sources.LocaliQ:
+		vc := localiq.Config{BaseURL: cc.BaseURL, AuthURL: cc.AuthURL, TokenURL: cc.TokenURL,
+			ClientID: cc.ClientID, ClientSecret: secret, User: cc.User, BackfillStart: cc.BackfillStart.Time,
+			ReRead: time.Duration(cc.RereadDays) * 24 * time.Hour}
+		c.Vendor, c.Refresher = vc, vc.Refresher()
+		src, err = localiq.New(vc, a.Store.Tokens(cc.Name, c.Refresher), localiq.WithLogger(log),
+			localiq.WithObserver(a.Metrics))
+	case sources.LACRM:
+		vc := lacrm.Config{BaseURL: cc.BaseURL, AuthURL: cc.AuthURL, TokenURL: cc.TokenURL,
+			ClientID: cc.ClientID, ClientSecret: secret, Since: cc.BackfillStart.Time, Lookback: cc.Lookback.D(),
+			PageSize: cc.PageSize, PipelineIDs: cc.Pipelines, Logger: log}
+		c.Vendor, c.Refresher = vc, vc.Refresher()
+		src, err = lacrm.New(vc, a.Store.Tokens(cc.Name, c.Refresher), lacrm.WithHTTPX(hx))
+	default:
+		return Conn{}, &ConfigError{&config.Error{Field: fmt.Sprintf("connections[%d].source", i),
+			Msg: fmt.Sprintf("unknown source %q", cc.Source)}}
+	}
+	if err != nil {
+		return Conn{}, &ConfigError{fmt.Errorf("connections[%d] (%s): %w", i, cc.Name, err)}
+	}
+	c.Source = src
+	return c, nil
+}
+
+// Close releases everything Open acquired.
+func (a *App) Close() {
+	var errs []error
+	if a.Sink != nil {
+		errs = append(errs, a.Sink.Close())
+	}
+	if a.Store != nil {
+		errs = append(errs, a.Store.Close())
+	}
+	if err := errors.Join(errs...); err != nil && a.Logger != nil {
+		a.Logger.Warn("closing", slog.String("error", err.Error()))
+	}
+}
+
+// Ready checks that the warehouse and the token store answer and that no grant needs
+// re-authorization (the /readyz check).
+func (a *App) Ready(ctx context.Context) error {
+	if a.Sink != nil {
+		if _, err := a.Sink.Cursor(ctx, "", ""); err != nil {
+			return fmt.Errorf("warehouse: %w", err)
+		}
+	}
+	st, err := a.Store.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("token store: %w", err)
+	}
+	for _, g := range st {
+		if g.NeedsReauth {
+			return fmt.Errorf("connection %s needs re-authorization: run `leadsync auth login %s`", g.Connection, g.Connection)
+		}
+	}
+	return nil
+}
+
+// observer feeds the worker's events to the Prometheus metrics.
+type observer struct{ m *ops.Metrics }
+
+func (o observer) AccountSynced(conn, source, account, outcome string, leads int64, d time.Duration) {
+	o.m.AccountSynced(conn, source, account, outcome, d)
+	o.m.LeadsWritten(source, int(leads))
+}
+
+func (o observer) RunFinished(trigger, status string, _ sink.RunStats, d time.Duration) {
+	o.m.RunFinished(trigger, status, d)
+}
+
+// Login authorizes c with the authorization-code flow (open plays the browser; nil only
+// prints the URL to out) and stores the grant.
+func (a *App) Login(ctx context.Context, c *Conn, open func(string) error, out io.Writer, timeout time.Duration) error {
+	tok, err := login.Run(ctx, login.Config{
+		AuthCodeURL: c.Vendor.AuthCodeURL,
+		Exchange:    c.Vendor.Exchange,
+		RedirectURI: c.Config.RedirectURI,
+		Open:        open,
+		Out:         out,
+		Timeout:     timeout,
+		Logger:      a.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	return a.Store.Save(ctx, c.Config.Name, tok)
+}
+
+// PasswordLogin authorizes c with its vendor's password grant and stores the grant.
+func (a *App) PasswordLogin(ctx context.Context, c *Conn, password string) error {
+	pg, ok := c.Vendor.(PasswordGranter)
+	if !ok {
+		return &ConfigError{fmt.Errorf("connection %s (%s) has no password grant: use `leadsync auth login %s`", c.Config.Name, c.Config.Source, c.Config.Name)}
+	}
+	if c.Config.Username == "" {
+		return &ConfigError{fmt.Errorf("connection %s: username is not set", c.Config.Name)}
+	}
+	tok, err := pg.PasswordGrant(ctx, c.Config.Username, password)
+	if err != nil {
+		return err
+	}
+	return a.Store.Save(ctx, c.Config.Name, tok)
+}
+
+// AuthorizeAll authorizes every connection without a person: the password grant where the
+// connection has a username and password, else the code flow with open as the browser
+// (the sandbox's pages approve on their own). The demo and the tests use it.
+func (a *App) AuthorizeAll(ctx context.Context, open func(string) error, out io.Writer) error {
+	for i := range a.Conns {
+		c := &a.Conns[i]
+		if _, ok := c.Vendor.(PasswordGranter); ok && c.Config.Username != "" && !c.Config.Password.IsZero() {
+			pw, err := c.Config.Password.Resolve()
+			if err != nil {
+				return &ConfigError{err}
+			}
+			if err := a.PasswordLogin(ctx, c, pw); err != nil {
+				return fmt.Errorf("authorize %s: %w", c.Config.Name, err)
+			}
+			fmt.Fprintf(out, "  %-22s authorized (password grant)\n", c.Config.Name)
+			continue
+		}
+		if err := a.Login(ctx, c, open, io.Discard, time.Minute); err != nil {
+			return fmt.Errorf("authorize %s: %w", c.Config.Name, err)
+		}
+		fmt.Fprintf(out, "  %-22s authorized (authorization-code flow, loopback callback)\n", c.Config.Name)
+	}
+	return nil
+}

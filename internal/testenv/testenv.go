@@ -1,0 +1,250 @@
+// Package testenv sets up end-to-end tests: crmsim on loopback, a leadsync configuration
+// pointing at it (SQLite or PostgreSQL warehouse), every connection authorized through the
+// real flows, and a comparison of the warehouse with the sandbox's ground truth.
+package testenv
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", to read a PostgreSQL warehouse
+	_ "github.com/mattn/go-sqlite3"    // database/sql driver "sqlite3"
+
+	"github.com/leadsync/leadsync/internal/app"
+	"github.com/leadsync/leadsync/internal/config"
+	"github.com/leadsync/leadsync/internal/pgtest"
+	"github.com/leadsync/leadsync/internal/sandbox"
+	"github.com/leadsync/leadsync/internal/simkit"
+)
+
+// Dialects of the warehouse.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+// Env is one sandbox and one leadsync configuration.
+type Env struct {
+	Sandbox      *sandbox.Server
+	Dir          string // holds config.yaml, secrets/ and state/
+	ConfigPath   string
+	WarehouseURL string
+	Dialect      string
+}
+
+// Small is a sandbox small enough for unit-test speed that still has every feature: a
+// forbidden LeadConnector location, HIPAA and inactive LocaliQ advertisers, LACRM pipelines.
+func Small(seed uint64) sandbox.Options {
+	return sandbox.Options{Seed: seed, Locations: 3, ContactsPerLocation: 150, ForbiddenLocations: 1,
+		Advertisers: 5, InteractionsPerAdv: 60, LACRMContacts: 80, LACRMPipelineItems: 30}
+}
+
+// New starts a sandbox with opts and writes a configuration using a warehouse of dialect
+// (PostgreSQL: a fresh schema; unreachable server: skipped locally, failed under CI).
+func New(t testing.TB, opts sandbox.Options, dialect string) *Env {
+	t.Helper()
+	dir := t.TempDir()
+	var wh string
+	switch dialect {
+	case SQLite:
+		wh = "sqlite://" + filepath.Join(dir, "leads.db")
+	case Postgres:
+		wh, _ = pgtest.Schema(t)
+	default:
+		t.Fatalf("testenv: unknown dialect %q", dialect)
+	}
+	srv, err := sandbox.New(opts).Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	path, err := srv.WriteConfig(dir, srv.URL, wh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Env{Sandbox: srv, Dir: dir, ConfigPath: path, WarehouseURL: wh, Dialect: dialect}
+}
+
+// Config loads the environment's configuration.
+func (e *Env) Config(t testing.TB) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(e.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// App wires leadsync from the configuration (closed when the test ends). Logs go to the
+// test log.
+func (e *Env) App(t testing.TB) *app.App {
+	t.Helper()
+	a, err := app.Open(context.Background(), e.Config(t), Logger(t), app.Options{Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	return a
+}
+
+// Authorized is App with every connection authorized through the real flows.
+func (e *Env) Authorized(t testing.TB) *app.App {
+	t.Helper()
+	a := e.App(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := a.AuthorizeAll(ctx, sandbox.Browser, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// Logger logs to t.Log at debug level (PII and tokens never reach logs anyway).
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// OpenDB opens the warehouse with database/sql for assertions.
+func (e *Env) OpenDB(t testing.TB) *sql.DB {
+	t.Helper()
+	var db *sql.DB
+	var err error
+	if e.Dialect == Postgres {
+		db, err = sql.Open("pgx", e.WarehouseURL)
+	} else {
+		db, err = sql.Open("sqlite3", "file:"+strings.TrimPrefix(e.WarehouseURL, "sqlite://"))
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// Stored reads the warehouse's live leads as AccountTruth, sorted like the ground truth.
+func (e *Env) Stored(t testing.TB) map[string][]simkit.LeadTruth {
+	t.Helper()
+	db := e.OpenDB(t)
+	rows, err := db.Query(`SELECT source, account_id, lead_id, kind, updated_at FROM leads WHERE deleted_at IS NULL ORDER BY source, account_id, lead_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string][]simkit.LeadTruth{}
+	for rows.Next() {
+		var src, acct, id, kind string
+		var upd any
+		if err := rows.Scan(&src, &acct, &id, &kind, &upd); err != nil {
+			t.Fatal(err)
+		}
+		ut, err := asTime(upd)
+		if err != nil {
+			t.Fatalf("updated_at of %s/%s/%s: %v", src, acct, id, err)
+		}
+		k := src + "/" + acct
+		out[k] = append(out[k], simkit.LeadTruth{ID: id, Kind: kind, UpdatedAt: ut})
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func asTime(v any) (time.Time, error) {
+	switch x := v.(type) {
+	case time.Time:
+		return x.UTC(), nil
+	case string:
+		return time.Parse(time.RFC3339Nano, x)
+	case []byte:
+		return time.Parse(time.RFC3339Nano, string(x))
+	case nil:
+		return time.Time{}, nil
+	}
+	return time.Time{}, fmt.Errorf("unexpected type %T", v)
+}
+
+// Diff compares the warehouse with the sandbox's ground truth: every lead of every
+// unrestricted account present once with the vendor's update time, nothing else. It
+// returns one line per difference (empty when equal).
+func (e *Env) Diff(t testing.TB) []string {
+	t.Helper()
+	stored := e.Stored(t)
+	var diffs []string
+	seen := map[string]bool{}
+	for _, at := range e.Sandbox.GroundTruth() {
+		k := at.Source + "/" + at.AccountID
+		seen[k] = true
+		got := stored[k]
+		if at.Restricted {
+			if len(got) > 0 {
+				diffs = append(diffs, fmt.Sprintf("%s: restricted account has %d leads stored", k, len(got)))
+			}
+			continue
+		}
+		want := append([]simkit.LeadTruth(nil), at.Leads...)
+		sort.Slice(want, func(i, j int) bool { return want[i].ID < want[j].ID })
+		gi, wi := 0, 0
+		for gi < len(got) || wi < len(want) {
+			switch {
+			case wi == len(want) || (gi < len(got) && got[gi].ID < want[wi].ID):
+				diffs = append(diffs, fmt.Sprintf("%s: extra lead %s", k, got[gi].ID))
+				gi++
+			case gi == len(got) || want[wi].ID < got[gi].ID:
+				diffs = append(diffs, fmt.Sprintf("%s: missing lead %s", k, want[wi].ID))
+				wi++
+			default:
+				if !got[gi].UpdatedAt.Equal(want[wi].UpdatedAt) {
+					diffs = append(diffs, fmt.Sprintf("%s: lead %s updated_at %s, vendor has %s", k, got[gi].ID,
+						got[gi].UpdatedAt.Format(time.RFC3339Nano), want[wi].UpdatedAt.Format(time.RFC3339Nano)))
+				}
+				gi++
+				wi++
+			}
+		}
+	}
+	for k, got := range stored {
+		if !seen[k] {
+			diffs = append(diffs, fmt.Sprintf("%s: %d leads of an account the sandbox does not have", k, len(got)))
+		}
+	}
+	sort.Strings(diffs)
+	return diffs
+}
+
+// RequireTruth fails t unless the warehouse equals the ground truth.
+func (e *Env) RequireTruth(t testing.TB) {
+	t.Helper()
+	d := e.Diff(t)
+	if len(d) > 0 {
+		if len(d) > 20 {
+			d = append(d[:20], fmt.Sprintf("... and %d more", len(d)-20))
+		}
+		t.Fatalf("warehouse differs from the sandbox's ground truth:\n%s", strings.Join(d, "\n"))
+	}
+}
+
+// LeadCount is the number of live leads in the warehouse.
+func (e *Env) LeadCount(t testing.TB) int {
+	t.Helper()
+	var n int
+	if err := e.OpenDB(t).QueryRow(`SELECT COUNT(*) FROM leads WHERE deleted_at IS NULL`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -1,0 +1,450 @@
+package sink
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/pressly/goose/v3"
+
+	"github.com/leadsync/leadsync/sources"
+)
+
+// core is what both dialects share: everything but the page write, over database/sql. Its
+// SQL is written once with ? placeholders and rebound for PostgreSQL.
+type core struct {
+	dialect    string
+	w          *sqlx.DB // writes (on SQLite, the one writer connection)
+	r          *sqlx.DB // reads
+	now        func() time.Time
+	log        *slog.Logger
+	migrations *goose.Provider
+	// ts encodes a time for a parameter: fixed-width UTC text on SQLite, time.Time on
+	// PostgreSQL; NULL for the zero time.
+	ts func(time.Time) any
+	// afterChunk, when set (by tests), runs inside WritePage's transaction after each batch
+	// of rows; an error aborts the page.
+	afterChunk func(chunk int) error
+}
+
+func (c *core) base() *core { return c }
+
+// clock returns now in UTC.
+func (c *core) clock() time.Time { return c.now().UTC() }
+
+// tsLayout is the SQLite time format: fixed width, so text order is time order.
+const tsLayout = "2006-01-02T15:04:05.000000Z"
+
+// Times are stored to the microsecond on both dialects (PostgreSQL's precision), truncated
+// rather than rounded so a re-read lead compares equal to what was stored.
+func storedTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func sqliteTS(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return storedTime(t).Format(tsLayout)
+}
+
+func postgresTS(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return storedTime(t)
+}
+
+// nullTime scans a time from either dialect: SQLite text or a PostgreSQL timestamptz.
+type nullTime struct{ time.Time }
+
+func (n *nullTime) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		n.Time = time.Time{}
+	case time.Time:
+		n.Time = v.UTC()
+	case string:
+		return n.parse(v)
+	case []byte:
+		return n.parse(string(v))
+	default:
+		return fmt.Errorf("sink: cannot scan %T as a time", src)
+	}
+	return nil
+}
+
+func (n *nullTime) parse(s string) error {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil && len(s) == len(time.DateOnly) {
+		t, err = time.Parse(time.DateOnly, s) // a day column
+	}
+	if err != nil {
+		return fmt.Errorf("sink: bad stored time %q: %w", s, err)
+	}
+	n.Time = t.UTC()
+	return nil
+}
+
+// tx runs fn in a write transaction, committing when fn returns nil.
+func (c *core) tx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	tx, err := c.w.BeginTxx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+func (c *core) q(query string) string { return c.w.Rebind(query) }
+
+// Statements shared by both dialects.
+const (
+	sqlEnsureAccount = `INSERT INTO accounts (source, account_id, first_seen_at) VALUES (?, ?, ?)
+ON CONFLICT (source, account_id) DO NOTHING`
+
+	sqlUpsertCursor = `INSERT INTO sync_state (source, account_id, cursor, updated_at, sync_run_id)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (source, account_id) DO UPDATE SET
+    cursor = excluded.cursor, updated_at = excluded.updated_at, sync_run_id = excluded.sync_run_id`
+)
+
+// leadContentColumns are compared to decide whether a stored lead changed.
+var leadContentColumns = []string{
+	"kind", "status", "first_name", "last_name", "email", "phone", "company",
+	"channel", "campaign", "tags", "created_at", "updated_at", "hipaa", "raw",
+}
+
+// leadUpsertTail turns an INSERT INTO leads AS l into the upsert: rewrite a row only when
+// its content changed (or it was soft-deleted and is back), keeping first_seen_at, and
+// return the revision of each written row (1 = inserted).
+var leadUpsertTail = func() string {
+	var set, where []string
+	for _, col := range leadContentColumns {
+		set = append(set, col+" = excluded."+col)
+		where = append(where, "l."+col+" IS DISTINCT FROM excluded."+col)
+	}
+	set = append(set, "last_synced_at = excluded.last_synced_at", "sync_run_id = excluded.sync_run_id",
+		"revision = l.revision + 1", "deleted_at = NULL")
+	where = append(where, "l.deleted_at IS NOT NULL")
+	return "\nON CONFLICT (source, account_id, lead_id) DO UPDATE SET " + strings.Join(set, ", ") +
+		"\nWHERE " + strings.Join(where, " OR ") + "\nRETURNING revision"
+}()
+
+// pageLeads validates a page and collapses repeated lead ids (the last copy wins): one
+// statement may not upsert the same key twice.
+func pageLeads(w PageWrite) ([]sources.Lead, error) {
+	if w.Source == "" || w.Account == "" {
+		return nil, errors.New("sink: page without source or account")
+	}
+	out := make([]sources.Lead, 0, len(w.Leads))
+	var seen map[string]int
+	for _, l := range w.Leads {
+		if l.Source != "" && l.Source != w.Source || l.AccountID != "" && l.AccountID != w.Account {
+			return nil, fmt.Errorf("sink: %v in a page for %s/%s", l, w.Source, w.Account)
+		}
+		if seen == nil {
+			seen = make(map[string]int, len(w.Leads))
+		}
+		if i, ok := seen[l.ID]; ok {
+			out[i] = l
+			continue
+		}
+		seen[l.ID] = len(out)
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// fence is where a page commit will check, inside its transaction, that this worker still
+// holds the account's lease (multi-worker PostgreSQL; on PostgreSQL the check can ride in the
+// page's batch so it costs no round trip). Single-writer today: nothing to check.
+func (c *core) fence(context.Context, PageWrite) error { return nil }
+
+// Cursor implements Sink.
+func (c *core) Cursor(ctx context.Context, source, account string) (sources.Cursor, error) {
+	var cur string
+	err := c.r.GetContext(ctx, &cur, c.q(`SELECT cursor FROM sync_state WHERE source = ? AND account_id = ?`), source, account)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("sink: read cursor of %s/%s: %w", source, account, err)
+	}
+	return sources.Cursor(cur), nil
+}
+
+// FinishFullPass implements Sink. It deletes (softly) only when the run is still running
+// and its pass saw at least one lead: an empty "complete" pass is far more likely a vendor
+// glitch than an account whose every lead was deleted. The seen ids are dropped either way.
+func (c *core) FinishFullPass(ctx context.Context, run RunID, source, account string) (int64, error) {
+	var deleted int64
+	err := c.tx(ctx, func(tx *sqlx.Tx) error {
+		var status string
+		err := tx.GetContext(ctx, &status, c.q(`SELECT status FROM sync_runs WHERE id = ?`), run)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("run %d: %w", run, ErrUnknownRun)
+		}
+		if err != nil {
+			return err
+		}
+		if status != RunRunning {
+			return fmt.Errorf("run %d is %s, not running: its full pass cannot delete", run, status)
+		}
+		var seen int64
+		if err := tx.GetContext(ctx, &seen, c.q(`SELECT count(*) FROM full_pass_seen
+WHERE source = ? AND account_id = ? AND run_id = ?`), source, account, run); err != nil {
+			return err
+		}
+		if seen > 0 {
+			res, err := tx.ExecContext(ctx, c.q(`UPDATE leads SET deleted_at = ?, sync_run_id = ?
+WHERE source = ? AND account_id = ? AND deleted_at IS NULL
+  AND NOT EXISTS (SELECT 1 FROM full_pass_seen s
+                  WHERE s.source = leads.source AND s.account_id = leads.account_id
+                    AND s.run_id = ? AND s.lead_id = leads.lead_id)`),
+				c.ts(c.clock()), run, source, account, run)
+			if err != nil {
+				return err
+			}
+			if deleted, err = res.RowsAffected(); err != nil {
+				return err
+			}
+		} else {
+			c.log.Warn("sink: full pass saw no leads; deleting nothing",
+				slog.String("source", source), slog.String("account", account), slog.Int64("run", int64(run)))
+		}
+		// Every seen row of the account goes, stale ones from cancelled passes included.
+		_, err = tx.ExecContext(ctx, c.q(`DELETE FROM full_pass_seen WHERE source = ? AND account_id = ?`), source, account)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sink: finish full pass of %s/%s: %w", source, account, err)
+	}
+	return deleted, nil
+}
+
+// UpsertAccount implements Sink. The access state is left alone: only a sync changes it.
+func (c *core) UpsertAccount(ctx context.Context, acct sources.Account) error {
+	var meta any
+	if len(acct.Meta) > 0 {
+		b, err := jsonMarshal(acct.Meta)
+		if err != nil {
+			return fmt.Errorf("sink: account %s/%s meta: %w", acct.Source, acct.ID, err)
+		}
+		meta = string(b)
+	}
+	_, err := c.w.ExecContext(ctx, c.q(`INSERT INTO accounts
+    (source, account_id, name, hipaa_protected, active, meta, first_seen_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (source, account_id) DO UPDATE SET
+    name = excluded.name, hipaa_protected = excluded.hipaa_protected,
+    active = excluded.active, meta = excluded.meta`),
+		acct.Source, acct.ID, acct.Name, acct.HIPAAProtected, acct.Active, meta, c.ts(c.clock()))
+	if err != nil {
+		return fmt.Errorf("sink: upsert account %s/%s: %w", acct.Source, acct.ID, err)
+	}
+	return nil
+}
+
+// MarkRestricted implements Sink. With no Fields in r, every PII field is recorded as
+// withheld: a 403 on the lead endpoint withholds them all. A field's since survives
+// repeated 403s.
+func (c *core) MarkRestricted(ctx context.Context, run RunID, r *sources.RestrictedError) error {
+	fields := r.Fields
+	if len(fields) == 0 {
+		fields = sources.PIIFields
+	}
+	now := c.ts(c.clock())
+	err := c.tx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, c.q(`INSERT INTO accounts
+    (source, account_id, hipaa_protected, access, access_reason, first_seen_at, last_run_id)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (source, account_id) DO UPDATE SET
+    access = excluded.access, access_reason = excluded.access_reason,
+    hipaa_protected = accounts.hipaa_protected OR excluded.hipaa_protected,
+    last_run_id = excluded.last_run_id, last_error = NULL`),
+			r.Vendor, r.AccountID, r.HIPAA, r.Access(), r.Message, now, run); err != nil {
+			return err
+		}
+		for _, f := range fields {
+			if _, err := tx.ExecContext(ctx, c.q(`INSERT INTO restricted_fields
+    (source, account_id, field, reason, since, sync_run_id) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (source, account_id, field) DO UPDATE SET
+    reason = excluded.reason, sync_run_id = excluded.sync_run_id`),
+				r.Vendor, r.AccountID, f, r.Message, now, run); err != nil {
+				return err
+			}
+		}
+		q, args, err := sqlx.In(`DELETE FROM restricted_fields
+WHERE source = ? AND account_id = ? AND field NOT IN (?)`, r.Vendor, r.AccountID, fields)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, c.q(q), args...)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sink: mark %s/%s restricted: %w", r.Vendor, r.AccountID, err)
+	}
+	return nil
+}
+
+// maxErrorLen bounds the error text kept in accounts.last_error and sync_runs.error.
+const maxErrorLen = 2000
+
+func errorText(err error) any {
+	if err == nil {
+		return nil
+	}
+	s := err.Error()
+	if len(s) > maxErrorLen {
+		s = strings.ToValidUTF8(s[:maxErrorLen], "") + "…"
+	}
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "?")
+	}
+	return s
+}
+
+// AccountSynced implements Sink. A *sources.RestrictedError is recorded as MarkRestricted
+// does: a restricted account is an expected state, not a failure.
+func (c *core) AccountSynced(ctx context.Context, run RunID, source, account string, syncErr error) error {
+	if re, ok := errors.AsType[*sources.RestrictedError](syncErr); ok {
+		return c.MarkRestricted(ctx, run, re)
+	}
+	now := c.ts(c.clock())
+	var err error
+	if syncErr == nil {
+		err = c.tx(ctx, func(tx *sqlx.Tx) error {
+			if _, err := tx.ExecContext(ctx, c.q(`INSERT INTO accounts
+    (source, account_id, first_seen_at, last_synced_at, last_run_id) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (source, account_id) DO UPDATE SET
+    access = 'ok', access_reason = NULL, last_error = NULL,
+    last_synced_at = excluded.last_synced_at, last_run_id = excluded.last_run_id`),
+				source, account, now, now, run); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, c.q(`DELETE FROM restricted_fields WHERE source = ? AND account_id = ?`), source, account)
+			return err
+		})
+	} else {
+		_, err = c.w.ExecContext(ctx, c.q(`INSERT INTO accounts
+    (source, account_id, first_seen_at, last_error, last_run_id) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (source, account_id) DO UPDATE SET
+    last_error = excluded.last_error, last_run_id = excluded.last_run_id`),
+			source, account, now, errorText(syncErr), run)
+	}
+	if err != nil {
+		return fmt.Errorf("sink: record sync of %s/%s: %w", source, account, err)
+	}
+	return nil
+}
+
+// WriteDailyCounts implements Sink.
+func (c *core) WriteDailyCounts(ctx context.Context, source, account string, counts []sources.DailyCount) error {
+	now := c.ts(c.clock())
+	err := c.tx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, c.q(sqlEnsureAccount), source, account, now); err != nil {
+			return err
+		}
+		stmt, err := tx.PreparexContext(ctx, c.q(`INSERT INTO lead_daily_counts
+    (source, account_id, day, kind, count, synced_at) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (source, account_id, day, kind) DO UPDATE SET
+    count = excluded.count, synced_at = excluded.synced_at`))
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, dc := range counts {
+			day := dc.Day.UTC().Format(time.DateOnly)
+			if _, err := stmt.ExecContext(ctx, source, account, day, dc.Kind, dc.Count, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("sink: write daily counts of %s/%s: %w", source, account, err)
+	}
+	return nil
+}
+
+// BeginRun implements Sink.
+func (c *core) BeginRun(ctx context.Context, trigger string) (RunID, error) {
+	var id int64
+	err := c.w.QueryRowxContext(ctx, c.q(`INSERT INTO sync_runs (trigger, started_at, status)
+VALUES (?, ?, 'running') RETURNING id`), trigger, c.ts(c.clock())).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("sink: begin run: %w", err)
+	}
+	return RunID(id), nil
+}
+
+// FinishRun implements Sink. It also drops the run's full-pass bookkeeping.
+func (c *core) FinishRun(ctx context.Context, run RunID, status string, stats RunStats, runErr error) error {
+	err := c.tx(ctx, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, c.q(`UPDATE sync_runs SET
+    finished_at = ?, status = ?, accounts_ok = ?, accounts_failed = ?, accounts_restricted = ?,
+    leads_written = ?, requests = ?, throttled = ?, error = ?
+WHERE id = ?`),
+			c.ts(c.clock()), status, stats.AccountsOK, stats.AccountsFailed, stats.AccountsRestricted,
+			stats.LeadsWritten, stats.Requests, stats.Throttled, errorText(runErr), run)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrUnknownRun
+		}
+		_, err = tx.ExecContext(ctx, c.q(`DELETE FROM full_pass_seen WHERE run_id = ?`), run)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sink: finish run %d: %w", run, err)
+	}
+	return nil
+}
+
+// Status implements Sink.
+func (c *core) Status(ctx context.Context) ([]AccountStatus, error) {
+	var rows []struct {
+		Source       string   `db:"source"`
+		AccountID    string   `db:"account_id"`
+		Name         string   `db:"name"`
+		Access       string   `db:"access"`
+		AccessReason string   `db:"access_reason"`
+		LastSyncedAt nullTime `db:"last_synced_at"`
+		LastError    string   `db:"last_error"`
+		Leads        int64    `db:"leads"`
+		Cursor       string   `db:"cursor"`
+	}
+	err := c.r.SelectContext(ctx, &rows, `SELECT a.source, a.account_id, a.name, a.access,
+    COALESCE(a.access_reason, '') AS access_reason, a.last_synced_at,
+    COALESCE(a.last_error, '') AS last_error,
+    (SELECT count(*) FROM leads l
+     WHERE l.source = a.source AND l.account_id = a.account_id AND l.deleted_at IS NULL) AS leads,
+    COALESCE(s.cursor, '') AS cursor
+FROM accounts a
+LEFT JOIN sync_state s ON s.source = a.source AND s.account_id = a.account_id
+ORDER BY a.source, a.account_id`)
+	if err != nil {
+		return nil, fmt.Errorf("sink: status: %w", err)
+	}
+	out := make([]AccountStatus, len(rows))
+	for i, r := range rows {
+		out[i] = AccountStatus{
+			Source: r.Source, AccountID: r.AccountID, Name: r.Name, Access: r.Access,
+			AccessReason: r.AccessReason, LastSyncedAt: r.LastSyncedAt.Time, LastError: r.LastError,
+			Leads: r.Leads, Cursor: sources.Cursor(r.Cursor),
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,108 @@
+package sink
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestMigrations(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, newURL func(testing.TB) string) {
+		ctx, url := t.Context(), newURL(t)
+
+		st, err := MigrationStatus(ctx, url)
+		if err != nil || len(st) == 0 || st[0].Applied || st[0].Name != "00001_init.sql" {
+			t.Fatalf("status of an empty database = %+v, %v; want 00001_init.sql pending", st, err)
+		}
+		if _, err := Open(ctx, url, Options{NoMigrate: true, Logger: quiet}); !errors.Is(err, ErrSchemaOutdated) {
+			t.Fatalf("Open(NoMigrate) of an empty database: %v, want ErrSchemaOutdated", err)
+		}
+
+		// Up from empty, then again as a no-op.
+		for range 2 {
+			if err := Migrate(ctx, url); err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+		}
+		st, err = MigrationStatus(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range st {
+			if !m.Applied || m.AppliedAt.IsZero() {
+				t.Errorf("after Migrate, %+v is not applied", m)
+			}
+		}
+		s, err := Open(ctx, url, Options{NoMigrate: true, Logger: quiet})
+		if err != nil {
+			t.Fatalf("Open(NoMigrate) of a migrated database: %v", err)
+		}
+		if _, err := s.Status(ctx); err != nil {
+			t.Errorf("Status on a migrated database: %v", err)
+		}
+		s.Close()
+
+		// A newer leadsync migrated the database further: this one refuses it.
+		w, err := open(ctx, url, Options{Logger: quiet}, modeNone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := w.base()
+		if _, err := c.w.ExecContext(ctx, c.q(`INSERT INTO sink_migrations (version_id, is_applied) VALUES (?, ?)`), 99999, true); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		if _, err := Open(ctx, url, Options{Logger: quiet}); !errors.Is(err, ErrSchemaTooNew) {
+			t.Errorf("Open of a newer schema: %v, want ErrSchemaTooNew", err)
+		}
+		if err := Migrate(ctx, url); !errors.Is(err, ErrSchemaTooNew) {
+			t.Errorf("Migrate of a newer schema: %v, want ErrSchemaTooNew", err)
+		}
+		st, err = MigrationStatus(ctx, url)
+		if err != nil || st[len(st)-1].Version != 99999 || st[len(st)-1].Name != "(unknown)" {
+			t.Errorf("status of a newer schema = %+v, %v; want the unknown version listed", st, err)
+		}
+	})
+}
+
+func TestParseURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url, dialect, dsn string
+	}{
+		{"sqlite:///var/lib/leadsync/leads.db", DialectSQLite, "/var/lib/leadsync/leads.db"},
+		{"sqlite:leads.db", DialectSQLite, "leads.db"},
+		{"sqlite://data/leads.db", DialectSQLite, "data/leads.db"},
+		{"/var/lib/leadsync/leads.db", DialectSQLite, "/var/lib/leadsync/leads.db"},
+		{"leads.db", DialectSQLite, "leads.db"},
+		{"postgres://u@db/leads", DialectPostgres, "postgres://u@db/leads"},
+		{"postgresql://u@db/leads?sslmode=require", DialectPostgres, "postgresql://u@db/leads?sslmode=require"},
+	} {
+		got, err := ParseURL(tc.url)
+		if err != nil || got.Dialect != tc.dialect || got.DSN != tc.dsn {
+			t.Errorf("ParseURL(%q) = %+v, %v; want %s %s", tc.url, got, err, tc.dialect, tc.dsn)
+		}
+	}
+	for _, bad := range []string{"", "mysql://u@db/leads", "sqlite:"} {
+		if _, err := ParseURL(bad); err == nil {
+			t.Errorf("ParseURL(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestSQLiteConnection(t *testing.T) {
+	t.Parallel()
+	b := setup(t, dialectCases[0].newURL)
+	var mode string
+	var fk, busy int
+	if err := b.c.w.QueryRowContext(b.ctx, `SELECT (SELECT journal_mode FROM pragma_journal_mode),
+    (SELECT foreign_keys FROM pragma_foreign_keys), (SELECT timeout FROM pragma_busy_timeout)`).Scan(&mode, &fk, &busy); err != nil {
+		t.Fatal(err)
+	}
+	if mode != "wal" || fk != 1 || busy != int(defaultBusyTimeout.Milliseconds()) {
+		t.Errorf("journal_mode=%s foreign_keys=%d busy_timeout=%d; want wal, 1, %d", mode, fk, busy, defaultBusyTimeout.Milliseconds())
+	}
+	if _, err := b.c.r.ExecContext(b.ctx, `DELETE FROM leads`); err == nil {
+		t.Error("the read pool can write")
+	}
+}

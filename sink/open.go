@@ -1,0 +1,138 @@
+package sink
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Options tune Open. The zero value is the default: migrate at open, the real clock, slog's
+// default logger.
+type Options struct {
+	// NoMigrate skips applying pending migrations at open. Open then refuses a database whose
+	// schema is behind (ErrSchemaOutdated: run `leadsync migrate`) as well as one ahead.
+	NoMigrate bool
+	// Logger receives migration and soft-delete notices. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for first_seen_at, last_synced_at and the ledger. Default time.Now.
+	Now func() time.Time
+	// BusyTimeout is how long SQLite waits for a lock held by another process. Default 10s.
+	BusyTimeout time.Duration
+	// MaxConns caps the PostgreSQL pool. Default 8.
+	MaxConns int32
+}
+
+const (
+	defaultBusyTimeout = 10 * time.Second
+	defaultMaxConns    = 8
+)
+
+func (o Options) withDefaults() Options {
+	o.Logger = cmp.Or(o.Logger, slog.Default())
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	o.BusyTimeout = cmp.Or(o.BusyTimeout, defaultBusyTimeout)
+	o.MaxConns = cmp.Or(o.MaxConns, defaultMaxConns)
+	return o
+}
+
+var (
+	// ErrSchemaTooNew means the database was migrated by a newer leadsync: this binary does
+	// not know its schema and refuses to touch it.
+	ErrSchemaTooNew = errors.New("database schema is newer than this leadsync supports; upgrade leadsync")
+	// ErrSchemaOutdated means migrations are pending and Open was told not to apply them.
+	ErrSchemaOutdated = errors.New("database schema is out of date; run `leadsync migrate`")
+	// ErrUnknownRun is returned for a run id that sync_runs does not hold.
+	ErrUnknownRun = errors.New("unknown sync run")
+)
+
+// Dialects, as Target.Dialect.
+const (
+	DialectSQLite   = "sqlite"
+	DialectPostgres = "postgres"
+)
+
+// Target is a parsed warehouse URL.
+type Target struct {
+	Dialect string
+	// DSN is the SQLite file path or the PostgreSQL URL.
+	DSN string
+}
+
+// ParseURL picks the dialect from a warehouse URL: postgres:// or postgresql:// is
+// PostgreSQL; sqlite:///abs/path.db, sqlite:relative.db or a bare file path is SQLite.
+func ParseURL(url string) (Target, error) {
+	switch {
+	case url == "":
+		return Target{}, errors.New("sink: empty database URL")
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		return Target{Dialect: DialectPostgres, DSN: url}, nil
+	case strings.HasPrefix(url, "sqlite:"):
+		path := strings.TrimPrefix(url, "sqlite:")
+		// sqlite:///abs/path.db has an empty host; sqlite://rel.db is taken as relative.
+		path = strings.TrimPrefix(path, "//")
+		if path == "" {
+			return Target{}, fmt.Errorf("sink: %q names no SQLite file", url)
+		}
+		return Target{Dialect: DialectSQLite, DSN: path}, nil
+	case strings.Contains(url, "://"):
+		scheme, _, _ := strings.Cut(url, "://")
+		return Target{}, fmt.Errorf("sink: unsupported database scheme %q (want sqlite: or postgres://)", scheme)
+	default:
+		return Target{Dialect: DialectSQLite, DSN: url}, nil
+	}
+}
+
+// migrateMode says what open does about the schema version.
+type migrateMode int
+
+const (
+	modeMigrate migrateMode = iota // apply pending migrations (refuse a newer schema)
+	modeCheck                      // refuse a schema that is behind or ahead
+	modeNone                       // touch nothing (migration status)
+)
+
+// Open connects to the warehouse at url, applies pending migrations unless opts.NoMigrate,
+// and returns a *SQLite or *Postgres.
+func Open(ctx context.Context, url string, opts Options) (Sink, error) {
+	mode := modeMigrate
+	if opts.NoMigrate {
+		mode = modeCheck
+	}
+	w, err := open(ctx, url, opts, mode)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func open(ctx context.Context, url string, opts Options, mode migrateMode) (warehouse, error) {
+	t, err := ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	if t.Dialect == DialectPostgres {
+		p, err := openPostgres(ctx, t.DSN, opts, mode)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return p, nil
+	}
+	s, err := openSQLite(ctx, t.DSN, opts, mode)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// warehouse is what both implementations offer beyond Sink, for this package's own use.
+type warehouse interface {
+	Sink
+	base() *core
+}

@@ -1,0 +1,286 @@
+package sink
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/leadsync/leadsync/sources"
+)
+
+// Postgres is the shared warehouse: the tables live in the first schema of the URL's
+// search_path (the user's default schema without one). Page writes use pgx directly (one
+// array-bound upsert per page, pipelined with the cursor); the rest goes through sqlx.
+type Postgres struct {
+	*core
+	pool  *pgxpool.Pool
+	sqlDB *sql.DB
+}
+
+var _ Sink = (*Postgres)(nil)
+
+func openPostgres(ctx context.Context, dsn string, opts Options, mode migrateMode) (*Postgres, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's message may quote the URL, password included.
+		return nil, errors.New("sink: invalid PostgreSQL URL")
+	}
+	// The migration lock holds one connection while goose uses another.
+	cfg.MaxConns = max(opts.MaxConns, 2)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("sink: connect to PostgreSQL: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("sink: connect to PostgreSQL: %w", err)
+	}
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	db := sqlx.NewDb(sqlDB, "pgx")
+	p := &Postgres{
+		core: &core{
+			dialect: DialectPostgres,
+			w:       db,
+			r:       db,
+			now:     opts.Now,
+			log:     opts.Logger,
+			ts:      postgresTS,
+		},
+		pool:  pool,
+		sqlDB: sqlDB,
+	}
+	if p.migrations, err = newMigrations(DialectPostgres, sqlDB); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if err := p.migrate(ctx, mode); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// migrate runs prepareSchema under a session advisory lock per schema, so that workers
+// starting together migrate once and the others wait instead of failing.
+func (p *Postgres) migrate(ctx context.Context, mode migrateMode) error {
+	if mode == modeNone {
+		return prepareSchema(ctx, p.migrations, mode, p.log)
+	}
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("sink: migrate: %w", err)
+	}
+	defer conn.Release()
+	const key = `hashtext('leadsync.sink.' || current_schema())`
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(`+key+`)`); err != nil {
+		return fmt.Errorf("sink: migration lock: %w", err)
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock(`+key+`)`); err != nil {
+			conn.Conn().Close(uctx) //nolint:errcheck // closing the session frees the lock
+		}
+	}()
+	return prepareSchema(ctx, p.migrations, mode, p.log)
+}
+
+// Close implements Sink.
+func (p *Postgres) Close() error {
+	err := p.sqlDB.Close()
+	p.pool.Close()
+	return err
+}
+
+// Pool is the underlying pgx pool, for callers that share the connection (tests, tools).
+func (p *Postgres) Pool() *pgxpool.Pool { return p.pool }
+
+// pgUpsertSQL upserts a whole page bound as one array per column: a single statement
+// whatever the page size, with no per-row parameters to count.
+var pgUpsertSQL = `INSERT INTO leads AS l (source, account_id, first_seen_at, last_synced_at, sync_run_id,
+    lead_id, kind, status, first_name, last_name, email, phone, company, channel, campaign,
+    tags, created_at, updated_at, hipaa, raw)
+SELECT $1, $2, $3, $3, $4,
+    u.lead_id, u.kind, u.status, u.first_name, u.last_name, u.email, u.phone, u.company, u.channel, u.campaign,
+    u.tags::jsonb, u.created_at, u.updated_at, u.hipaa, u.raw::jsonb
+FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+            $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[],
+            $18::boolean[], $19::text[])
+    AS u(lead_id, kind, status, first_name, last_name, email, phone, company, channel, campaign,
+         tags, created_at, updated_at, hipaa, raw)` + leadUpsertTail
+
+const pgSeenSQL = `INSERT INTO full_pass_seen (source, account_id, run_id, lead_id)
+SELECT $1, $2, $3, unnest($4::text[])
+ON CONFLICT DO NOTHING`
+
+// pgColumns is a page as column arrays, in pgUpsertSQL's order.
+type pgColumns struct {
+	id, kind                                                                      []string
+	status, firstName, lastName, email, phone, company, channel, campaign, rawCol []pgtype.Text
+	tags                                                                          []string
+	created, updated                                                              []pgtype.Timestamptz
+	hipaa                                                                         []bool
+}
+
+func pgText(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
+
+func pgTime(t time.Time) pgtype.Timestamptz {
+	return pgtype.Timestamptz{Time: storedTime(t), Valid: !t.IsZero()}
+}
+
+func newPGColumns(leads []sources.Lead) *pgColumns {
+	n := len(leads)
+	c := &pgColumns{
+		id: make([]string, n), kind: make([]string, n), tags: make([]string, n), hipaa: make([]bool, n),
+		status: make([]pgtype.Text, n), firstName: make([]pgtype.Text, n), lastName: make([]pgtype.Text, n),
+		email: make([]pgtype.Text, n), phone: make([]pgtype.Text, n), company: make([]pgtype.Text, n),
+		channel: make([]pgtype.Text, n), campaign: make([]pgtype.Text, n), rawCol: make([]pgtype.Text, n),
+		created: make([]pgtype.Timestamptz, n), updated: make([]pgtype.Timestamptz, n),
+	}
+	for i := range leads {
+		l := &leads[i]
+		c.id[i], c.kind[i], c.tags[i], c.hipaa[i] = l.ID, l.Kind, tagsJSON(l.Tags), l.HIPAA
+		c.status[i], c.firstName[i], c.lastName[i] = pgText(l.Status), pgText(l.FirstName), pgText(l.LastName)
+		c.email[i], c.phone[i], c.company[i] = pgText(l.Email), pgText(l.Phone), pgText(l.Company)
+		c.channel[i], c.campaign[i], c.rawCol[i] = pgText(l.Channel), pgText(l.Campaign), pgText(string(l.Raw))
+		c.created[i], c.updated[i] = pgTime(l.CreatedAt), pgTime(l.UpdatedAt)
+	}
+	return c
+}
+
+// WritePage implements Sink: BEGIN, one pipelined batch (account, upsert, seen ids, cursor),
+// COMMIT.
+func (p *Postgres) WritePage(ctx context.Context, w PageWrite) (WriteResult, error) {
+	leads, err := pageLeads(w)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	res, err := p.writePage(ctx, w, leads)
+	if err != nil {
+		return WriteResult{}, fmt.Errorf("sink: write page of %s/%s: %w", w.Source, w.Account, err)
+	}
+	return res, nil
+}
+
+func (p *Postgres) writePage(ctx context.Context, w PageWrite, leads []sources.Lead) (WriteResult, error) {
+	now := storedTime(p.clock())
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if err := p.fence(ctx, w); err != nil {
+		return WriteResult{}, err
+	}
+
+	b := &pgx.Batch{}
+	b.Queue(p.q(sqlEnsureAccount), w.Source, w.Account, now)
+	if len(leads) > 0 {
+		c := newPGColumns(leads)
+		b.Queue(pgUpsertSQL, w.Source, w.Account, now, int64(w.Run),
+			c.id, c.kind, c.status, c.firstName, c.lastName, c.email, c.phone, c.company,
+			c.channel, c.campaign, c.tags, c.created, c.updated, c.hipaa, c.rawCol)
+		if w.FullPass {
+			b.Queue(pgSeenSQL, w.Source, w.Account, int64(w.Run), c.id)
+		}
+	}
+	b.Queue(p.q(sqlUpsertCursor), w.Source, w.Account, string(w.Next), now, int64(w.Run))
+
+	var res WriteResult
+	br := tx.SendBatch(ctx, b)
+	err = func() error {
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if len(leads) > 0 {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var rev int32
+				if err := rows.Scan(&rev); err != nil {
+					rows.Close()
+					return err
+				}
+				if rev == 1 {
+					res.Inserted++
+				} else {
+					res.Updated++
+				}
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if w.FullPass {
+				if _, err := br.Exec(); err != nil {
+					return err
+				}
+			}
+		}
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		return br.Close()
+	}()
+	if err != nil {
+		return WriteResult{}, err
+	}
+	if p.afterChunk != nil {
+		if err := p.afterChunk(0); err != nil {
+			return WriteResult{}, err
+		}
+	}
+	res.Unchanged = len(leads) - res.Inserted - res.Updated
+	if err := tx.Commit(ctx); err != nil {
+		return WriteResult{}, err
+	}
+	return res, nil
+}
+
+// GrantAnalyst lets an existing role read the de-identified views (leads_deidentified and
+// the PII-free lead_counts_by_day) of this warehouse's schema, and nothing else: the role
+// gets no privilege on the tables, so leads.email stays out of its reach. The SQL it runs
+// is AnalystGrantSQL.
+func (p *Postgres) GrantAnalyst(ctx context.Context, role string) error {
+	var schema string
+	if err := p.pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return fmt.Errorf("sink: grant analyst: %w", err)
+	}
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("sink: grant analyst: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	for _, stmt := range AnalystGrantSQL(schema, role) {
+		if _, err := tx.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("sink: grant analyst %q: %w", role, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("sink: grant analyst %q: %w", role, err)
+	}
+	return nil
+}
+
+// AnalystViews are the relations an analyst role may read.
+var AnalystViews = []string{"leads_deidentified", "lead_counts_by_day"}
+
+// AnalystGrantSQL is the SQL GrantAnalyst runs, for DBAs who prefer to run it themselves.
+func AnalystGrantSQL(schema, role string) []string {
+	s, r := pgx.Identifier{schema}.Sanitize(), pgx.Identifier{role}.Sanitize()
+	out := []string{fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", s, r)}
+	for _, v := range AnalystViews {
+		out = append(out, fmt.Sprintf("GRANT SELECT ON %s.%s TO %s", s, v, r))
+	}
+	return out
+}

@@ -1,0 +1,351 @@
+// Package worker syncs connections: for each, it lists the accounts, and for each account
+// (with bounded concurrency) pages its leads into the sink, one transaction per page. Errors
+// are per account; a 403 is a restriction, not a failure. It knows sources and the sink only
+// by their interfaces.
+package worker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/leadsync/leadsync/sink"
+	"github.com/leadsync/leadsync/sources"
+	"github.com/leadsync/leadsync/sources/httpx"
+)
+
+// Connection is one configured grant and its source.
+type Connection struct {
+	Name   string
+	Source sources.Source
+	// Concurrency bounds how many of its accounts sync at once (default 4).
+	Concurrency int
+	// Schedule and FullSchedule are cron specs; "" uses the worker's defaults.
+	Schedule     string
+	FullSchedule string
+}
+
+// Observer receives what the worker does, for metrics. Implementations must be safe for
+// concurrent use.
+type Observer interface {
+	AccountSynced(connection, source, account, outcome string, leads int64, d time.Duration)
+	RunFinished(trigger, status string, stats sink.RunStats, d time.Duration)
+}
+
+// Account outcomes, as reported to the Observer and the progress display.
+const (
+	OutcomeOK         = "ok"
+	OutcomeFailed     = "failed"
+	OutcomeRestricted = "restricted"
+	OutcomeCancelled  = "cancelled"
+)
+
+// Worker runs syncs. Its fields are set once before use.
+type Worker struct {
+	Sink        sink.Sink
+	Connections []Connection
+	Logger      *slog.Logger
+	Observer    Observer  // optional
+	Progress    *Progress // optional
+	// AggregateDays is how far back PII-free counts are fetched for restricted accounts
+	// (default 90).
+	AggregateDays int
+	Now           func() time.Time
+}
+
+// RunOptions select what one run does.
+type RunOptions struct {
+	Trigger     string   // sink.Trigger*
+	Connections []string // only these (all when empty)
+	Full        bool     // full pass: re-read everything, then soft-delete what was not seen
+	Since       time.Time
+	// Hard, when set, is cancelled to abort at once (a second signal); ctx's cancellation
+	// is a soft stop: the page in flight is finished and committed first.
+	Hard context.Context
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	Run    sink.RunID
+	Status string
+	Stats  sink.RunStats
+	// Failures holds one error per failed account or connection.
+	Failures []error
+}
+
+// OK reports whether every account synced or is an expected restriction.
+func (r Result) OK() bool { return r.Status == sink.RunOK }
+
+// Run performs one sync run over the selected connections. ctx is the soft-stop context.
+func (w *Worker) Run(ctx context.Context, opts RunOptions) (Result, error) {
+	hard := cmp.Or(opts.Hard, context.Background())
+	// Work continues on the hard context so a soft stop can finish the page in flight.
+	work, cancelWork := context.WithCancel(hard)
+	defer cancelWork()
+	conns, err := w.selected(opts.Connections)
+	if err != nil {
+		return Result{}, err
+	}
+	start := w.now()
+	stats := &httpx.Stats{}
+	work = httpx.WithStats(work, stats)
+
+	run, err := w.Sink.BeginRun(work, cmp.Or(opts.Trigger, sink.TriggerOnce))
+	if err != nil {
+		return Result{}, fmt.Errorf("worker: begin run: %w", err)
+	}
+	rs := &runState{w: w, run: run, opts: opts, soft: ctx, work: work}
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rs.connection(c)
+		}()
+	}
+	wg.Wait()
+
+	res := Result{Run: run, Failures: rs.failures}
+	res.Stats = sink.RunStats{
+		AccountsOK:         int(rs.ok.Load()),
+		AccountsFailed:     int(rs.failed.Load()),
+		AccountsRestricted: int(rs.restricted.Load()),
+		LeadsWritten:       rs.leads.Load(),
+		Requests:           stats.Requests.Load(),
+		Throttled:          stats.Throttled.Load(),
+	}
+	switch {
+	case ctx.Err() != nil || hard.Err() != nil:
+		res.Status = sink.RunCancelled
+	case len(rs.failures) > 0:
+		res.Status = sink.RunFailed
+	default:
+		res.Status = sink.RunOK
+	}
+	var first error
+	if len(rs.failures) > 0 {
+		first = rs.failures[0]
+	}
+	// The ledger must be closed even after a hard stop.
+	finCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := w.Sink.FinishRun(finCtx, run, res.Status, res.Stats, first); err != nil {
+		return res, fmt.Errorf("worker: finish run: %w", err)
+	}
+	if w.Observer != nil {
+		w.Observer.RunFinished(cmp.Or(opts.Trigger, sink.TriggerOnce), res.Status, res.Stats, w.now().Sub(start))
+	}
+	w.logger().Info("run finished", slog.Int64("run", int64(run)), slog.String("status", res.Status),
+		slog.Int("accounts_ok", res.Stats.AccountsOK), slog.Int("accounts_failed", res.Stats.AccountsFailed),
+		slog.Int("accounts_restricted", res.Stats.AccountsRestricted), slog.Int64("leads_written", res.Stats.LeadsWritten),
+		slog.Int64("requests", res.Stats.Requests), slog.Int64("throttled", res.Stats.Throttled),
+		slog.Duration("took", w.now().Sub(start).Round(time.Millisecond)))
+	return res, nil
+}
+
+func (w *Worker) selected(names []string) ([]Connection, error) {
+	if len(names) == 0 {
+		return w.Connections, nil
+	}
+	var out []Connection
+	for _, n := range names {
+		found := false
+		for _, c := range w.Connections {
+			if c.Name == n {
+				out, found = append(out, c), true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("worker: no enabled connection named %q", n)
+		}
+	}
+	return out, nil
+}
+
+func (w *Worker) now() time.Time {
+	if w.Now != nil {
+		return w.Now()
+	}
+	return time.Now()
+}
+
+func (w *Worker) logger() *slog.Logger {
+	if w.Logger != nil {
+		return w.Logger
+	}
+	return slog.Default()
+}
+
+// runState is one run's shared counters.
+type runState struct {
+	w    *Worker
+	run  sink.RunID
+	opts RunOptions
+	soft context.Context // cancelled: finish the page in flight, then stop
+	work context.Context // cancelled: abort now
+
+	ok, failed, restricted atomic.Int64
+	leads                  atomic.Int64
+
+	mu       sync.Mutex
+	failures []error
+}
+
+func (rs *runState) fail(err error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.failures = append(rs.failures, err)
+}
+
+func (rs *runState) connection(c Connection) {
+	log := rs.w.logger().With(slog.String("connection", c.Name), slog.String("source", c.Source.Name()))
+	var accts []sources.Account
+	for a, err := range c.Source.Accounts(rs.work) {
+		if err != nil {
+			rs.failed.Add(1)
+			rs.fail(fmt.Errorf("connection %s: list accounts: %w", c.Name, err))
+			log.Error("listing accounts failed", slog.String("error", err.Error()))
+			if errors.Is(err, sources.ErrNeedsReauth) {
+				log.Error("grant needs re-authorization", slog.String("fix", "leadsync auth login "+c.Name))
+			}
+			return
+		}
+		accts = append(accts, a)
+	}
+	log.Info("accounts listed", slog.Int("accounts", len(accts)))
+	rs.w.Progress.AddAccounts(c.Name, len(accts))
+
+	sem := make(chan struct{}, max(1, cmp.Or(c.Concurrency, 4)))
+	var wg sync.WaitGroup
+	for _, a := range accts {
+		if rs.soft.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			rs.account(c, a, log.With(slog.String("account", a.ID)))
+		}()
+	}
+	wg.Wait()
+}
+
+func (rs *runState) account(c Connection, a sources.Account, log *slog.Logger) {
+	start := rs.w.now()
+	s := rs.w.Sink
+	var written int64
+	outcome, err := rs.syncAccount(c, a, &written)
+	rs.leads.Add(written)
+	switch outcome {
+	case OutcomeOK:
+		rs.ok.Add(1)
+	case OutcomeRestricted:
+		rs.restricted.Add(1)
+	case OutcomeFailed:
+		rs.failed.Add(1)
+		rs.fail(fmt.Errorf("connection %s: account %s: %w", c.Name, a.ID, err))
+		log.Error("account sync failed", slog.String("error", err.Error()))
+	}
+	if outcome != OutcomeCancelled {
+		recErr := err
+		if outcome == OutcomeRestricted {
+			recErr = nil
+		}
+		// Record the outcome even during a hard stop.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(rs.work), 10*time.Second)
+		if outcome != OutcomeRestricted {
+			if e := s.AccountSynced(ctx, rs.run, a.Source, a.ID, recErr); e != nil {
+				log.Error("recording account outcome failed", slog.String("error", e.Error()))
+			}
+		}
+		cancel()
+	}
+	d := rs.w.now().Sub(start)
+	log.Info("account synced", slog.String("outcome", outcome), slog.Int64("leads_written", written),
+		slog.Duration("took", d.Round(time.Millisecond)))
+	if rs.w.Observer != nil {
+		rs.w.Observer.AccountSynced(c.Name, a.Source, a.ID, outcome, written, d)
+	}
+	rs.w.Progress.AccountDone(c.Name, outcome)
+}
+
+// syncAccount pages one account into the sink. It returns the outcome and, for failures,
+// the error.
+func (rs *runState) syncAccount(c Connection, a sources.Account, written *int64) (string, error) {
+	s := rs.w.Sink
+	if err := s.UpsertAccount(rs.work, a); err != nil {
+		return OutcomeFailed, fmt.Errorf("record account: %w", err)
+	}
+	var cur sources.Cursor
+	if !rs.opts.Full {
+		var err error
+		if cur, err = s.Cursor(rs.work, a.Source, a.ID); err != nil {
+			return OutcomeFailed, fmt.Errorf("read cursor: %w", err)
+		}
+	}
+	lopts := sources.LeadOptions{Full: rs.opts.Full, Since: rs.opts.Since}
+	for page, err := range c.Source.Leads(rs.work, a, cur, lopts) {
+		if err != nil {
+			if r, ok := errors.AsType[*sources.RestrictedError](err); ok {
+				return rs.restrict(c, a, r)
+			}
+			if rs.work.Err() != nil {
+				return OutcomeCancelled, rs.work.Err()
+			}
+			return OutcomeFailed, err
+		}
+		res, err := s.WritePage(rs.work, sink.PageWrite{Run: rs.run, Source: a.Source, Account: a.ID,
+			Leads: page.Leads, Next: page.Next, FullPass: rs.opts.Full})
+		if err != nil {
+			if rs.work.Err() != nil {
+				return OutcomeCancelled, rs.work.Err()
+			}
+			return OutcomeFailed, fmt.Errorf("write page: %w", err)
+		}
+		n := int64(res.Inserted + res.Updated)
+		*written += n
+		rs.w.Progress.Leads(c.Name, int64(len(page.Leads)))
+		if rs.soft.Err() != nil {
+			// Soft stop: the page is committed; resume from its cursor next time.
+			return OutcomeCancelled, rs.soft.Err()
+		}
+	}
+	if rs.opts.Full {
+		n, err := s.FinishFullPass(rs.work, rs.run, a.Source, a.ID)
+		if err != nil {
+			return OutcomeFailed, fmt.Errorf("finish full pass: %w", err)
+		}
+		if n > 0 {
+			rs.w.logger().Info("soft-deleted leads missing from a full pass", slog.String("connection", c.Name),
+				slog.String("account", a.ID), slog.Int64("deleted", n))
+		}
+	}
+	return OutcomeOK, nil
+}
+
+// restrict handles a 403 per DESIGN §6: tag the account, keep its cursor, sync its PII-free
+// counts where the vendor has them.
+func (rs *runState) restrict(c Connection, a sources.Account, r *sources.RestrictedError) (string, error) {
+	log := rs.w.logger().With(slog.String("connection", c.Name), slog.String("account", a.ID))
+	log.Warn("account restricted", slog.String("access", r.Access()), slog.String("reason", r.Message))
+	if err := rs.w.Sink.MarkRestricted(rs.work, rs.run, r); err != nil {
+		return OutcomeFailed, fmt.Errorf("mark restricted: %w", err)
+	}
+	if ag, ok := c.Source.(sources.Aggregator); ok {
+		to := rs.w.now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+		from := to.AddDate(0, 0, -cmp.Or(rs.w.AggregateDays, 90))
+		counts, err := ag.DailyCounts(rs.work, a, from, to)
+		if err != nil {
+			log.Warn("aggregate counts unavailable", slog.String("error", err.Error()))
+		} else if err := rs.w.Sink.WriteDailyCounts(rs.work, a.Source, a.ID, counts); err != nil {
+			return OutcomeFailed, fmt.Errorf("write daily counts: %w", err)
+		}
+	}
+	return OutcomeRestricted, nil
+}
