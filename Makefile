@@ -5,7 +5,7 @@ GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20000x
 
-.PHONY: test vet staticcheck unit fuzz bench systemd-check build install ci
+.PHONY: test vet staticcheck unit fuzz bench proof-full systemd-check build install ci
 
 test: vet staticcheck unit
 
@@ -27,9 +27,14 @@ fuzz:
 	  done; \
 	done
 
-# Benchmarks, each reported as a ratio against a baseline measured in the same run.
+# Benchmarks, each reported as a ratio against a baseline measured in the same run: raw
+# output in bench.out, a summary table at the end (figures kept in docs/performance.md).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./... | tee bench.out
+	GO=$(GO) bash scripts/bench.sh
+
+# The crash, fault and bad-input suites at full size (CI runs them reduced).
+proof-full:
+	LEADSYNC_PROOF_FULL=1 $(GO) test -count=1 -timeout 90m -run '^TestProof' -v ./cmd/leadsync/ ./worker/
 
 systemd-check:
 	bash systemd/check.sh

@@ -3,6 +3,7 @@ package sink
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,9 @@ type core struct {
 	// afterChunk, when set (by tests), runs inside WritePage's transaction after each batch
 	// of rows; an error aborts the page.
 	afterChunk func(chunk int) error
+	// worker and lease: see Options.Worker. With a worker set, writes are fenced.
+	worker string
+	lease  time.Duration
 }
 
 func (c *core) base() *core { return c }
@@ -158,15 +162,38 @@ func pageLeads(w PageWrite) ([]sources.Lead, error) {
 			continue
 		}
 		seen[l.ID] = len(out)
-		out = append(out, l)
+		out = append(out, cleanText(l))
 	}
 	return out, nil
 }
 
-// fence is where a page commit will check, inside its transaction, that this worker still
-// holds the account's lease (multi-worker PostgreSQL; on PostgreSQL the check can ride in the
-// page's batch so it costs no round trip). Single-writer today: nothing to check.
-func (c *core) fence(context.Context, PageWrite) error { return nil }
+// cleanText makes a lead storable in both dialects: vendors send invalid UTF-8 and NULs now
+// and then, which PostgreSQL's text and jsonb refuse — and one bad lead must not block its
+// account on every run. Invalid bytes become U+FFFD, as in any lenient decoder.
+func cleanText(l sources.Lead) sources.Lead {
+	fix := func(s string) string {
+		if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+			return s
+		}
+		return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	}
+	for _, f := range []*string{&l.ID, &l.Kind, &l.Status, &l.FirstName, &l.LastName, &l.Email, &l.Phone,
+		&l.Company, &l.Channel, &l.Campaign} {
+		*f = fix(*f)
+	}
+	if len(l.Tags) > 0 {
+		tags := make([]string, len(l.Tags))
+		for i, t := range l.Tags {
+			tags[i] = fix(t)
+		}
+		l.Tags = tags
+	}
+	if raw := string(l.Raw); !utf8.ValidString(raw) || strings.Contains(raw, `\u0000`) {
+		// jsonb refuses the \u0000 escape; the replacement keeps the JSON valid.
+		l.Raw = json.RawMessage(strings.ReplaceAll(strings.ToValidUTF8(raw, "\uFFFD"), `\u0000`, `\uFFFD`))
+	}
+	return l
+}
 
 // Cursor implements Sink.
 func (c *core) Cursor(ctx context.Context, source, account string) (sources.Cursor, error) {
@@ -187,6 +214,9 @@ func (c *core) Cursor(ctx context.Context, source, account string) (sources.Curs
 func (c *core) FinishFullPass(ctx context.Context, run RunID, source, account string) (int64, error) {
 	var deleted int64
 	err := c.tx(ctx, func(tx *sqlx.Tx) error {
+		if err := c.fence(ctx, tx, source, account); err != nil {
+			return err
+		}
 		var status string
 		err := tx.GetContext(ctx, &status, c.q(`SELECT status FROM sync_runs WHERE id = ?`), run)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -263,6 +293,9 @@ func (c *core) MarkRestricted(ctx context.Context, run RunID, r *sources.Restric
 	}
 	now := c.ts(c.clock())
 	err := c.tx(ctx, func(tx *sqlx.Tx) error {
+		if err := c.fence(ctx, tx, r.Vendor, r.AccountID); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, c.q(`INSERT INTO accounts
     (source, account_id, hipaa_protected, access, access_reason, first_seen_at, last_run_id)
 VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -323,6 +356,9 @@ func (c *core) AccountSynced(ctx context.Context, run RunID, source, account str
 	var err error
 	if syncErr == nil {
 		err = c.tx(ctx, func(tx *sqlx.Tx) error {
+			if err := c.fence(ctx, tx, source, account); err != nil {
+				return err
+			}
 			if _, err := tx.ExecContext(ctx, c.q(`INSERT INTO accounts
     (source, account_id, first_seen_at, last_synced_at, last_run_id) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (source, account_id) DO UPDATE SET
@@ -335,11 +371,17 @@ ON CONFLICT (source, account_id) DO UPDATE SET
 			return err
 		})
 	} else {
-		_, err = c.w.ExecContext(ctx, c.q(`INSERT INTO accounts
+		err = c.tx(ctx, func(tx *sqlx.Tx) error {
+			if err := c.fence(ctx, tx, source, account); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, c.q(`INSERT INTO accounts
     (source, account_id, first_seen_at, last_error, last_run_id) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (source, account_id) DO UPDATE SET
     last_error = excluded.last_error, last_run_id = excluded.last_run_id`),
-			source, account, now, errorText(syncErr), run)
+				source, account, now, errorText(syncErr), run)
+			return err
+		})
 	}
 	if err != nil {
 		return fmt.Errorf("sink: record sync of %s/%s: %w", source, account, err)
@@ -425,15 +467,21 @@ func (c *core) Status(ctx context.Context) ([]AccountStatus, error) {
 		LastError    string   `db:"last_error"`
 		Leads        int64    `db:"leads"`
 		Cursor       string   `db:"cursor"`
+		LeaseOwner   string   `db:"lease_owner"`
+		LeaseExpires nullTime `db:"lease_expires_at"`
+		DoneBy       string   `db:"done_by"`
 	}
 	err := c.r.SelectContext(ctx, &rows, `SELECT a.source, a.account_id, a.name, a.access,
     COALESCE(a.access_reason, '') AS access_reason, a.last_synced_at,
     COALESCE(a.last_error, '') AS last_error,
     (SELECT count(*) FROM leads l
      WHERE l.source = a.source AND l.account_id = a.account_id AND l.deleted_at IS NULL) AS leads,
-    COALESCE(s.cursor, '') AS cursor
+    COALESCE(s.cursor, '') AS cursor,
+    COALESCE(al.owner, '') AS lease_owner, al.expires_at AS lease_expires_at,
+    COALESCE(al.done_by, '') AS done_by
 FROM accounts a
 LEFT JOIN sync_state s ON s.source = a.source AND s.account_id = a.account_id
+LEFT JOIN account_leases al ON al.source = a.source AND al.account_id = a.account_id
 ORDER BY a.source, a.account_id`)
 	if err != nil {
 		return nil, fmt.Errorf("sink: status: %w", err)
@@ -443,7 +491,11 @@ ORDER BY a.source, a.account_id`)
 		out[i] = AccountStatus{
 			Source: r.Source, AccountID: r.AccountID, Name: r.Name, Access: r.Access,
 			AccessReason: r.AccessReason, LastSyncedAt: r.LastSyncedAt.Time, LastError: r.LastError,
-			Leads: r.Leads, Cursor: sources.Cursor(r.Cursor),
+			Leads: r.Leads, Cursor: sources.Cursor(r.Cursor), LastSyncedBy: r.DoneBy,
+		}
+		// An expired lease is held by nobody.
+		if r.LeaseOwner != "" && r.LeaseExpires.After(c.clock()) {
+			out[i].LeaseOwner, out[i].LeaseExpiresAt = r.LeaseOwner, r.LeaseExpires.Time
 		}
 	}
 	return out, nil

@@ -24,6 +24,13 @@ type Options struct {
 	BusyTimeout time.Duration
 	// MaxConns caps the PostgreSQL pool. Default 8.
 	MaxConns int32
+	// Worker, when set on PostgreSQL, makes this sink one of several workers sharing the
+	// warehouse (see Leaser): it names the worker in account leases, and every page commit
+	// (and account outcome, full-pass finish) is fenced on this worker holding the account's
+	// lease, else it fails with ErrLeaseLost. Empty: a single writer, no fencing.
+	Worker string
+	// LeaseDuration is how long an account lease lasts without a heartbeat. Default 60s.
+	LeaseDuration time.Duration
 }
 
 const (
@@ -38,6 +45,7 @@ func (o Options) withDefaults() Options {
 	}
 	o.BusyTimeout = cmp.Or(o.BusyTimeout, defaultBusyTimeout)
 	o.MaxConns = cmp.Or(o.MaxConns, defaultMaxConns)
+	o.LeaseDuration = cmp.Or(o.LeaseDuration, DefaultLeaseDuration)
 	return o
 }
 

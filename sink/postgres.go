@@ -53,6 +53,8 @@ func openPostgres(ctx context.Context, dsn string, opts Options, mode migrateMod
 			now:     opts.Now,
 			log:     opts.Logger,
 			ts:      postgresTS,
+			worker:  opts.Worker,
+			lease:   opts.LeaseDuration,
 		},
 		pool:  pool,
 		sqlDB: sqlDB,
@@ -177,11 +179,12 @@ func (p *Postgres) writePage(ctx context.Context, w PageWrite, leads []sources.L
 		return WriteResult{}, err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	if err := p.fence(ctx, w); err != nil {
-		return WriteResult{}, err
-	}
 
 	b := &pgx.Batch{}
+	if p.worker != "" {
+		// The lease fence rides first in the batch: no extra round trip.
+		b.Queue(sqlFence, w.Source, w.Account)
+	}
 	b.Queue(p.q(sqlEnsureAccount), w.Source, w.Account, now)
 	if len(leads) > 0 {
 		c := newPGColumns(leads)
@@ -198,6 +201,14 @@ func (p *Postgres) writePage(ctx context.Context, w PageWrite, leads []sources.L
 	br := tx.SendBatch(ctx, b)
 	err = func() error {
 		defer br.Close()
+		if p.worker != "" {
+			var owner string
+			var live bool
+			err := br.QueryRow().Scan(&owner, &live)
+			if err := p.fenceResult(w.Source, w.Account, owner, live, err); err != nil {
+				return err
+			}
+		}
 		if _, err := br.Exec(); err != nil {
 			return err
 		}

@@ -69,6 +69,12 @@ type AccountStatus struct {
 	LastError    string
 	Leads        int64 // not deleted
 	Cursor       sources.Cursor
+	// LeaseOwner is the worker syncing the account now ("" if none; multi-worker
+	// PostgreSQL only), until LeaseExpiresAt unless it heartbeats.
+	LeaseOwner     string    `json:",omitempty"`
+	LeaseExpiresAt time.Time `json:",omitzero"`
+	// LastSyncedBy is the worker whose sync of the account ended last.
+	LastSyncedBy string `json:",omitempty"`
 }
 
 // Sink is the warehouse. Implementations are safe for concurrent use.

@@ -25,6 +25,8 @@ type SQLite struct {
 
 	mu    sync.Mutex
 	stmts map[stmtKey]*sql.Stmt // multi-row statements by kind and row count
+
+	writer writerLock // see LockWriter
 }
 
 type stmtKey struct {
@@ -101,6 +103,7 @@ func (s *SQLite) Close() error {
 		delete(s.stmts, k)
 	}
 	s.mu.Unlock()
+	s.writer.unlock()
 	return errors.Join(s.w.Close(), s.r.Close())
 }
 
@@ -203,10 +206,8 @@ func (s *SQLite) writePage(ctx context.Context, w PageWrite, leads []sources.Lea
 	if err != nil {
 		return WriteResult{}, err
 	}
+	// No lease fence: SQLite has one writer process, held by its writer lock (LockWriter).
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if err := s.fence(ctx, w); err != nil {
-		return WriteResult{}, err
-	}
 	if _, err := tx.ExecContext(ctx, sqlEnsureAccount, w.Source, w.Account, now); err != nil {
 		return WriteResult{}, err
 	}

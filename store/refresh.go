@@ -173,7 +173,13 @@ func (s *Store) readGrant(ctx context.Context, conn string) (*grantRecord, error
 }
 
 // refreshGrant is the refresh protocol for one grant; see the package doc.
-func (s *Store) refreshGrant(ctx context.Context, conn string, r Refresher) (*grantRecord, error) {
+func (s *Store) refreshGrant(ctx context.Context, conn string, r Refresher) (_ *grantRecord, err error) {
+	attempted := false // the vendor was asked: report the outcome, whatever happens after
+	defer func() {
+		if attempted && s.onRefresh != nil {
+			s.onRefresh(conn, err)
+		}
+	}()
 	s.rotate.RLock()
 	defer s.rotate.RUnlock()
 
@@ -205,6 +211,7 @@ func (s *Store) refreshGrant(ctx context.Context, conn string, r Refresher) (*gr
 	}
 
 	callCtx, cancel := context.WithTimeout(ctx, s.callTimeout)
+	attempted = true
 	tok, err := r.Refresh(callCtx, rec.Refresh.Reveal())
 	cancel()
 	if err == nil && (tok == nil || tok.AccessToken == "") {

@@ -59,6 +59,11 @@ type Options struct {
 	LockTimeout time.Duration
 	// PostgresSchema is the PostgreSQL schema holding the tables. Default leadsync_tokens.
 	PostgresSchema string
+	// OnRefresh, if set, is called after every refresh attempt at the vendor (one token
+	// request) with its outcome: nil; an error wrapping sources.ErrNeedsReauth when the
+	// vendor rejected the grant (it is now marked needs_reauth); or a transient error
+	// wrapping ErrRefreshFailed. For metrics: it must be quick and must not call the Store.
+	OnRefresh func(conn string, err error)
 }
 
 // Store keeps the tokens. Safe for concurrent use by many goroutines and processes.
@@ -68,6 +73,7 @@ type Store struct {
 	now         func() time.Time
 	margin      time.Duration
 	callTimeout time.Duration
+	onRefresh   func(conn string, err error)
 
 	// rotate is held for writing by RotateKey, for reading by everything using the key.
 	rotate sync.RWMutex
@@ -103,6 +109,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		now:         opts.Clock,
 		margin:      cmp.Or(opts.RefreshMargin, DefaultRefreshMargin),
 		callTimeout: callTimeout,
+		onRefresh:   opts.OnRefresh,
 		invalid:     map[string][32]byte{},
 		cooldown:    map[string]time.Time{},
 	}

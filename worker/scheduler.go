@@ -16,7 +16,9 @@ import (
 
 // Scheduler runs the worker on cron schedules: each connection on its schedule, and a full
 // pass on its full schedule. Runs of one connection never overlap; a tick that finds its
-// connection still running is skipped.
+// connection still running is skipped. Every run knows its tick (its slot): workers sharing
+// a PostgreSQL warehouse fire the same ticks and split the tick's accounts (lease.go), so
+// "@every" schedules are aligned to the clock rather than to each process's start.
 type Scheduler struct {
 	Worker *Worker
 	// Schedule and FullSchedule are the defaults for connections without their own.
@@ -51,15 +53,28 @@ func (s *Scheduler) Run(ctx, hard context.Context) error {
 				continue
 			}
 			name, full := conn.Name, job.full
-			if _, err := c.AddFunc(job.spec, func() { s.runOne(ctx, hard, name, full) }); err != nil {
+			sched, err := cron.ParseStandard(job.spec)
+			if err != nil {
 				return fmt.Errorf("worker: schedule %q for connection %s: %w", job.spec, name, err)
 			}
+			if every, ok := sched.(cron.ConstantDelaySchedule); ok {
+				sched = alignedEvery{every.Delay}
+			}
+			c.Schedule(sched, cron.FuncJob(func() {
+				s.runOne(withSlot(ctx, tickOf(sched, time.Now())), hard, name, full)
+			}))
 			log.Info("scheduled", slog.String("connection", name), slog.String("spec", job.spec), slog.Bool("full", full))
 		}
 	}
 	s.beat.Store(time.Now().UnixNano())
 	if _, err := c.AddFunc("@every 5s", func() { s.beat.Store(time.Now().UnixNano()) }); err != nil {
 		return err
+	}
+	if wl, ok := s.Worker.Sink.(sink.WriterLocker); ok {
+		// SQLite: this daemon is the warehouse's one writer for as long as it runs.
+		if err := wl.LockWriter(); err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
 	}
 	c.Start()
 	<-ctx.Done()
@@ -94,4 +109,19 @@ type cronLogger struct{ l *slog.Logger }
 func (c cronLogger) Info(msg string, kv ...any) { c.l.Debug("cron: "+msg, kv...) }
 func (c cronLogger) Error(err error, msg string, kv ...any) {
 	c.l.Error("cron: "+msg, append(kv, slog.String("error", fmt.Sprint(err)))...)
+}
+
+// alignedEvery is "@every d" on a grid anchored at the zero time rather than at the process
+// start, so that every worker ticks at the same instants.
+type alignedEvery struct{ d time.Duration }
+
+func (a alignedEvery) Next(t time.Time) time.Time { return t.Truncate(a.d).Add(a.d) }
+
+// tickOf is the tick a job firing at now belongs to: cron fires a job at its tick, on the
+// minute for cron specs (seconds are not in the standard syntax).
+func tickOf(sched cron.Schedule, now time.Time) time.Time {
+	if a, ok := sched.(alignedEvery); ok {
+		return now.Truncate(a.d).UTC()
+	}
+	return now.Truncate(time.Minute).UTC()
 }

@@ -33,6 +33,7 @@ type Connection struct {
 // Observer receives what the worker does, for metrics. Implementations must be safe for
 // concurrent use.
 type Observer interface {
+	RunStarted(trigger string)
 	AccountSynced(connection, source, account, outcome string, leads int64, d time.Duration)
 	RunFinished(trigger, status string, stats sink.RunStats, d time.Duration)
 }
@@ -99,6 +100,9 @@ func (w *Worker) Run(ctx context.Context, opts RunOptions) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("worker: begin run: %w", err)
 	}
+	if w.Observer != nil {
+		w.Observer.RunStarted(cmp.Or(opts.Trigger, sink.TriggerOnce))
+	}
 	rs := &runState{w: w, run: run, opts: opts, soft: ctx, work: work}
 	var wg sync.WaitGroup
 	for _, c := range conns {
@@ -120,7 +124,8 @@ func (w *Worker) Run(ctx context.Context, opts RunOptions) (Result, error) {
 		Throttled:          stats.Throttled.Load(),
 	}
 	switch {
-	case ctx.Err() != nil || hard.Err() != nil:
+	case rs.incomplete.Load():
+		// A stop that came after every account had finished does not make the run partial.
 		res.Status = sink.RunCancelled
 	case len(rs.failures) > 0:
 		res.Status = sink.RunFailed
@@ -191,6 +196,7 @@ type runState struct {
 
 	ok, failed, restricted atomic.Int64
 	leads                  atomic.Int64
+	incomplete             atomic.Bool // a stop left an account unsynced or half-synced
 
 	mu       sync.Mutex
 	failures []error
@@ -206,6 +212,10 @@ func (rs *runState) connection(c Connection) {
 	log := rs.w.logger().With(slog.String("connection", c.Name), slog.String("source", c.Source.Name()))
 	var accts []sources.Account
 	for a, err := range c.Source.Accounts(rs.work) {
+		if err != nil && rs.work.Err() != nil {
+			rs.incomplete.Store(true) // stopped at once: not a failure of the connection
+			return
+		}
 		if err != nil {
 			rs.failed.Add(1)
 			rs.fail(fmt.Errorf("connection %s: list accounts: %w", c.Name, err))
@@ -222,15 +232,18 @@ func (rs *runState) connection(c Connection) {
 
 	sem := make(chan struct{}, max(1, cmp.Or(c.Concurrency, 4)))
 	var wg sync.WaitGroup
-	for _, a := range accts {
+	// leased (lease.go) yields the accounts this worker syncs: with several workers on one
+	// PostgreSQL, those nobody synced in this slot; leasedAccount claims each one's lease.
+	for a := range rs.leased(c, accts) {
 		if rs.soft.Err() != nil {
+			rs.incomplete.Store(true)
 			break
 		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			rs.account(c, a, log.With(slog.String("account", a.ID)))
+			rs.leasedAccount(c, a, log.With(slog.String("account", a.ID)))
 		}()
 	}
 	wg.Wait()
@@ -251,6 +264,8 @@ func (rs *runState) account(c Connection, a sources.Account, log *slog.Logger) {
 		rs.failed.Add(1)
 		rs.fail(fmt.Errorf("connection %s: account %s: %w", c.Name, a.ID, err))
 		log.Error("account sync failed", slog.String("error", err.Error()))
+	case OutcomeCancelled:
+		rs.incomplete.Store(true)
 	}
 	if outcome != OutcomeCancelled {
 		recErr := err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/leadsync/leadsync/internal/sandbox"
 	"github.com/leadsync/leadsync/internal/simkit"
+	"github.com/leadsync/leadsync/sources/leadconnector/lctest"
 )
 
 func main() {
@@ -47,6 +48,9 @@ Flags:
 	interactions := fs.Int("interactions", 120, "LocaliQ: contact interactions per advertiser")
 	lacrmContacts := fs.Int("lacrm-contacts", 120, "LACRM: contacts")
 	lacrmItems := fs.Int("lacrm-pipeline-items", 60, "LACRM: pipeline items")
+	lcBurst := fs.Int("lc-burst", 0, "LeadConnector: requests per interval per resource (0: the vendor's 100)")
+	lcInterval := fs.Duration("lc-interval", 0, "LeadConnector: the rate-limit interval (0: the vendor's 10s)")
+	lcDaily := fs.Int("lc-daily", 0, "LeadConnector: requests per day per resource (0: the vendor's 200000)")
 	ttl := fs.Duration("token-ttl", 0, "access token lifetime for every vendor (0: each vendor's real lifetime)")
 	f429 := fs.Float64("fault-429", 0, "fraction of API requests answered 429")
 	f5xx := fs.Float64("fault-5xx", 0, "fraction of API requests answered 502")
@@ -71,6 +75,7 @@ Flags:
 		Locations: *locations, ContactsPerLocation: *contacts, ForbiddenLocations: *forbidden,
 		Advertisers: *advertisers, InteractionsPerAdv: *interactions,
 		LACRMContacts: *lacrmContacts, LACRMPipelineItems: *lacrmItems,
+		LeadConnector: lctest.Options{Burst: *lcBurst, Interval: *lcInterval, Daily: *lcDaily},
 		Faults: simkit.FaultSettings{Rate429: *f429, Rate5xx: *f5xx, RateReset: *fReset, RateTruncate: *fTrunc,
 			Latency: *latency, LatencyRate: *latencyRate, DropRefreshResponses: *dropRefresh}})
 	srv, err := sb.Start(*addr)

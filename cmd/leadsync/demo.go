@@ -185,4 +185,3 @@ func printQuery(ctx context.Context, w io.Writer, db *sql.DB, q string) error {
 	}
 	return tw.Flush()
 }
-

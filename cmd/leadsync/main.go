@@ -121,10 +121,11 @@ func report(stderr io.Writer, err error) int {
 // flags is a command's flag set with the common --config flag.
 type flags struct {
 	*flag.FlagSet
-	config *string
+	config     *string
+	positional []string
 }
 
-func newFlags(name, synopsis string, stderr io.Writer) flags {
+func newFlags(name, synopsis string, stderr io.Writer) *flags {
 	fs := flag.NewFlagSet("leadsync "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := fs.String("config", os.Getenv("LEADSYNC_CONFIG"), "configuration file (default $LEADSYNC_CONFIG, else /etc/leadsync/config.yaml)")
@@ -132,22 +133,41 @@ func newFlags(name, synopsis string, stderr io.Writer) flags {
 		fmt.Fprintf(fs.Output(), "Usage: leadsync %s\n\nFlags:\n", synopsis)
 		fs.PrintDefaults()
 	}
-	return flags{FlagSet: fs, config: cfg}
+	return &flags{FlagSet: fs, config: cfg}
 }
 
-// parse parses args; it reports flag errors as usage errors.
-func (f flags) parse(args []string) error {
-	if err := f.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+// parse parses args, flags before or after the positional arguments
+// (`leadsync auth login agency --config x.yaml`); it reports flag errors as usage errors.
+func (f *flags) parse(args []string) error {
+	var positional []string
+	for {
+		if err := f.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usageError{err.Error()}
 		}
-		return usageError{err.Error()}
+		args = f.FlagSet.Args()
+		if len(args) == 0 {
+			break
+		}
+		if args[0] == "--" {
+			positional = append(positional, args[1:]...)
+			break
+		}
+		positional, args = append(positional, args[0]), args[1:]
 	}
+	f.positional = positional
 	return nil
 }
 
+// NArg, Arg and Args are the positional arguments wherever they stood.
+func (f *flags) NArg() int        { return len(f.positional) }
+func (f *flags) Arg(i int) string { return f.positional[i] }
+func (f *flags) Args() []string   { return f.positional }
+
 // load reads and validates the configuration.
-func (f flags) load() (*config.Config, error) {
+func (f *flags) load() (*config.Config, error) {
 	path := *f.config
 	if path == "" {
 		path = "/etc/leadsync/config.yaml"
@@ -182,7 +202,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 // openApp loads the configuration and wires leadsync.
-func openApp(ctx context.Context, f flags, stderr io.Writer, opts app.Options) (*app.App, error) {
+func openApp(ctx context.Context, f *flags, stderr io.Writer, opts app.Options) (*app.App, error) {
 	cfg, err := f.load()
 	if err != nil {
 		return nil, err
@@ -192,7 +212,7 @@ func openApp(ctx context.Context, f flags, stderr io.Writer, opts app.Options) (
 }
 
 // oneArg returns the single positional argument named what.
-func oneArg(f flags, what string) (string, error) {
+func oneArg(f *flags, what string) (string, error) {
 	if f.NArg() != 1 {
 		return "", usageError{fmt.Sprintf("%s: want exactly one %s, got %q", f.Name(), what, strings.Join(f.Args(), " "))}
 	}

@@ -75,3 +75,35 @@ func TestUnknownCommandIsUsageError(t *testing.T) {
 		t.Fatalf("--full without --once: exit %d, %q", code, stderr)
 	}
 }
+
+func TestFlagsMayFollowPositionalArguments(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	cfg := "warehouse:\n  url: postgres://postgres@127.0.0.1:5432/test?sslmode=disable&search_path=wh\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, "grant-analyst", "analyst", "--print", "--config", path)
+	if code != exitOK || !strings.Contains(out, `GRANT SELECT ON "wh".leads_deidentified TO "analyst";`) {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	if code, _, _ := runCLI(t, "grant-analyst", "a", "b", "--config", path); code != exitUsage {
+		t.Fatalf("two roles: exit %d, want %d", code, exitUsage)
+	}
+}
+
+func TestRunWithoutConnectionsIsAConfigError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(path, []byte("state_dir: "+dir+"/state\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "run", "--once", "--config", path)
+	if code != exitUsage || !strings.Contains(stderr, "no enabled connections") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", "leads.db")); err == nil {
+		t.Fatal("a run with nothing to do created a warehouse")
+	}
+}

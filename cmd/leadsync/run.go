@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,11 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/leadsync/leadsync/internal/app"
+	"github.com/leadsync/leadsync/internal/config"
 	"github.com/leadsync/leadsync/internal/ops"
 	"github.com/leadsync/leadsync/sink"
 	"github.com/leadsync/leadsync/worker"
@@ -46,7 +49,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		}
 		sinceT = t
 	}
-	a, err := openApp(ctx, f, stderr, app.Options{})
+	cfg, err := f.load()
+	if err != nil {
+		return exitUsage, err
+	}
+	if !slices.ContainsFunc(cfg.Connections, func(c config.Connection) bool { return c.IsEnabled() }) {
+		return exitUsage, &app.ConfigError{Err: fmt.Errorf("%s: no enabled connections: nothing to sync (add one under connections:, see config.example.yaml)", cfg.File())}
+	}
+	a, err := app.Open(ctx, cfg, newLogger(cfg, stderr), app.Options{Version: version})
 	if err != nil {
 		return exitFailed, err
 	}
@@ -95,47 +105,74 @@ func printSummary(w io.Writer, res worker.Result) {
 	}
 }
 
-// daemon runs the schedules until a signal, telling systemd how it goes.
+// daemon runs the schedules until a signal, telling systemd how it goes: READY=1 once the
+// databases are open, the HTTP endpoint listens and the scheduler runs; STATUS= after each
+// run; WATCHDOG=1 while the scheduler is alive; STOPPING=1 as soon as the soft stop begins.
+// Its shutdown takes at most shutdown_timeout + ops.StopMargin (the unit's TimeoutStopSec).
 func daemon(soft, hard context.Context, a *app.App) (int, error) {
 	log := a.Logger
-	var srv *ops.Server
+	if err := a.SeedMetrics(soft); err != nil {
+		log.Warn("account lag metrics start from now", slog.String("error", err.Error()))
+	}
 	if a.Config.HTTP.Enabled() {
-		var err error
-		srv, err = ops.StartServer(a.Config.HTTP.Listen, ops.NewHandler(a.Metrics, a.Ready), log)
+		srv, err := ops.StartServer(a.Config.HTTP.Listen, ops.NewHandler(a.Metrics, a.Ready), log)
 		if err != nil {
 			return exitFailed, fmt.Errorf("http: %w", err)
 		}
+		// Tests and operators find the bound address here (http.listen may use port 0).
 		log.Info("serving metrics and health", slog.String("url", srv.URL()))
 		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			// In-flight scrapes get a moment; the endpoint must not hold up the stop.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			_ = srv.Shutdown(ctx)
+			if err := srv.Shutdown(ctx); err != nil {
+				log.Warn("http", slog.String("error", err.Error()))
+			}
 		}()
 	}
-	sched := &worker.Scheduler{Worker: a.Worker, Schedule: a.Config.Schedule, FullSchedule: a.Config.FullSchedule,
+	full := a.Config.FullSchedule
+	if full == config.Off { // the scheduler knows only cron specs
+		full = ""
+	}
+	sched := &worker.Scheduler{Worker: a.Worker, Schedule: a.Config.Schedule, FullSchedule: full,
 		Logger: log, OnRun: func(conn string, res worker.Result, err error) {
 			msg := fmt.Sprintf("last run (%s): %s, %d ok, %d restricted, %d failed, %d leads written",
 				conn, res.Status, res.Stats.AccountsOK, res.Stats.AccountsRestricted, res.Stats.AccountsFailed, res.Stats.LeadsWritten)
 			if err != nil {
 				msg = fmt.Sprintf("last run (%s) failed: %v", conn, err)
 			}
-			_ = ops.Status(msg)
+			if soft.Err() == nil { // while stopping, STATUS keeps saying so
+				_ = ops.Status(msg)
+			}
 		}}
 	wdCtx, wdStop := context.WithCancel(hard)
 	defer wdStop()
+	wdDone := make(chan struct{})
 	go func() {
+		defer close(wdDone)
 		if err := ops.Watchdog(wdCtx, sched.Alive); err != nil {
 			log.Warn("watchdog", slog.String("error", err.Error()))
 		}
 	}()
+	defer func() { wdStop(); <-wdDone }()
+	stopping := make(chan struct{})
+	go func() {
+		defer close(stopping)
+		<-soft.Done()
+		// Tell systemd at once, not after the runs in flight have finished their pages.
+		_ = ops.Stopping()
+		_ = ops.Status("stopping: finishing the pages in flight")
+	}()
 	_ = ops.Ready()
 	_ = ops.Status("waiting for the first scheduled run")
 	log.Info("leadsync started", slog.Int("connections", len(a.Conns)), slog.String("version", version))
-	err := sched.Run(soft, hard)
-	_ = ops.Stopping()
-	if err != nil {
-		return exitUsage, &app.ConfigError{Err: err}
+	if err := sched.Run(soft, hard); err != nil {
+		if errors.Is(err, sink.ErrSingleWriter) { // a backfill holds the SQLite warehouse: retry later
+			return exitFailed, err
+		}
+		return exitUsage, &app.ConfigError{Err: err} // a schedule the scheduler refused
 	}
+	<-stopping // Run returned nil: the soft stop began and STOPPING=1 is on its way
 	log.Info("leadsync stopped")
 	return exitOK, nil
 }
@@ -160,8 +197,18 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 		enc.SetIndent("", "  ")
 		return exitOK, enc.Encode(st)
 	}
+	// Several workers on one PostgreSQL: say which one is syncing each account, and which
+	// synced it last. A single worker's table stays as it was.
+	workers := false
+	for _, s := range st {
+		workers = workers || s.LeaseOwner != "" || s.LastSyncedBy != ""
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SOURCE\tACCOUNT\tNAME\tACCESS\tLAST SUCCESS\tLEADS\tLAST ERROR")
+	header := "SOURCE\tACCOUNT\tNAME\tACCESS\tLAST SUCCESS\tLEADS\tLAST ERROR"
+	if workers {
+		header += "\tSYNCING NOW ON\tLAST SYNCED BY"
+	}
+	fmt.Fprintln(tw, header)
 	for _, s := range st {
 		last := "never"
 		if !s.LastSyncedAt.IsZero() {
@@ -171,8 +218,16 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 		if s.AccessReason != "" {
 			access += " (" + truncate(s.AccessReason, 40) + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", s.Source, s.AccountID, truncate(s.Name, 30), access, last,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s", s.Source, s.AccountID, truncate(s.Name, 30), access, last,
 			s.Leads, truncate(s.LastError, 60))
+		if workers {
+			holder := "-"
+			if s.LeaseOwner != "" {
+				holder = fmt.Sprintf("%s (lease until %s)", s.LeaseOwner, s.LeaseExpiresAt.Local().Format(time.TimeOnly))
+			}
+			fmt.Fprintf(tw, "\t%s\t%s", holder, cmp.Or(s.LastSyncedBy, "-"))
+		}
+		fmt.Fprintln(tw)
 	}
 	return exitOK, tw.Flush()
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -84,16 +85,20 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Option
 	if err != nil {
 		return nil, fmt.Errorf("token store key: %w", err)
 	}
+	sourceOf := map[string]string{}
+	for _, cc := range cfg.Connections {
+		sourceOf[cc.Name] = cc.Source
+	}
 	a.Store, err = store.Open(ctx, cfg.TokenStore.URL, store.Options{Key: key, Logger: log,
-		PostgresSchema: cfg.TokenStore.Schema})
+		PostgresSchema: cfg.TokenStore.Schema,
+		OnRefresh: func(conn string, err error) {
+			a.Metrics.TokenRefreshed(sourceOf[conn], err)
+			if ops.RefreshResult(err) == ops.RefreshInvalidGrant {
+				a.Metrics.SetNeedsReauth(conn, sourceOf[conn], true)
+			}
+		}})
 	if err != nil {
 		return nil, fmt.Errorf("token store: %w", err)
-	}
-	if !opts.NoSink {
-		a.Sink, err = sink.Open(ctx, cfg.Warehouse.URL, sink.Options{})
-		if err != nil {
-			return nil, fmt.Errorf("warehouse: %w", err)
-		}
 	}
 	var wconns []worker.Connection
 	for i, cc := range cfg.Connections {
@@ -108,7 +113,21 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Option
 		wconns = append(wconns, worker.Connection{Name: cc.Name, Source: c.Source, Concurrency: cc.Concurrency,
 			Schedule: cc.Schedule})
 	}
+	// The warehouse opens (and migrates) last, so a configuration mistake leaves nothing behind.
+	if !opts.NoSink {
+		// The worker identity and lease duration matter only to a PostgreSQL warehouse shared
+		// by several workers (worker/lease.go); SQLite ignores them.
+		wid, lease, werr := worker.Identity()
+		if werr != nil {
+			return nil, &ConfigError{werr}
+		}
+		a.Sink, err = sink.Open(ctx, cfg.Warehouse.URL, sink.Options{Logger: log, Worker: wid, LeaseDuration: lease})
+		if err != nil {
+			return nil, fmt.Errorf("warehouse: %w", err)
+		}
+	}
 	a.Worker = &worker.Worker{Sink: a.Sink, Connections: wconns, Logger: log, Observer: observer{a.Metrics}}
+	a.Metrics.WatchGrants(a.Grants)
 	return a, nil
 }
 
@@ -184,21 +203,92 @@ func (a *App) Close() {
 	}
 }
 
-// Ready checks that the warehouse and the token store answer and that no grant needs
-// re-authorization (the /readyz check).
+// Ready checks that the warehouse and the token store answer and that every enabled
+// connection has a usable grant (the /readyz check). A grant that needs `auth login` makes
+// leadsync not ready even though the other connections keep syncing: the degraded state
+// an operator must act on. The error names every such connection.
 func (a *App) Ready(ctx context.Context) error {
 	if a.Sink != nil {
 		if _, err := a.Sink.Cursor(ctx, "", ""); err != nil {
 			return fmt.Errorf("warehouse: %w", err)
 		}
 	}
+	gs, err := a.grantStatus(ctx)
+	if err != nil {
+		return err
+	}
+	var bad []string
+	for _, g := range gs {
+		switch {
+		case g.missing:
+			bad = append(bad, fmt.Sprintf("connection %s is not authorized: run `leadsync auth login %s`", g.conn, g.conn))
+		case g.NeedsReauth:
+			bad = append(bad, fmt.Sprintf("connection %s needs re-authorization (%s): run `leadsync auth login %s`",
+				g.conn, g.Reason, g.conn))
+		}
+	}
+	if len(bad) > 0 {
+		return errors.New(strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// Grants is each enabled connection's grant state, for the leadsync_grant_needs_reauth
+// gauge: a connection without a grant needs `auth login` as much as a rejected one.
+func (a *App) Grants(ctx context.Context) ([]ops.GrantState, error) {
+	gs, err := a.grantStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ops.GrantState, len(gs))
+	for i, g := range gs {
+		out[i] = ops.GrantState{Connection: g.conn, Source: g.source, NeedsReauth: g.missing || g.NeedsReauth}
+	}
+	return out, nil
+}
+
+type grantState struct {
+	store.GrantStatus
+	conn, source string
+	missing      bool
+}
+
+func (a *App) grantStatus(ctx context.Context) ([]grantState, error) {
 	st, err := a.Store.Status(ctx)
 	if err != nil {
-		return fmt.Errorf("token store: %w", err)
+		return nil, fmt.Errorf("token store: %w", err)
 	}
+	byConn := make(map[string]store.GrantStatus, len(st))
 	for _, g := range st {
-		if g.NeedsReauth {
-			return fmt.Errorf("connection %s needs re-authorization: run `leadsync auth login %s`", g.Connection, g.Connection)
+		byConn[g.Connection] = g
+	}
+	out := make([]grantState, 0, len(a.Conns))
+	for _, c := range a.Conns {
+		g, ok := byConn[c.Config.Name]
+		out = append(out, grantState{GrantStatus: g, conn: c.Config.Name, source: c.Config.Source, missing: !ok})
+	}
+	return out, nil
+}
+
+// SeedMetrics registers every known account with the metrics and sets its last success
+// from the warehouse, so leadsync_account_lag_seconds survives restarts. The warehouse does
+// not record the connection: accounts of a source with several connections are left to
+// their first sync.
+func (a *App) SeedMetrics(ctx context.Context) error {
+	if a.Sink == nil {
+		return nil
+	}
+	conns := map[string][]string{}
+	for _, c := range a.Conns {
+		conns[c.Config.Source] = append(conns[c.Config.Source], c.Config.Name)
+	}
+	st, err := a.Sink.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("warehouse: %w", err)
+	}
+	for _, s := range st {
+		if cs := conns[s.Source]; len(cs) == 1 {
+			a.Metrics.SeedAccount(cs[0], s.Source, s.AccountID, s.LastSyncedAt)
 		}
 	}
 	return nil
@@ -211,6 +301,9 @@ func (o observer) AccountSynced(conn, source, account, outcome string, leads int
 	o.m.AccountSynced(conn, source, account, outcome, d)
 	o.m.LeadsWritten(source, int(leads))
 }
+
+// RunStarted counts a run in progress until RunFinished.
+func (o observer) RunStarted(trigger string) { o.m.RunStarted(trigger) }
 
 func (o observer) RunFinished(trigger, status string, _ sink.RunStats, d time.Duration) {
 	o.m.RunFinished(trigger, status, d)

@@ -40,7 +40,7 @@ const (
 	LCAPIVersion20210728 = "2021-07-28"
 	DefaultLCPageSize    = 100
 	DefaultLCLookback    = 10 * time.Minute // the contact search index lags writes by seconds
-	DefaultLIQRereadDays = 3               // the vendor's recommendation
+	DefaultLIQRereadDays = 3                // the vendor's recommendation
 	DefaultLACRMPageSize = 500
 	DefaultLACRMLookback = time.Hour
 )

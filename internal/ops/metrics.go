@@ -3,6 +3,7 @@
 package ops
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -52,7 +53,22 @@ type Metrics struct {
 	refreshes       *prometheus.CounterVec
 	needsReauth     *prometheus.GaugeVec
 	accounts        *accountCollector
+
+	mu         sync.Mutex
+	inProgress map[string]int // runs started and not finished, by trigger
+	grants     func(ctx context.Context) ([]GrantState, error)
 }
+
+// GrantState is one configured connection's grant, for leadsync_grant_needs_reauth.
+type GrantState struct {
+	Connection, Source string
+	// NeedsReauth: the grant was rejected (invalid_grant) or there is none yet; either way
+	// `leadsync auth login` is the fix.
+	NeedsReauth bool
+}
+
+// ScrapeTimeout bounds the grant listing done for each scrape.
+const ScrapeTimeout = 2 * time.Second
 
 // NewMetrics builds the metrics on a fresh registry. version is exported as
 // leadsync_build_info{version}.
@@ -115,7 +131,8 @@ func NewMetrics(version string) *Metrics {
 			Namespace: ns, Name: "grant_needs_reauth",
 			Help: "1 when a connection's grant was rejected (invalid_grant) and needs `leadsync auth login`.",
 		}, []string{"connection", "source"}),
-		accounts: newAccountCollector(time.Now),
+		accounts:   newAccountCollector(time.Now),
+		inProgress: map[string]int{},
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "build_info", Help: "Always 1; the version label says which leadsync runs.",
@@ -131,9 +148,45 @@ func NewMetrics(version string) *Metrics {
 	return m
 }
 
-// Handler serves the registry in the Prometheus exposition format.
+// Handler serves the registry in the Prometheus exposition format. Each scrape first
+// re-reads the grants (WatchGrants), so the needs-reauth gauge follows `leadsync auth login`
+// run by another process.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+	h := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.syncGrants(r.Context())
+		h.ServeHTTP(w, r)
+	})
+}
+
+// WatchGrants sets where leadsync_grant_needs_reauth comes from: list is called (bounded by
+// ScrapeTimeout) before each scrape. The token store is the truth, shared with other
+// processes; SetNeedsReauth only makes a change visible before the next scrape.
+func (m *Metrics) WatchGrants(list func(ctx context.Context) ([]GrantState, error)) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.grants = list
+}
+
+func (m *Metrics) syncGrants(ctx context.Context) {
+	m.mu.Lock()
+	list := m.grants
+	m.mu.Unlock()
+	if list == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, ScrapeTimeout)
+	defer cancel()
+	gs, err := list(ctx)
+	if err != nil {
+		return // keep the last known values; /readyz reports the store's failure
+	}
+	for _, g := range gs {
+		m.SetNeedsReauth(g.Connection, g.Source, g.NeedsReauth)
+	}
 }
 
 // RunStarted counts a run in progress; pair it with RunFinished.
@@ -141,15 +194,24 @@ func (m *Metrics) RunStarted(trigger string) {
 	if m == nil {
 		return
 	}
-	m.runsInProgress.WithLabelValues(trigger).Inc()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.inProgress[trigger]++
+	m.runsInProgress.WithLabelValues(trigger).Set(float64(m.inProgress[trigger]))
 }
 
-// RunFinished records a finished run (status: sink.RunOK, RunFailed, RunCancelled).
+// RunFinished records a finished run (status: sink.RunOK, RunFailed, RunCancelled). A run
+// whose start was not reported leaves runs_in_progress alone rather than below zero.
 func (m *Metrics) RunFinished(trigger, status string, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.runsInProgress.WithLabelValues(trigger).Dec()
+	m.mu.Lock()
+	if m.inProgress[trigger] > 0 {
+		m.inProgress[trigger]--
+	}
+	m.runsInProgress.WithLabelValues(trigger).Set(float64(m.inProgress[trigger]))
+	m.mu.Unlock()
 	m.runs.WithLabelValues(trigger, status).Inc()
 	m.runDuration.WithLabelValues(trigger).Observe(d.Seconds())
 	m.runLastFinished.WithLabelValues(trigger, status).Set(float64(m.accounts.now().Unix()))

@@ -232,3 +232,62 @@ func TestServerShutdown(t *testing.T) {
 		t.Errorf("server still answers after Shutdown")
 	}
 }
+
+// The needs-reauth gauge follows the token store at each scrape: a grant fixed by
+// `leadsync auth login` in another process is cleared without an event in this one.
+func TestGrantsAreReadAtScrape(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var mu sync.Mutex
+	states := []GrantState{{Connection: "crm", Source: "lacrm", NeedsReauth: true}, {Connection: "liq", Source: "localiq"}}
+	var fail error
+	b.metrics.WatchGrants(func(ctx context.Context) ([]GrantState, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return states, fail
+	})
+	_, body := b.get(t, "/metrics")
+	for _, want := range []string{
+		`leadsync_grant_needs_reauth{connection="crm",source="lacrm"} 1`,
+		`leadsync_grant_needs_reauth{connection="liq",source="localiq"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	mu.Lock()
+	states[0].NeedsReauth = false
+	mu.Unlock()
+	if _, body = b.get(t, "/metrics"); !strings.Contains(body, `leadsync_grant_needs_reauth{connection="crm",source="lacrm"} 0`) {
+		t.Errorf("re-authorized grant still flagged")
+	}
+	// The store failing keeps the last known values (and /readyz says why).
+	b.metrics.SetNeedsReauth("crm", "lacrm", true)
+	mu.Lock()
+	fail = errors.New("database is locked")
+	mu.Unlock()
+	if _, body = b.get(t, "/metrics"); !strings.Contains(body, `leadsync_grant_needs_reauth{connection="crm",source="lacrm"} 1`) {
+		t.Errorf("a failed grant listing must not clear the gauge")
+	}
+}
+
+// A run whose start was not reported must not drive runs_in_progress below zero; one that
+// was is counted while it runs.
+func TestRunsInProgressNeverNegative(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	m := b.metrics
+	m.RunFinished("once", "ok", time.Second)
+	m.RunStarted("cron")
+	m.RunStarted("cron")
+	_, body := b.get(t, "/metrics")
+	for _, want := range []string{`leadsync_runs_in_progress{trigger="once"} 0`, `leadsync_runs_in_progress{trigger="cron"} 2`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	m.RunFinished("cron", "ok", time.Second)
+	if _, body = b.get(t, "/metrics"); !strings.Contains(body, `leadsync_runs_in_progress{trigger="cron"} 1`) {
+		t.Errorf("one cron run still in progress:\n%s", body)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -240,10 +241,11 @@ func (s *Sandbox) WriteConfig(dir, base, warehouseURL string) (string, error) {
 	return path, nil
 }
 
-var configTmpl = template.Must(template.New("config").Parse(`# leadsync configuration for the crmsim sandbox (written by crmsim / leadsync demo).
-state_dir: {{.Dir}}/state
+// Paths and URLs are quoted: a directory may hold ": " or ", ".
+var configTmpl = template.Must(template.New("config").Funcs(template.FuncMap{"q": strconv.Quote}).Parse(`# leadsync configuration for the crmsim sandbox (written by crmsim / leadsync demo).
+state_dir: {{q (print .Dir "/state")}}
 warehouse:
-  url: {{.Warehouse}}
+  url: {{q .Warehouse}}
 http:
   listen: "off"
 connections:
@@ -251,26 +253,26 @@ connections:
     source: leadconnector
     client_id: {{.LCClient}}
     app_id: {{.LCApp}}
-    client_secret: {file: {{.Dir}}/secrets/leadconnector-client-secret}
-    base_url: {{.Base}}/leadconnector
-    auth_url: {{.Base}}/leadconnector/oauth/chooselocation
+    client_secret: {file: {{q (print .Dir "/secrets/leadconnector-client-secret")}}}
+    base_url: {{q (print .Base "/leadconnector")}}
+    auth_url: {{q (print .Base "/leadconnector/oauth/chooselocation")}}
     redirect_uri: http://127.0.0.1/callback
   - name: sandbox-localiq
     source: localiq
     client_id: {{.LIQClient}}
-    client_secret: {file: {{.Dir}}/secrets/localiq-client-secret}
-    base_url: {{.Base}}/localiq
+    client_secret: {file: {{q (print .Dir "/secrets/localiq-client-secret")}}}
+    base_url: {{q (print .Base "/localiq")}}
     user: {{.LIQUser}}
     username: {{.LIQUser}}
-    password: {file: {{.Dir}}/secrets/localiq-password}
+    password: {file: {{q (print .Dir "/secrets/localiq-password")}}}
     redirect_uri: http://127.0.0.1/callback
   - name: sandbox-lacrm
     source: lacrm
     client_id: {{.LACRMClient}}
-    client_secret: {file: {{.Dir}}/secrets/lacrm-client-secret}
-    base_url: {{.Base}}/lacrm/v2/
-    auth_url: {{.Base}}/lacrm/oauth/authorize.php
-    token_url: {{.Base}}/lacrm/oauth/token.php
+    client_secret: {file: {{q (print .Dir "/secrets/lacrm-client-secret")}}}
+    base_url: {{q (print .Base "/lacrm/v2/")}}
+    auth_url: {{q (print .Base "/lacrm/oauth/authorize.php")}}
+    token_url: {{q (print .Base "/lacrm/oauth/token.php")}}
     redirect_uri: http://127.0.0.1/callback
 `))
 

@@ -72,6 +72,9 @@ type Config struct {
 }
 
 // Observer is a metrics hook.
+// maxAuthRetries bounds the refresh-and-retry rounds of one Do.
+const maxAuthRetries = 3
+
 type Observer interface {
 	// Request reports one HTTP attempt; status 0 is a network error (including a body cut
 	// short).
@@ -196,7 +199,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // Do sends req, with proactive limiting per Bucket, retries with backoff on 429 / 5xx / 408 /
 // network errors / truncated bodies (honouring Retry-After in seconds or HTTP-date, then
 // Wait429, capped by MaxWait, bounded by MaxAttempts and MaxElapsed), and on AuthFailed:
-// Auth.Invalidate(tok), a fresh token, one retry (once per Do). It returns the response for
+// Auth.Invalidate(tok), a fresh token, one retry (again only if that token worked before
+// being refused, at most maxAuthRetries per Do). It returns the response for
 // 2xx; otherwise an *Error.
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 	return c.do(ctx, &req, nil)
@@ -233,10 +237,13 @@ type call struct {
 	start    time.Time
 	attempts int
 	tok      *oauth2.Token
-	authDone bool
-	bo       *backoff.ExponentialBackOff
-	u        *url.URL
-	tokens   []string // every access token sent, to scrub from messages
+	// authRetries counts refresh-and-retry rounds after a 401; tokWorked says whether the
+	// vendor accepted cl.tok at least once (a later refusal then means it was revoked).
+	authRetries int
+	tokWorked   bool
+	bo          *backoff.ExponentialBackOff
+	u           *url.URL
+	tokens      []string // every access token sent, to scrub from messages
 }
 
 // outcome is what one attempt produced.
@@ -279,7 +286,20 @@ func (c *Client) do(ctx context.Context, req *Request, decode func([]byte) error
 		if req.Auth != nil && cl.tok == nil {
 			tok, err := req.Auth.Token(ctx)
 			if err != nil {
-				return nil, cl.fail(0, "get token", err)
+				last := cl.fail(0, "get token", err)
+				// A refresh that failed transiently (the token endpoint's 5xx, 429, a dropped
+				// answer; the store kept the refresh token) is retried like the request itself;
+				// a grant that needs re-authorization, an OAuth refusal (invalid_grant,
+				// invalid_client), or a cancelled call, is final.
+				var refused *oauth2.RetrieveError
+				if errors.Is(err, sources.ErrNeedsReauth) || errors.As(err, &refused) || ctx.Err() != nil || req.NoRetry {
+					return nil, last
+				}
+				cl.attempts++
+				if err := cl.retryWait(ctx, "token", -1, last); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			cl.tok = tok
 			cl.tokens = append(cl.tokens, tok.AccessToken)
@@ -293,6 +313,9 @@ func (c *Client) do(ctx context.Context, req *Request, decode func([]byte) error
 			return nil, cl.cancelled(ctx.Err(), nil)
 		}
 
+		if o.netErr == nil && !(req.Auth != nil && c.authFailed(o.status, o.body)) {
+			cl.tokWorked = true
+		}
 		var (
 			reason string
 			wait   time.Duration = -1 // -1: exponential backoff
@@ -322,12 +345,16 @@ func (c *Client) do(ctx context.Context, req *Request, decode func([]byte) error
 			reason, last = "decode", cl.fail(o.status, fmt.Sprintf("malformed JSON at offset %d", se.Offset), err)
 		case req.Auth != nil && c.authFailed(o.status, o.body):
 			last = cl.fail(o.status, cl.message(o.body), nil)
-			if cl.authDone {
+			// One refresh and one retry for a refused token; a fresh token refused at once is
+			// final. A token that worked and is refused later was revoked meanwhile by a
+			// rotation elsewhere (LocaliQ revokes the previous access token on refresh): that
+			// earns another round, up to maxAuthRetries per Do.
+			if cl.authRetries > 0 && (!cl.tokWorked || cl.authRetries >= maxAuthRetries) {
 				return nil, last
 			}
-			cl.authDone = true
+			cl.authRetries++
 			req.Auth.Invalidate(cl.tok)
-			cl.tok = nil
+			cl.tok, cl.tokWorked = nil, false
 			reason, wait = "auth", 0
 		case o.status == http.StatusTooManyRequests:
 			if cl.stats != nil {
@@ -351,35 +378,46 @@ func (c *Client) do(ctx context.Context, req *Request, decode func([]byte) error
 			return nil, cl.fail(o.status, cl.message(o.body), nil)
 		}
 
-		if wait < 0 {
-			wait = cl.backoff()
-		}
-		wait = min(wait, c.cfg.MaxWait)
-		now := c.cfg.Clock()
-		if reason == "429" {
-			// Hold the whole bucket, so concurrent callers don't hammer a throttled vendor
-			// (even when this call gives up).
-			cl.b.hold(now.Add(wait))
-		}
-		if req.NoRetry || cl.attempts >= c.cfg.MaxAttempts || now.Sub(cl.start)+wait > c.cfg.MaxElapsed {
-			return nil, last
-		}
-		if cl.stats != nil {
-			cl.stats.Retries.Add(1)
-		}
-		if c.cfg.Observer != nil {
-			c.cfg.Observer.Retry(c.cfg.Vendor, cl.endpoint, reason)
-		}
-		c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "httpx: retrying",
-			slog.String("vendor", c.cfg.Vendor), slog.String("endpoint", cl.endpoint),
-			slog.Int("status", last.Status), slog.Int("attempt", cl.attempts),
-			slog.String("reason", reason), slog.Duration("wait", wait))
-		if wait > 0 {
-			if err := c.cfg.Sleep(ctx, wait); err != nil {
-				return nil, cl.cancelled(err, last)
-			}
+		if err := cl.retryWait(ctx, reason, wait, last); err != nil {
+			return nil, err
 		}
 	}
+}
+
+// retryWait decides whether the call may try again after last and waits before it: wait
+// (-1: exponential backoff), capped at MaxWait, within MaxAttempts and MaxElapsed. A non-nil
+// answer is the call's final error.
+func (cl *call) retryWait(ctx context.Context, reason string, wait time.Duration, last *Error) error {
+	c, req := cl.c, cl.req
+	if wait < 0 {
+		wait = cl.backoff()
+	}
+	wait = min(wait, c.cfg.MaxWait)
+	now := c.cfg.Clock()
+	if reason == "429" {
+		// Hold the whole bucket, so concurrent callers don't hammer a throttled vendor
+		// (even when this call gives up).
+		cl.b.hold(now.Add(wait))
+	}
+	if req.NoRetry || cl.attempts >= c.cfg.MaxAttempts || now.Sub(cl.start)+wait > c.cfg.MaxElapsed {
+		return last
+	}
+	if cl.stats != nil {
+		cl.stats.Retries.Add(1)
+	}
+	if c.cfg.Observer != nil {
+		c.cfg.Observer.Retry(c.cfg.Vendor, cl.endpoint, reason)
+	}
+	c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "httpx: retrying",
+		slog.String("vendor", c.cfg.Vendor), slog.String("endpoint", cl.endpoint),
+		slog.Int("status", last.Status), slog.Int("attempt", cl.attempts),
+		slog.String("reason", reason), slog.Duration("wait", wait))
+	if wait > 0 {
+		if err := c.cfg.Sleep(ctx, wait); err != nil {
+			return cl.cancelled(err, last)
+		}
+	}
+	return nil
 }
 
 // send makes one HTTP attempt and reads the body within MaxBody.

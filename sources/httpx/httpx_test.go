@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/leadsync/leadsync/sources"
 	"golang.org/x/time/rate"
 )
 
@@ -830,5 +832,75 @@ func TestInvalidURLIsPermanent(t *testing.T) {
 	_, err := c.Do(t.Context(), Request{Path: "x"})
 	if e := asError(t, err); e.Attempts != 0 || e.Temporary() || !strings.Contains(e.Error(), "invalid URL") {
 		t.Fatalf("got %+v", e)
+	}
+}
+
+// A token that worked and is refused later (revoked by a rotation elsewhere while this call
+// was retrying) earns another refresh; one refused at once does not (TestAuthTwiceFails).
+func TestAuthRefreshAgainAfterRevocationMidCall(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		switch n {
+		case 1: // first token refused: refresh
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"message":"Unauthorized"}`))
+		case 2: // the fresh token works, but the vendor is busy
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case 3: // meanwhile a rotation revoked it
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"message":"Unauthorized"}`))
+		default:
+			ok(w, `{"ok":true}`)
+		}
+	}, nil)
+	creds := &fakeCreds{toks: []string{"t1", "t2", "t3"}}
+	if _, err := b.client.Do(b.ctx, Request{Path: "x", Endpoint: "x", Auth: creds}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(creds.invalidated, []string{"t1", "t2"}) {
+		t.Fatalf("invalidated %v", creds.invalidated)
+	}
+}
+
+// flakyCreds fails its first Token calls with err, then hands out "fresh".
+type flakyCreds struct {
+	fakeCreds
+	failures int
+	err      error
+}
+
+func (f *flakyCreds) Token(ctx context.Context) (*oauth2.Token, error) {
+	f.mu.Lock()
+	if f.failures > 0 {
+		f.failures--
+		f.mu.Unlock()
+		return nil, f.err
+	}
+	f.mu.Unlock()
+	return f.fakeCreds.Token(ctx)
+}
+
+func TestTransientTokenFailureIsRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t, authServer, nil)
+	creds := &flakyCreds{fakeCreds: fakeCreds{toks: []string{"fresh"}}, failures: 2,
+		err: errors.New("refresh: POST oauth/token: 502 Bad Gateway")}
+	resp, err := b.client.Do(b.ctx, Request{Path: "x", Endpoint: "x", Auth: creds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Attempts != 3 || len(b.clock.Waits()) != 2 || b.hits.Load() != 1 {
+		t.Fatalf("attempts %d, waits %v, hits %d", resp.Attempts, b.clock.Waits(), b.hits.Load())
+	}
+}
+
+func TestNeedsReauthIsNotRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t, authServer, nil)
+	creds := &flakyCreds{fakeCreds: fakeCreds{toks: []string{"fresh"}}, failures: 5,
+		err: fmt.Errorf("grant x: %w", sources.ErrNeedsReauth)}
+	_, err := b.client.Do(b.ctx, Request{Path: "x", Endpoint: "x", Auth: creds})
+	if !errors.Is(err, sources.ErrNeedsReauth) || len(b.clock.Waits()) != 0 || b.hits.Load() != 0 {
+		t.Fatalf("err %v, waits %v, hits %d", err, b.clock.Waits(), b.hits.Load())
 	}
 }

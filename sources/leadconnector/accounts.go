@@ -111,13 +111,15 @@ func (s *Source) Accounts(ctx context.Context) iter.Seq2[sources.Account, error]
 				q.Set("skip", strconv.Itoa(skip))
 				q.Set("limit", strconv.Itoa(installedPageSize))
 			}
-			resp, err := s.api.Do(ctx, httpx.Request{Path: path, Endpoint: endpoint, Query: q,
-				Header: s.cfg.versionHeader(), Bucket: bucketCompany, Auth: s.tokens.Grant()})
+			// JSON, not Do: a truncated or malformed page is retried like a dropped one.
+			var body json.RawMessage
+			err := s.api.JSON(ctx, httpx.Request{Path: path, Endpoint: endpoint, Query: q,
+				Header: s.cfg.versionHeader(), Bucket: bucketCompany, Auth: s.tokens.Grant()}, &body)
 			if err != nil {
 				yield(sources.Account{}, fmt.Errorf("leadconnector: list installed locations: %w", err))
 				return
 			}
-			page, err := decodeInstalled(resp.Body, company)
+			page, err := decodeInstalled(body, company)
 			if err != nil {
 				yield(sources.Account{}, fmt.Errorf("leadconnector: %w", err))
 				return
