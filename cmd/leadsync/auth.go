@@ -54,22 +54,12 @@ func authLogin(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	f := newFlags("auth login", "auth login <connection> [--no-browser] [--config FILE]", stderr)
 	noBrowser := f.Bool("no-browser", false, "only print the authorization URL")
 	timeout := f.Duration("timeout", login.DefaultTimeout, "how long to wait for the browser")
-	if err := f.parse(args); err != nil {
-		return exitUsage, err
-	}
-	name, err := oneArg(f, "connection")
+	a, c, code, err := openConn(ctx, f, args, stderr)
 	if err != nil {
-		return exitUsage, err
-	}
-	a, err := openApp(ctx, f, stderr, app.Options{NoSink: true})
-	if err != nil {
-		return exitFailed, err
+		return code, err
 	}
 	defer a.Close()
-	c, err := a.Conn(name)
-	if err != nil {
-		return exitUsage, err
-	}
+	name := c.Config.Name
 	open := login.OpenBrowser
 	if *noBrowser {
 		open = nil
@@ -81,25 +71,37 @@ func authLogin(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	return exitOK, nil
 }
 
-func authPassword(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	f := newFlags("auth password", "auth password <connection> [--password-file FILE] [--config FILE]", stderr)
-	pwFile := f.String("password-file", "", "read the password from this file (default: the connection's password setting, else a prompt)")
+// openConn parses an "auth <subcommand> <connection>" command line and wires leadsync
+// without the warehouse (only the token store is needed). Close the App when done.
+func openConn(ctx context.Context, f *flags, args []string, stderr io.Writer) (*app.App, *app.Conn, int, error) {
 	if err := f.parse(args); err != nil {
-		return exitUsage, err
+		return nil, nil, exitUsage, err
 	}
 	name, err := oneArg(f, "connection")
 	if err != nil {
-		return exitUsage, err
+		return nil, nil, exitUsage, err
 	}
 	a, err := openApp(ctx, f, stderr, app.Options{NoSink: true})
 	if err != nil {
-		return exitFailed, err
+		return nil, nil, exitFailed, err
 	}
-	defer a.Close()
 	c, err := a.Conn(name)
 	if err != nil {
-		return exitUsage, err
+		a.Close()
+		return nil, nil, exitUsage, err
 	}
+	return a, c, exitOK, nil
+}
+
+func authPassword(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	f := newFlags("auth password", "auth password <connection> [--password-file FILE] [--config FILE]", stderr)
+	pwFile := f.String("password-file", "", "read the password from this file (default: the connection's password setting, else a prompt)")
+	a, c, code, err := openConn(ctx, f, args, stderr)
+	if err != nil {
+		return code, err
+	}
+	defer a.Close()
+	name := c.Config.Name
 	if _, ok := c.Vendor.(app.PasswordGranter); !ok {
 		return exitUsage, usageError{fmt.Sprintf("connection %s (%s) has no password grant: use `leadsync auth login %s`", name, c.Config.Source, name)}
 	}

@@ -72,7 +72,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 	if err != nil {
 		return exitFailed, fmt.Errorf("demo config: %w", err)
 	}
-	log := newLogger(&config.Config{Log: config.Log{Level: "warn", Format: "text"}}, stderr)
+	log := newLogger(&config.Config{Log: config.Log{Level: "error", Format: "text"}}, stderr)
 	a, err := app.Open(ctx, cfg, log, app.Options{Version: version})
 	if err != nil {
 		return exitFailed, err
