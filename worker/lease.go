@@ -38,17 +38,23 @@ const (
 	EnvLeaseDuration = "LEADSYNC_LEASE_DURATION"
 )
 
-// Identity is this process's worker identity: $LEADSYNC_WORKER_ID, else host:pid:random
-// (unique per process, so a restarted worker never mistakes an old lease for its own), and
-// the lease duration: $LEADSYNC_LEASE_DURATION (a Go duration), else 0 (the sink's default).
-func Identity() (id string, lease time.Duration, err error) {
+// Identity is this process's worker identity: $LEADSYNC_WORKER_ID, else id (the
+// configuration's worker.id), else host:pid:random (unique per process, so a restarted
+// worker never mistakes an old lease for its own); and the lease duration:
+// $LEADSYNC_LEASE_DURATION (a Go duration), else lease (0: the sink's default). The
+// environment wins so that several processes can share one configuration file.
+func Identity(id string, lease time.Duration) (string, time.Duration, error) {
 	if v := os.Getenv(EnvLeaseDuration); v != "" {
-		lease, err = time.ParseDuration(v)
-		if err != nil || lease < 100*time.Millisecond {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 100*time.Millisecond {
 			return "", 0, fmt.Errorf("$%s=%q: want a duration of at least 100ms, like 60s", EnvLeaseDuration, v)
 		}
+		lease = d
 	}
-	if id = os.Getenv(EnvWorkerID); id != "" {
+	if v := os.Getenv(EnvWorkerID); v != "" {
+		return v, lease, nil
+	}
+	if id != "" {
 		return id, lease, nil
 	}
 	host, _ := os.Hostname()

@@ -25,6 +25,9 @@ type Scheduler struct {
 	Schedule     string
 	FullSchedule string
 	Logger       *slog.Logger
+	// OnStarted, if set, is called once the schedules run (and, on SQLite, this process
+	// holds the warehouse's writer lock): the moment to tell systemd READY=1.
+	OnStarted func()
 	// OnRun, if set, is called after each run (e.g. to update sd_notify STATUS).
 	OnRun func(conn string, res Result, err error)
 
@@ -49,7 +52,7 @@ func (s *Scheduler) Run(ctx, hard context.Context) error {
 			spec string
 			full bool
 		}{{cmp.Or(conn.Schedule, s.Schedule), false}, {cmp.Or(conn.FullSchedule, s.FullSchedule), true}} {
-			if job.spec == "" {
+			if job.spec == "" || job.spec == "off" {
 				continue
 			}
 			name, full := conn.Name, job.full
@@ -77,6 +80,9 @@ func (s *Scheduler) Run(ctx, hard context.Context) error {
 		}
 	}
 	c.Start()
+	if s.OnStarted != nil {
+		s.OnStarted()
+	}
 	<-ctx.Done()
 	log.Info("stopping: finishing the pages in flight")
 	<-c.Stop().Done()

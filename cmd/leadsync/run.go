@@ -130,11 +130,7 @@ func daemon(soft, hard context.Context, a *app.App) (int, error) {
 			}
 		}()
 	}
-	full := a.Config.FullSchedule
-	if full == config.Off { // the scheduler knows only cron specs
-		full = ""
-	}
-	sched := &worker.Scheduler{Worker: a.Worker, Schedule: a.Config.Schedule, FullSchedule: full,
+	sched := &worker.Scheduler{Worker: a.Worker, Schedule: a.Config.Schedule, FullSchedule: a.Config.FullSchedule,
 		Logger: log, OnRun: func(conn string, res worker.Result, err error) {
 			msg := fmt.Sprintf("last run (%s): %s, %d ok, %d restricted, %d failed, %d leads written",
 				conn, res.Status, res.Stats.AccountsOK, res.Stats.AccountsRestricted, res.Stats.AccountsFailed, res.Stats.LeadsWritten)
@@ -163,9 +159,11 @@ func daemon(soft, hard context.Context, a *app.App) (int, error) {
 		_ = ops.Stopping()
 		_ = ops.Status("stopping: finishing the pages in flight")
 	}()
-	_ = ops.Ready()
-	_ = ops.Status("waiting for the first scheduled run")
-	log.Info("leadsync started", slog.Int("connections", len(a.Conns)), slog.String("version", version))
+	sched.OnStarted = func() {
+		_ = ops.Ready()
+		_ = ops.Status("waiting for the first scheduled run")
+		log.Info("leadsync started", slog.Int("connections", len(a.Conns)), slog.String("version", version))
+	}
 	if err := sched.Run(soft, hard); err != nil {
 		if errors.Is(err, sink.ErrSingleWriter) { // a backfill holds the SQLite warehouse: retry later
 			return exitFailed, err

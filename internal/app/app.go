@@ -117,7 +117,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Option
 	if !opts.NoSink {
 		// The worker identity and lease duration matter only to a PostgreSQL warehouse shared
 		// by several workers (worker/lease.go); SQLite ignores them.
-		wid, lease, werr := worker.Identity()
+		wid, lease, werr := worker.Identity(cfg.Worker.ID, cfg.Worker.LeaseDuration.D())
 		if werr != nil {
 			return nil, &ConfigError{werr}
 		}

@@ -66,10 +66,12 @@ type Config struct {
 	FullSchedule string      `yaml:"full_schedule"`
 	Concurrency  Concurrency `yaml:"concurrency"`
 	// ShutdownTimeout bounds the soft stop: after it the page in flight is abandoned.
-	ShutdownTimeout Duration     `yaml:"shutdown_timeout"`
-	HTTP            HTTP         `yaml:"http"`
-	Log             Log          `yaml:"log"`
-	Connections     []Connection `yaml:"connections"`
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	HTTP            HTTP     `yaml:"http"`
+	Log             Log      `yaml:"log"`
+	// Worker names this process among several sharing one PostgreSQL warehouse.
+	Worker      Worker       `yaml:"worker"`
+	Connections []Connection `yaml:"connections"`
 
 	file  string         // the name given to Parse, for errors
 	lines map[string]int // key path → line, for validation errors
@@ -145,6 +147,14 @@ func (l Log) SlogLevel() slog.Level {
 		return slog.LevelError
 	}
 	return slog.LevelInfo
+}
+
+// Worker is this process's identity in account leases (PostgreSQL, several workers). The
+// environment ($LEADSYNC_WORKER_ID, $LEADSYNC_LEASE_DURATION) overrides it, so several
+// processes may share one configuration file.
+type Worker struct {
+	ID            string   `yaml:"id"`             // default host:pid:random
+	LeaseDuration Duration `yaml:"lease_duration"` // default 60s
 }
 
 // Connection is one vendor grant and its options. Vendor options are flat; setting one on

@@ -404,3 +404,15 @@ func TestSplitURL(t *testing.T) {
 		}
 	}
 }
+
+func TestWorkerSection(t *testing.T) {
+	t.Parallel()
+	cfg, err := Parse([]byte("worker:\n  id: box-1\n  lease_duration: 30s\n"), "w.yaml")
+	if err != nil || cfg.Worker.ID != "box-1" || cfg.Worker.LeaseDuration.D() != 30*time.Second {
+		t.Fatalf("worker section: %+v, %v", cfg.Worker, err)
+	}
+	_, err = Parse([]byte("worker:\n  lease_duration: 10ms\n"), "w.yaml")
+	if err == nil || !strings.Contains(err.Error(), "worker.lease_duration") {
+		t.Fatalf("a 10ms lease must be refused naming the field, got %v", err)
+	}
+}

@@ -85,6 +85,12 @@ func (c *Config) Validate() error {
 		v.fail("shutdown_timeout", "must be between 1s and 1h, got %s", d)
 	}
 	v.listen()
+	if d := c.Worker.LeaseDuration.D(); d != 0 && (d < time.Second || d > time.Hour) {
+		v.fail("worker.lease_duration", "must be between 1s and 1h, got %s", d)
+	}
+	if strings.ContainsAny(c.Worker.ID, " \t\n") {
+		v.fail("worker.id", "must not contain white space, got %q", c.Worker.ID)
+	}
 	v.oneOf("log.level", strings.ToLower(c.Log.Level), "debug", "info", "warn", "error")
 	v.oneOf("log.format", strings.ToLower(c.Log.Format), "auto", "text", "json")
 
