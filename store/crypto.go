@@ -66,7 +66,7 @@ func (s *sealer) open(ciphertext []byte, ad string) (string, error) {
 	}
 	pt, err := s.aead.Open(nil, ciphertext[1:1+n], ciphertext[1+n:], []byte(ad))
 	if err != nil {
-		return "", fmt.Errorf("store: %s: %w (check --token-key / $CREDENTIALS_DIRECTORY/token-key)", adLabel(ad), ErrKeyMismatch)
+		return "", fmt.Errorf("store: %s: %w (check token_store.key_file, or the token-key credential in $CREDENTIALS_DIRECTORY)", adLabel(ad), ErrKeyMismatch)
 	}
 	return string(pt), nil
 }

@@ -150,7 +150,7 @@ func (s *Store) checkKey(ctx context.Context) error {
 		return fmt.Errorf("store: read key check: %w", err)
 	}
 	if pt, err := s.seal.Load().open(ct, keyCheckAD); err != nil || pt != keyCheckPlain {
-		return fmt.Errorf("store: %w (check the key file or $CREDENTIALS_DIRECTORY/token-key; a lost key means running `leadsync auth login` for every connection against a new store)", ErrKeyMismatch)
+		return fmt.Errorf("store: %w (check token_store.key_file or the token-key credential in $CREDENTIALS_DIRECTORY; a lost key means running `leadsync auth login` for every connection against a new store)", ErrKeyMismatch)
 	}
 	return nil
 }

@@ -123,7 +123,7 @@ func TestProofWrongTokenKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, stdout, stderr := runCLI(t, "run", "--once", "--progress", "off", "--config", wrong)
-	if code == exitOK || !strings.Contains(strings.ToLower(stdout+stderr), "key") {
+	if code != exitUsage || !strings.Contains(stderr, "token store key does not match") || !strings.Contains(stderr, "key_file") {
 		t.Fatalf("run with the wrong key: exit %d\nstdout: %s\nstderr: %s", code, stdout, proofTail(stderr))
 	}
 	t.Logf("wrong key: exit %d: %s", code, proofFirstError(stdout+"\n"+stderr))

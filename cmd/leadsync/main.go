@@ -15,6 +15,7 @@ import (
 
 	"github.com/leadsync/leadsync/internal/app"
 	"github.com/leadsync/leadsync/internal/config"
+	"github.com/leadsync/leadsync/store"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -50,7 +51,8 @@ Every command takes --config FILE (default $LEADSYNC_CONFIG, else /etc/leadsync/
 Run "leadsync <command> --help" for a command's flags.
 
 Exit codes: 0 success; 1 a sync or operation failed; 2 bad usage or configuration (the message
-names the field); 3 stopped by a signal before the work was complete.
+names the field; a token store key that does not match counts too); 3 stopped by a signal
+before the work was complete.
 `
 
 func main() {
@@ -112,7 +114,8 @@ func report(stderr io.Writer, err error) int {
 	var ce *config.Error
 	var ces config.Errors
 	var ae *app.ConfigError
-	if errors.As(err, &ue) || errors.As(err, &ce) || errors.As(err, &ces) || errors.As(err, &ae) {
+	// A token store key that does not match is a configuration mistake too (key_file).
+	if errors.As(err, &ue) || errors.As(err, &ce) || errors.As(err, &ces) || errors.As(err, &ae) || errors.Is(err, store.ErrKeyMismatch) {
 		return exitUsage
 	}
 	return exitFailed

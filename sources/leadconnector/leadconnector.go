@@ -215,9 +215,32 @@ func tune(bucket string, h http.Header, l *rate.Limiter) {
 	if err1 != nil || err2 != nil || maxReq < 1 || ms < 1 {
 		return
 	}
-	if want := paced(maxReq, time.Duration(ms)*time.Millisecond); l.Limit() != want {
+	want := paced(maxReq, time.Duration(ms)*time.Millisecond)
+	if daily := dailyPace(h, time.Now()); daily < want {
+		want = daily
+	}
+	if l.Limit() != want {
 		l.SetLimit(want)
 	}
+}
+
+// dailyLow is the share of the daily quota below which a bucket spreads what is left over
+// the rest of the day, rather than spending it at the burst rate and then meeting 429s
+// until the quota resets.
+const dailyLow = 0.10
+
+// dailyPace is the rate that makes X-RateLimit-Daily-Remaining last until the next UTC
+// midnight once it runs low (rate.Inf while there is plenty).
+func dailyPace(h http.Header, now time.Time) rate.Limit {
+	limit, err1 := strconv.Atoi(h.Get("X-RateLimit-Limit-Daily"))
+	left, err2 := strconv.Atoi(h.Get("X-RateLimit-Daily-Remaining"))
+	if err1 != nil || err2 != nil || limit < 1 || left < 0 || float64(left) >= dailyLow*float64(limit) {
+		return rate.Inf
+	}
+	untilReset := now.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour).Sub(now)
+	// Never slower than one request a minute: a spent quota then ends in 429s that fail
+	// the account clearly, rather than a run that waits hours in silence.
+	return max(rate.Limit(float64(left)/untilReset.Seconds()), rate.Every(time.Minute))
 }
 
 // wait429 waits one rate-limit interval: the vendor sends no Retry-After, and a fixed
