@@ -37,9 +37,7 @@ package lacrmtest
 import (
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -186,28 +184,14 @@ func cmpOr[T comparable](v, def T) T {
 // Server is a Fake listening on 127.0.0.1.
 type Server struct {
 	*Fake
-	URL string
-	srv *httptest.Server
+	*simkit.Listener
 }
 
 // NewServer starts a fake on a loopback port.
 func NewServer(opts Options) *Server {
 	f := New(opts)
-	srv := httptest.NewUnstartedServer(f.Handler())
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(fmt.Sprintf("lacrmtest: listen: %v", err))
-	}
-	srv.Listener = l
-	srv.Start()
-	return &Server{Fake: f, URL: srv.URL, srv: srv}
+	return &Server{Fake: f, Listener: simkit.Serve(f.Handler())}
 }
-
-// Close shuts the server down.
-func (s *Server) Close() { s.srv.Close() }
-
-// Client is an HTTP client for the server.
-func (s *Server) Client() *http.Client { return s.srv.Client() }
 
 // Handler serves the vendor paths and /_admin/.
 func (f *Fake) Handler() http.Handler { return f.handler }

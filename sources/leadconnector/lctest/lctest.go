@@ -35,7 +35,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
@@ -164,22 +163,14 @@ func New(opts Options) *Fake {
 // Server is a fake listening on loopback, like httptest.Server.
 type Server struct {
 	*Fake
-	URL string
-	srv *httptest.Server
+	*simkit.Listener
 }
 
-// NewServer starts a fake on 127.0.0.1.
+// NewServer starts a fake on a loopback port.
 func NewServer(opts Options) *Server {
 	f := New(opts)
-	srv := httptest.NewServer(f.Handler())
-	return &Server{Fake: f, URL: srv.URL, srv: srv}
+	return &Server{Fake: f, Listener: simkit.Serve(f.Handler())}
 }
-
-// Close shuts the server down.
-func (s *Server) Close() { s.srv.Close() }
-
-// Client is an HTTP client for the server (no special transport needed on loopback).
-func (s *Server) Client() *http.Client { return s.srv.Client() }
 
 // Handler serves the vendor paths and /_admin/.
 func (f *Fake) Handler() http.Handler { return f.handler }

@@ -37,7 +37,6 @@ package liqtest
 import (
 	"cmp"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
@@ -185,19 +184,11 @@ func (f *Fake) Authorize(subject string) simkit.Pair {
 // Server is a Fake listening on 127.0.0.1.
 type Server struct {
 	*Fake
-	URL string
-	srv *httptest.Server
+	*simkit.Listener
 }
 
 // NewServer starts a fake on a loopback port.
 func NewServer(opts Options) *Server {
 	f := New(opts)
-	srv := httptest.NewServer(f.Handler())
-	return &Server{Fake: f, URL: srv.URL, srv: srv}
+	return &Server{Fake: f, Listener: simkit.Serve(f.Handler())}
 }
-
-// Close shuts the server down.
-func (s *Server) Close() { s.srv.Close() }
-
-// Client returns an HTTP client for the server.
-func (s *Server) Client() *http.Client { return s.srv.Client() }
