@@ -4,7 +4,6 @@ package worker_test
 // CRMs (crmsim in-process), compared with the sandbox's ground truth.
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -15,7 +14,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,42 +26,19 @@ import (
 	"github.com/leadsync/leadsync/worker"
 )
 
-// e2eTokenPrefixes are how the sandbox's token registries name access and refresh tokens
-// (simkit.NewRegistry with the prefixes "lc", "liq" and "lacrm"): none may ever reach a log
-// or the warehouse, nor the token store unencrypted.
-var e2eTokenPrefixes = []string{"lc_at_", "lc_rt_", "liq_at_", "liq_rt_", "lacrm_at_", "lacrm_rt_"}
-
 // e2eBundle is one sandbox, one authorized leadsync wired from its config, and everything
 // leadsync logged.
 type e2eBundle struct {
 	env  *testenv.Env
 	app  *app.App
 	db   *sql.DB
-	logs *e2eLogBuffer
-}
-
-// e2eLogBuffer collects log output; it is printed when the test fails.
-type e2eLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *e2eLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *e2eLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs *testenv.Buffer
 }
 
 func e2eSetup(t *testing.T, opts sandbox.Options, dialect string) *e2eBundle {
 	t.Helper()
 	env := testenv.New(t, opts, dialect)
-	logs := &e2eLogBuffer{}
+	logs := &testenv.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := app.Open(context.Background(), env.Config(t), log, app.Options{Version: "test"})
 	if err != nil {
@@ -225,7 +200,7 @@ func (b *e2eBundle) requireNoSecrets(t *testing.T) {
 		places["file "+filepath.Base(f)] = string(data)
 	}
 	for where, text := range places {
-		for _, p := range e2eTokenPrefixes {
+		for _, p := range testenv.TokenPrefixes {
 			if strings.Contains(text, p) {
 				t.Errorf("a token (%s…) appears in the %s", p, where)
 			}

@@ -33,32 +33,10 @@ import (
 	"github.com/leadsync/leadsync/sources"
 )
 
-// e2eTokenPrefixes are the sandbox registries' token prefixes (simkit.NewRegistry "lc",
-// "liq", "lacrm"): no output of leadsync may contain one.
-var e2eTokenPrefixes = []string{"lc_at_", "lc_rt_", "liq_at_", "liq_rt_", "lacrm_at_", "lacrm_rt_"}
-
-// e2eBuffer is an output sink safe to read while a process writes it.
-type e2eBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *e2eBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *e2eBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // e2eProc is a running `leadsync` process.
 type e2eProc struct {
 	cmd            *exec.Cmd
-	stdout, stderr *e2eBuffer
+	stdout, stderr *testenv.Buffer
 	done           chan struct{}
 	waitErr        error
 	exited         time.Time
@@ -66,7 +44,7 @@ type e2eProc struct {
 
 func e2eStart(t *testing.T, args ...string) *e2eProc {
 	t.Helper()
-	p := &e2eProc{stdout: &e2eBuffer{}, stderr: &e2eBuffer{}, done: make(chan struct{})}
+	p := &e2eProc{stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(leadsyncBin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	p.cmd.Env = append(os.Environ(), "LEADSYNC_CONFIG=")
@@ -163,7 +141,7 @@ func e2eSIGTERMOptions(seed uint64) sandbox.Options {
 // e2eRequireNoSecrets checks that out has no token and none of the warehouse's lead emails.
 func e2eRequireNoSecrets(t *testing.T, db *sql.DB, what, out string) {
 	t.Helper()
-	for _, p := range e2eTokenPrefixes {
+	for _, p := range testenv.TokenPrefixes {
 		if strings.Contains(out, p) {
 			t.Errorf("a token (%s…) appears in %s", p, what)
 		}
@@ -518,7 +496,7 @@ func e2eBenchSync(b *testing.B, crmsim string, locations, contacts int) {
 		"-advertisers", "1", "-interactions", "1", "-lacrm-contacts", "1", "-lacrm-pipeline-items", "1",
 		"-lc-burst", "1000000", "-lc-daily", "100000000",
 		"-write-config", dir, "-warehouse", "sqlite://"+dbPath)
-	out := &e2eBuffer{}
+	out := &testenv.Buffer{}
 	sim.Stdout, sim.Stderr = out, out
 	if err := sim.Start(); err != nil {
 		b.Fatal(err)

@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,4 +249,27 @@ func (e *Env) LeadCount(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TokenPrefixes are how the sandbox's token registries name access and refresh tokens
+// (simkit.NewRegistry "lc", "liq", "lacrm"): no log, output or warehouse may contain one.
+var TokenPrefixes = []string{"lc_at_", "lc_rt_", "liq_at_", "liq_rt_", "lacrm_at_", "lacrm_rt_"}
+
+// Buffer collects output (logs, a child process's stdout) and is safe to read while it is
+// being written.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
