@@ -162,8 +162,17 @@ func TestProofFaultsOnTokenRefresh(t *testing.T) {
 			env := testenv.New(t, opts, testenv.SQLite)
 			a := env.Authorized(t)
 			proofAwaitRefreshDue(t, a)
+			tokenCalls := func() int64 {
+				var n int64
+				for _, c := range []*simkit.Counters{env.Sandbox.LC.Counters(), env.Sandbox.LIQ.Counters(), env.Sandbox.LACRM.Counters()} {
+					n += c.Requests("oauth/token", 0)
+				}
+				return n
+			}
+			before := tokenCalls()
 			env.Sandbox.SetFaults(tc.faults)
 			res := proofSync(t, a)
+			attempts := tokenCalls() - before
 			refreshes := env.Sandbox.Count(simkit.CountRefreshes)
 			reuse := env.Sandbox.Count(simkit.CountRefreshReuse)
 			st, err := a.Store.Status(context.Background())
@@ -176,10 +185,12 @@ func TestProofFaultsOnTokenRefresh(t *testing.T) {
 					lost = append(lost, g.Connection)
 				}
 			}
-			t.Logf("%s: run %s, %d refreshes, %d refresh-token reuses, grants needing re-auth %v, failures %v",
-				tc.name, res.Status, refreshes, reuse, lost, res.Failures)
-			if refreshes == 0 {
-				t.Fatal("no refresh happened during the run")
+			t.Logf("%s: run %s, %d refresh attempts, %d refreshes, %d refresh-token reuses, grants needing re-auth %v, failures %v",
+				tc.name, res.Status, attempts, refreshes, reuse, lost, res.Failures)
+			// Every grant was due, so refreshes were attempted through the faults; whether any
+			// succeeded is up to the seeded fault draw (a failed one keeps the current token).
+			if attempts == 0 {
+				t.Fatal("no refresh was attempted during the run")
 			}
 			if tc.name == "transient" {
 				if !res.OK() || reuse != 0 || len(lost) != 0 {
