@@ -34,7 +34,9 @@ type PageWrite struct {
 	Source  string
 	Account string
 	Leads   []sources.Lead
-	Next    sources.Cursor
+	// Rejected are quarantined in rejected_records in the same transaction.
+	Rejected []sources.Rejected
+	Next     sources.Cursor
 	// FullPass records the leads as seen by this run, so FinishFullPass can soft-delete
 	// the ones a complete full pass did not see.
 	FullPass bool
@@ -46,6 +48,7 @@ type WriteResult struct {
 	Inserted  int // new leads
 	Updated   int // leads whose content changed
 	Unchanged int // leads already stored as they are
+	Rejected  int // records quarantined in rejected_records
 }
 
 // RunStats are the per-run counts of the ledger.
@@ -56,6 +59,7 @@ type RunStats struct {
 	LeadsWritten       int64 // inserted + updated
 	Requests           int64
 	Throttled          int64 // 429 answers
+	RecordsRejected    int64 // records quarantined in rejected_records
 }
 
 // AccountStatus is one line of `leadsync status`.

@@ -83,7 +83,30 @@ type Page struct {
 	Next  Cursor
 	// Requests is how many HTTP requests this page cost, for the run ledger.
 	Requests int
+	// Rejected are the page's records that could not be decoded into a Lead (no id, too
+	// deeply nested, not an object): quarantined in rejected_records in the same
+	// transaction as Leads, and counted, so one bad record never blocks the stream.
+	Rejected []Rejected
 }
+
+// Rejected is one quarantined vendor record. Raw holds lead PII: it goes to the
+// rejected_records table only, never to a log line or an error string.
+type Rejected struct {
+	// ID is the record's id when the source could read one ("" otherwise).
+	ID string
+	// Reason says why, without PII (e.g. "no id", "nested deeper than 512").
+	Reason string
+	// Raw is the record's bytes as the vendor sent them (possibly not valid JSON).
+	Raw []byte
+}
+
+// LogValue keeps the raw record out of logs.
+func (r Rejected) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("record", r.ID), slog.String("reason", r.Reason))
+}
+
+// String keeps the raw record out of %v.
+func (r Rejected) String() string { return fmt.Sprintf("rejected record %q (%s)", r.ID, r.Reason) }
 
 // Lead is the common lead model. Raw keeps the vendor JSON untouched.
 type Lead struct {

@@ -122,6 +122,7 @@ func (w *Worker) Run(ctx context.Context, opts RunOptions) (Result, error) {
 		LeadsWritten:       rs.leads.Load(),
 		Requests:           stats.Requests.Load(),
 		Throttled:          stats.Throttled.Load(),
+		RecordsRejected:    rs.rejected.Load(),
 	}
 	switch {
 	case rs.incomplete.Load():
@@ -195,7 +196,7 @@ type runState struct {
 	work context.Context // cancelled: abort now
 
 	ok, failed, restricted atomic.Int64
-	leads                  atomic.Int64
+	leads, rejected        atomic.Int64
 	incomplete             atomic.Bool // a stop left an account unsynced or half-synced
 
 	mu       sync.Mutex
@@ -316,7 +317,7 @@ func (rs *runState) syncAccount(c Connection, a sources.Account, written *int64)
 			return OutcomeFailed, err
 		}
 		res, err := s.WritePage(rs.work, sink.PageWrite{Run: rs.run, Source: a.Source, Account: a.ID,
-			Leads: page.Leads, Next: page.Next, FullPass: rs.opts.Full})
+			Leads: page.Leads, Rejected: page.Rejected, Next: page.Next, FullPass: rs.opts.Full})
 		if err != nil {
 			if rs.work.Err() != nil {
 				return OutcomeCancelled, rs.work.Err()
@@ -325,6 +326,11 @@ func (rs *runState) syncAccount(c Connection, a sources.Account, written *int64)
 		}
 		n := int64(res.Inserted + res.Updated)
 		*written += n
+		if res.Rejected > 0 {
+			rs.rejected.Add(int64(res.Rejected))
+			rs.w.logger().Warn("records quarantined in rejected_records", slog.String("connection", c.Name),
+				slog.String("account", a.ID), slog.Int("rejected", res.Rejected))
+		}
 		rs.w.Progress.Leads(c.Name, int64(len(page.Leads)))
 		if rs.soft.Err() != nil {
 			// Soft stop: the page is committed; resume from its cursor next time.
