@@ -225,6 +225,13 @@ func (c *Client) JSON(ctx context.Context, req Request, out any) error {
 	return err
 }
 
+// Decode is Do with a decoder of the caller's: a *json.SyntaxError from decode is retried
+// like a truncated response (bounded), any other error is final. Sources that decode a page
+// record by record (quarantining the bad ones) use it instead of JSON.
+func (c *Client) Decode(ctx context.Context, req Request, decode func(body []byte) error) (*Response, error) {
+	return c.do(ctx, &req, decode)
+}
+
 // call is the state of one Do.
 type call struct {
 	c        *Client
