@@ -34,6 +34,9 @@ type Connection struct {
 // concurrent use.
 type Observer interface {
 	RunStarted(trigger string)
+	// AccountsListed reports a connection's complete account listing: accounts of the
+	// connection missing from it were uninstalled or removed.
+	AccountsListed(connection, source string, accounts []string)
 	AccountSynced(connection, source, account, outcome string, leads int64, d time.Duration)
 	RunFinished(trigger, status string, stats sink.RunStats, d time.Duration)
 }
@@ -211,10 +214,14 @@ func (rs *runState) fail(err error) {
 
 func (rs *runState) connection(c Connection) {
 	log := rs.w.logger().With(slog.String("connection", c.Name), slog.String("source", c.Source.Name()))
+	// A listing commits nothing, so the soft stop interrupts it as well as the hard one.
+	list, cancelList := context.WithCancel(rs.work)
+	defer cancelList()
+	defer context.AfterFunc(rs.soft, cancelList)()
 	var accts []sources.Account
-	for a, err := range c.Source.Accounts(rs.work) {
-		if err != nil && rs.work.Err() != nil {
-			rs.incomplete.Store(true) // stopped at once: not a failure of the connection
+	for a, err := range c.Source.Accounts(list) {
+		if err != nil && list.Err() != nil {
+			rs.incomplete.Store(true) // stopped: not a failure of the connection
 			return
 		}
 		if err != nil {
@@ -228,7 +235,15 @@ func (rs *runState) connection(c Connection) {
 		}
 		accts = append(accts, a)
 	}
+	cancelList()
 	log.Info("accounts listed", slog.Int("accounts", len(accts)))
+	if rs.w.Observer != nil {
+		ids := make([]string, len(accts))
+		for i, a := range accts {
+			ids[i] = a.ID
+		}
+		rs.w.Observer.AccountsListed(c.Name, c.Source.Name(), ids)
+	}
 	rs.w.Progress.AddAccounts(c.Name, len(accts))
 
 	sem := make(chan struct{}, max(1, cmp.Or(c.Concurrency, 4)))

@@ -302,6 +302,10 @@ func (o observer) AccountSynced(conn, source, account, outcome string, leads int
 	o.m.LeadsWritten(source, int(leads))
 }
 
+func (o observer) AccountsListed(conn, source string, accounts []string) {
+	o.m.AccountsListed(conn, source, accounts)
+}
+
 // RunStarted counts a run in progress until RunFinished.
 func (o observer) RunStarted(trigger string) { o.m.RunStarted(trigger) }
 

@@ -246,13 +246,14 @@ func (m *Metrics) SeedAccount(connection, source, account string, lastSuccess ti
 	m.accounts.seed(accountKey{connection, source, account}, lastSuccess)
 }
 
-// ForgetAccount drops an account's series (uninstalled location, removed advertiser), so it
-// does not raise lag alerts forever.
-func (m *Metrics) ForgetAccount(connection, source, account string) {
+// AccountsListed drops the series of the connection's accounts missing from its complete
+// listing (an uninstalled location, a removed advertiser), so they do not raise lag alerts
+// forever.
+func (m *Metrics) AccountsListed(connection, source string, accounts []string) {
 	if m == nil {
 		return
 	}
-	m.accounts.forget(accountKey{connection, source, account})
+	m.accounts.keepOnly(connection, source, accounts)
 }
 
 // TokenRefreshed records a refresh attempt of a grant's token; err nil is a success, an
@@ -375,10 +376,18 @@ func (c *accountCollector) seed(k accountKey, last time.Time) {
 	}
 }
 
-func (c *accountCollector) forget(k accountKey) {
+func (c *accountCollector) keepOnly(connection, source string, accounts []string) {
+	listed := make(map[string]bool, len(accounts))
+	for _, a := range accounts {
+		listed[a] = true
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.accounts, k)
+	for k := range c.accounts {
+		if k.connection == connection && k.source == source && !listed[k.account] {
+			delete(c.accounts, k)
+		}
+	}
 }
 
 func (c *accountCollector) Describe(ch chan<- *prometheus.Desc) {

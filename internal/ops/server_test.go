@@ -189,11 +189,14 @@ func TestMetricsScrape(t *testing.T) {
 		t.Errorf("a restricted account has no successful sync to report")
 	}
 
-	m.ForgetAccount("agency", "leadconnector", "LOC2")
+	m.AccountsListed("agency", "leadconnector", []string{"LOC1"}) // LOC2 was uninstalled
 	m.SetNeedsReauth("crm", "lacrm", false)
 	_, body = b.get(t, "/metrics")
 	if strings.Contains(body, `account="LOC2"`) {
-		t.Errorf("a forgotten account is still exported")
+		t.Errorf("an uninstalled account is still exported")
+	}
+	if !strings.Contains(body, `leadsync_account_lag_seconds{account="LOC1",connection="agency"`) {
+		t.Errorf("a listed account was dropped")
 	}
 	if !strings.Contains(body, `leadsync_grant_needs_reauth{connection="crm",source="lacrm"} 0`) {
 		t.Errorf("re-authorized grant still flagged")
@@ -209,7 +212,7 @@ func TestNilMetricsIsANoOp(t *testing.T) {
 	m.Retry("lacrm", "GetContacts", "5xx")
 	m.AccountSynced("c", "lacrm", "1", OutcomeOK, time.Second)
 	m.SeedAccount("c", "lacrm", "1", time.Now())
-	m.ForgetAccount("c", "lacrm", "1")
+	m.AccountsListed("c", "lacrm", nil)
 	m.LeadsWritten("lacrm", 1)
 	m.TokenRefreshed("lacrm", nil)
 	m.SetNeedsReauth("c", "lacrm", true)
