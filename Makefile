@@ -5,7 +5,7 @@ GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20000x
 
-.PHONY: test vet staticcheck unit fuzz bench proof-full systemd-check build install ci
+.PHONY: test vet staticcheck unit fuzz bench proof-full flake systemd-check build install ci
 
 test: vet staticcheck unit
 
@@ -35,6 +35,11 @@ bench:
 # The crash, fault and bad-input suites at full size (CI runs them reduced).
 proof-full:
 	LEADSYNC_PROOF_FULL=1 $(GO) test -count=1 -timeout 90m -run '^TestProof' -v ./cmd/leadsync/ ./worker/
+
+# The flake gate: the timing-sensitive packages 10 times under -race, with the CPUs loaded by a
+# parallel copy of the suite (FLAKE_RUNS, FLAKE_PKGS to change). Run it before resolving an issue.
+flake:
+	GO=$(GO) bash scripts/flake.sh
 
 systemd-check:
 	bash systemd/check.sh
