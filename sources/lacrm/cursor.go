@@ -9,7 +9,7 @@ import (
 )
 
 // cursorJSON is the LACRM cursor. Each stream ("contacts", "pipeline:<id>") has a watermark:
-// the newest LastUpdate seen by its last *completed* pass. Paging is newest first, so while
+// the newest LastUpdate seen by its last *completed* pass. Incremental paging is newest first, so while
 // a pass is under way its pages carry the old watermark plus the pass's progress (next page,
 // highest LastUpdate so far); only the page that ends the pass moves the watermark. A crash
 // mid-pass resumes at the next page and still finishes against the old watermark: records
@@ -24,11 +24,28 @@ type streamState struct {
 	Pass      *pass     `json:"pass,omitempty"`
 }
 
-// pass is an unfinished newest-first pass over a stream.
+// pass is an unfinished pass over a stream.
 type pass struct {
 	Page int       `json:"page"` // next page to read
 	High time.Time `json:"high,omitzero"`
 	Full bool      `json:"full,omitempty"`
+	// Start is when a full pass began (full passes page in DateCreated order).
+	Start time.Time `json:"start,omitzero"`
+}
+
+// watermark is the stream's watermark once p completes, from old. A full pass pages in
+// creation order, so a record it read early and that was edited later in the pass can be
+// older than High: its watermark stays at the pass start, and the next incremental pass
+// re-reads everything edited since then (less Lookback, which also covers clock skew).
+func (p *pass) watermark(old time.Time) time.Time {
+	high := p.High
+	if p.Full && high.After(p.Start) {
+		high = p.Start
+	}
+	if high.After(old) {
+		return high
+	}
+	return old
 }
 
 const cursorVersion = 1

@@ -174,60 +174,111 @@ func times(created, updated flexString) (time.Time, time.Time, error) {
 	return c, u, nil
 }
 
-// decodeContacts maps GetContacts results to leads; company records are not leads.
-func decodeContacts(acct string, results []json.RawMessage) ([]sources.Lead, error) {
-	out := make([]sources.Lead, 0, len(results))
-	for i, raw := range results {
-		var c contactJSON
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, fmt.Errorf("contact %d: %w", i, err)
-		}
-		if c.ContactID == "" {
-			return nil, fmt.Errorf("contact %d has no ContactId", i)
-		}
-		if c.IsCompany {
-			continue
-		}
-		created, updated, err := times(c.DateCreated, c.LastUpdate)
-		if err != nil {
-			return nil, fmt.Errorf("contact %s: %w", c.ContactID, err)
-		}
-		l := sources.Lead{
-			Source: sources.LACRM, AccountID: acct, ID: string(c.ContactID), Kind: sources.KindContact,
-			Email: c.Email.first(), Phone: c.Phone.first(), Company: string(c.CompanyName),
-			CreatedAt: created, UpdatedAt: updated, Raw: bytes.Clone(raw),
-		}
-		if c.Name != nil {
-			l.FirstName, l.LastName = string(c.Name.FirstName), string(c.Name.LastName)
-		}
-		out = append(out, l)
-	}
-	return out, nil
+// listPage is one page of GetContacts or GetPipelineItems.
+type listPage struct {
+	more bool
+	recs []sources.Record
 }
 
-// decodePipelineItems maps GetPipelineItems results to leads; the contact id stays in Raw.
-func decodePipelineItems(acct string, results []json.RawMessage) ([]sources.Lead, error) {
-	out := make([]sources.Lead, 0, len(results))
-	for i, raw := range results {
-		var it pipelineItemJSON
-		if err := json.Unmarshal(raw, &it); err != nil {
-			return nil, fmt.Errorf("pipeline item %d: %w", i, err)
-		}
-		if it.PipelineItemID == "" {
-			return nil, fmt.Errorf("pipeline item %d has no PipelineItemId", i)
-		}
-		created, updated, err := times(it.DateCreated, it.LastUpdate)
-		if err != nil {
-			return nil, fmt.Errorf("pipeline item %s: %w", it.PipelineItemID, err)
-		}
-		l := sources.Lead{
-			Source: sources.LACRM, AccountID: acct, ID: string(it.PipelineItemID), Kind: sources.KindPipelineItem,
-			CreatedAt: created, UpdatedAt: updated, Raw: bytes.Clone(raw),
-		}
-		if it.StatusMetaData != nil {
-			l.Status = string(it.StatusMetaData.Name)
-		}
-		out = append(out, l)
+// decodeList splits a page into its paging flag and its records, which are decoded one by
+// one (decodeRecords) so that a bad one is quarantined, not fatal to the page.
+func decodeList(body []byte) (listPage, error) {
+	env, recs, _, err := sources.SplitRecords(body, "Results")
+	if err != nil {
+		return listPage{}, err
 	}
-	return out, nil
+	var e struct {
+		HasMoreResults bool `json:"HasMoreResults"`
+	}
+	if err := json.Unmarshal(env, &e); err != nil {
+		return listPage{}, err
+	}
+	return listPage{more: e.HasMoreResults, recs: recs}, nil
+}
+
+// recordDecoder maps one record. keep is false for records that are not leads (companies);
+// an error rejects the record, and must name fields, never values. The lead's ID is set
+// whenever the record had one, also on an error.
+type recordDecoder func(acct string, raw []byte) (l sources.Lead, keep bool, err error)
+
+// decodeRecords maps a page's records; those that cannot become a lead are quarantined. keys
+// are every record's PageGuard key, companies included.
+func decodeRecords(acct string, recs []sources.Record, one recordDecoder) (leads []sources.Lead, rejected []sources.Rejected, keys []string) {
+	leads = make([]sources.Lead, 0, len(recs))
+	for _, r := range recs {
+		if r.TooDeep() {
+			rejected = append(rejected, r.Reject("", sources.TooDeepReason))
+			keys = append(keys, r.Key(""))
+			continue
+		}
+		if len(r.Raw) == 0 || r.Raw[0] != '{' {
+			rejected = append(rejected, r.Reject("", "not a JSON object"))
+			keys = append(keys, r.Key(""))
+			continue
+		}
+		l, keep, err := one(acct, r.Raw)
+		keys = append(keys, r.Key(l.ID))
+		switch {
+		case err != nil:
+			rejected = append(rejected, r.Reject(l.ID, err.Error()))
+		case keep:
+			leads = append(leads, l)
+		}
+	}
+	return leads, rejected, keys
+}
+
+// decodeContact maps a GetContacts result; company records are not leads.
+func decodeContact(acct string, raw []byte) (sources.Lead, bool, error) {
+	var c contactJSON
+	if err := json.Unmarshal(raw, &c); err != nil {
+		// The id alone, to name the quarantined record.
+		var id struct {
+			ContactID flexString `json:"ContactId"`
+		}
+		_ = json.Unmarshal(raw, &id)
+		return sources.Lead{ID: string(id.ContactID)}, false, errors.New(sources.DecodeReason(err))
+	}
+	if c.ContactID == "" {
+		return sources.Lead{}, false, errors.New("no ContactId")
+	}
+	l := sources.Lead{Source: sources.LACRM, AccountID: acct, ID: string(c.ContactID), Kind: sources.KindContact}
+	if c.IsCompany {
+		return l, false, nil
+	}
+	created, updated, err := times(c.DateCreated, c.LastUpdate)
+	if err != nil {
+		return l, false, err
+	}
+	l.Email, l.Phone, l.Company = c.Email.first(), c.Phone.first(), string(c.CompanyName)
+	l.CreatedAt, l.UpdatedAt, l.Raw = created, updated, bytes.Clone(raw)
+	if c.Name != nil {
+		l.FirstName, l.LastName = string(c.Name.FirstName), string(c.Name.LastName)
+	}
+	return l, true, nil
+}
+
+// decodePipelineItem maps a GetPipelineItems result; the contact id stays in Raw.
+func decodePipelineItem(acct string, raw []byte) (sources.Lead, bool, error) {
+	var it pipelineItemJSON
+	if err := json.Unmarshal(raw, &it); err != nil {
+		var id struct {
+			PipelineItemID flexString `json:"PipelineItemId"`
+		}
+		_ = json.Unmarshal(raw, &id)
+		return sources.Lead{ID: string(id.PipelineItemID)}, false, errors.New(sources.DecodeReason(err))
+	}
+	if it.PipelineItemID == "" {
+		return sources.Lead{}, false, errors.New("no PipelineItemId")
+	}
+	l := sources.Lead{Source: sources.LACRM, AccountID: acct, ID: string(it.PipelineItemID), Kind: sources.KindPipelineItem}
+	created, updated, err := times(it.DateCreated, it.LastUpdate)
+	if err != nil {
+		return l, false, err
+	}
+	l.CreatedAt, l.UpdatedAt, l.Raw = created, updated, bytes.Clone(raw)
+	if it.StatusMetaData != nil {
+		l.Status = string(it.StatusMetaData.Name)
+	}
+	return l, true, nil
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/leadsync/leadsync/sources"
@@ -13,24 +14,24 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
-func decodeList(body []byte, decode func(string, []json.RawMessage) ([]sources.Lead, error)) ([]sources.Lead, bool, error) {
-	var l listJSON
-	if err := json.Unmarshal(body, &l); err != nil {
-		return nil, false, err
+func decodePage(body []byte, decode recordDecoder) ([]sources.Lead, []sources.Rejected, bool, error) {
+	l, err := decodeList(body)
+	if err != nil {
+		return nil, nil, false, err
 	}
-	leads, err := decode("acct-1", l.Results)
-	return leads, l.HasMoreResults, err
+	leads, rejected, _ := decodeRecords("acct-1", l.recs, decode)
+	return leads, rejected, l.more, nil
 }
 
 func TestDecodeGolden(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name   string
-		decode func(string, []json.RawMessage) ([]sources.Lead, error)
+		decode recordDecoder
 		more   bool
 	}{
-		{"contacts", decodeContacts, true},
-		{"pipeline_items", decodePipelineItems, false},
+		{"contacts", decodeContact, true},
+		{"pipeline_items", decodePipelineItem, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -38,9 +39,9 @@ func TestDecodeGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			leads, more, err := decodeList(in, tc.decode)
-			if err != nil {
-				t.Fatal(err)
+			leads, rejected, more, err := decodePage(in, tc.decode)
+			if err != nil || len(rejected) != 0 {
+				t.Fatal(err, rejected)
 			}
 			if more != tc.more {
 				t.Errorf("HasMoreResults = %v, want %v", more, tc.more)
@@ -67,33 +68,49 @@ func TestDecodeGolden(t *testing.T) {
 	}
 }
 
-func TestDecodeRejectsBadRecordsClearly(t *testing.T) {
+func TestBadRecordsAreQuarantinedAndThePageGoesOn(t *testing.T) {
 	t.Parallel()
-	for _, body := range []string{
-		`{"Results":[{"IsCompany":false,"Name":{"FirstName":"No Id"}}]}`,
-		`{"Results":[{"ContactId":"1","LastUpdate":"yesterday"}]}`,
-		`{"Results":[{"ContactId":{"x":1}}]}`,
-		`{"Results":[{"ContactId":"1","Email":{"Text":"a@b.c"}}]}`,
+	good := `{"ContactId":"7","Name":{"FirstName":"Ann"},"LastUpdate":"2026-01-01T00:00:00Z"}`
+	for _, tc := range []struct{ record, id, reason string }{
+		{`{"IsCompany":false,"Name":{"FirstName":"No Id"}}`, "", "no ContactId"},
+		{`{"ContactId":null,"Email":[{"Text":"a@b.c"}]}`, "", "no ContactId"},
+		{`{"ContactId":"1","LastUpdate":"yesterday"}`, "1", "LastUpdate is not a date"},
+		{`{"ContactId":{"x":1}}`, "", ""},
+		{`{"ContactId":"1","Email":{"Text":"a@b.c"}}`, "1", ""},
+		{`{"ContactId":"1","Name":"No Name 5551234"}`, "1", "field Name: unexpected JSON string"},
+		{`"a@b.c"`, "", "not a JSON object"},
+		{`[` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `]`, "", "nested deeper than 512"},
 	} {
-		_, _, err := decodeList([]byte(body), decodeContacts)
-		if err == nil {
-			t.Errorf("%s: decoded without error", body)
+		body := `{"HasMoreResults":true,"Results":[` + good + `,` + tc.record + `,` + good + `]}`
+		leads, rejected, more, err := decodePage([]byte(body), decodeContact)
+		if err != nil {
+			t.Errorf("%.60s: the page failed: %v", tc.record, err)
 			continue
 		}
-		if bytes.Contains([]byte(err.Error()), []byte("a@b.c")) || bytes.Contains([]byte(err.Error()), []byte("No Id")) {
-			t.Errorf("error leaks PII: %v", err)
+		if len(leads) != 2 || !more || len(rejected) != 1 {
+			t.Errorf("%.60s: %d leads, %d rejected, more %v; want 2, 1, true", tc.record, len(leads), len(rejected), more)
+			continue
+		}
+		r := rejected[0]
+		if r.ID != tc.id || (tc.reason != "" && r.Reason != tc.reason) || r.Reason == "" || string(r.Raw) != tc.record {
+			t.Errorf("%.60s: rejected id %q reason %q, want %q %q, raw verbatim", tc.record, r.ID, r.Reason, tc.id, tc.reason)
+		}
+		for _, pii := range []string{"a@b.c", "No Id", "5551234", "yesterday"} {
+			if strings.Contains(r.Reason, pii) || strings.Contains(r.String(), pii) {
+				t.Errorf("reason %q leaks PII", r.Reason)
+			}
 		}
 	}
 }
 
-func fuzzDecode(f *testing.F, decode func(string, []json.RawMessage) ([]sources.Lead, error), golden string) {
+func fuzzDecode(f *testing.F, decode recordDecoder, golden string) {
 	if b, err := os.ReadFile(filepath.Join("testdata", golden)); err == nil {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"HasMoreResults":false,"Results":[]}`))
-	f.Add([]byte(`{"Results":[null,{},[]]}`))
+	f.Add([]byte(`{"Results":[null,{},[],{"ContactId":null},{"PipelineItemId":1}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		leads, _, err := decodeList(body, decode)
+		leads, rejected, _, err := decodePage(body, decode)
 		if err != nil {
 			return
 		}
@@ -105,11 +122,16 @@ func fuzzDecode(f *testing.F, decode func(string, []json.RawMessage) ([]sources.
 				t.Fatalf("UpdatedAt not UTC: %v", l.UpdatedAt)
 			}
 		}
+		for _, r := range rejected {
+			if r.Reason == "" || len(r.Raw) == 0 || !bytes.Contains(body, r.Raw) {
+				t.Fatalf("rejected record without reason or verbatim bytes: %v", r)
+			}
+		}
 	})
 }
 
-func FuzzDecodeContacts(f *testing.F) { fuzzDecode(f, decodeContacts, "contacts.json") }
+func FuzzDecodeContacts(f *testing.F) { fuzzDecode(f, decodeContact, "contacts.json") }
 
 func FuzzDecodePipelineItems(f *testing.F) {
-	fuzzDecode(f, decodePipelineItems, "pipeline_items.json")
+	fuzzDecode(f, decodePipelineItem, "pipeline_items.json")
 }

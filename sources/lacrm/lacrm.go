@@ -6,9 +6,19 @@
 // is read newest first (SortBy LastUpdate, Descending) until a record is older than the
 // stream's watermark minus Lookback. Because the newest records come first, the watermark may
 // only move when a pass completes; see cursor.go.
+//
+// A full pass (whose misses the worker soft-deletes) pages by DateCreated ascending instead.
+// Page-number paging over LastUpdate skips every record edited mid-pass (it jumps to a page
+// already read); over DateCreated, which never changes, an edit moves nothing, and a record
+// created mid-pass joins the end, which the pass reads last. This is cheaper than re-reading
+// LastUpdate pages until they hold nothing edited since the pass began, which under a steady
+// stream of edits may never happen. What remains is a record deleted mid-pass from a page
+// already read: it pulls the rest one place forward, so the first record of the next page
+// can be missed, once per such delete (the API has no keyset paging to avoid it).
 package lacrm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,6 +71,8 @@ type Config struct {
 	Lookback time.Duration
 	// PageSize is MaxNumberOfResults (1..10,000).
 	PageSize int
+	// MaxPages is the page budget of one stream's pass (default sources.DefaultMaxPages).
+	MaxPages int
 	// PipelineIDs limits the pipelines synced; empty: all, from GetPipelines.
 	PipelineIDs []string
 	// RateLimit and RateBurst are the proactive per-grant limit.
@@ -91,6 +103,13 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+func (c Config) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}
+
 func (c Config) now() time.Time {
 	if c.Clock != nil {
 		return c.Clock()
@@ -112,6 +131,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lacrm: page_size %d is outside 1..%d", c.PageSize, MaxPageSize)
 	case c.Lookback < 0:
 		return fmt.Errorf("lacrm: lookback %v is negative", c.Lookback)
+	case c.MaxPages < 0:
+		return fmt.Errorf("lacrm: max_pages %d is negative", c.MaxPages)
 	case c.RateLimit < 0 || c.RateBurst < 0:
 		return errors.New("lacrm: rate limit and burst must not be negative")
 	}
@@ -167,24 +188,29 @@ func New(cfg Config, tokens sources.Tokens, opts ...Option) (*Source, error) {
 // Name is sources.LACRM.
 func (s *Source) Name() string { return sources.LACRM }
 
-// call runs one API function and decodes its answer into out. It returns how many HTTP
-// requests it took (for Page.Requests), and also adds them to the caller's httpx.Stats.
-func (s *Source) call(ctx context.Context, fn string, params map[string]any, out any) (int, error) {
+// call runs one API function; decode reads its answer (a *json.SyntaxError from it is
+// retried like a truncated body). It returns how many HTTP requests it took (for
+// Page.Requests), and also adds them to the caller's httpx.Stats.
+func (s *Source) call(ctx context.Context, fn string, params map[string]any, decode func(body []byte) error) (int, error) {
 	body, err := json.Marshal(map[string]any{"Function": fn, "Parameters": params})
 	if err != nil {
 		return 0, fmt.Errorf("lacrm: %s: %w", fn, err)
 	}
 	var st httpx.Stats
-	err = s.http.JSON(httpx.WithStats(ctx, &st), httpx.Request{
+	_, err = s.http.Decode(httpx.WithStats(ctx, &st), httpx.Request{
 		Method: http.MethodPost, Endpoint: fn, Body: body, ContentType: "application/json",
 		Bucket: "grant", Auth: s.tokens.Grant(),
-	}, out)
+	}, decode)
 	if parent := httpx.StatsFrom(ctx); parent != nil {
 		parent.Requests.Add(st.Requests.Load())
 		parent.Throttled.Add(st.Throttled.Load())
 		parent.Retries.Add(st.Retries.Load())
 	}
 	return int(st.Requests.Load()), err
+}
+
+func into(out any) func([]byte) error {
+	return func(b []byte) error { return json.Unmarshal(b, out) }
 }
 
 type userJSON struct {
@@ -199,7 +225,7 @@ func (s *Source) Accounts(ctx context.Context) iter.Seq2[sources.Account, error]
 		acct := sources.Account{Source: sources.LACRM, ID: s.cfg.AccountID, Name: s.cfg.AccountName, Active: true}
 		if acct.ID == "" {
 			var u userJSON
-			if _, err := s.call(ctx, "GetUser", map[string]any{}, &u); err != nil {
+			if _, err := s.call(ctx, "GetUser", map[string]any{}, into(&u)); err != nil {
 				yield(sources.Account{}, fmt.Errorf("lacrm: identify the account: %w", err))
 				return
 			}
@@ -222,48 +248,47 @@ type pipelineJSON struct {
 	Name       string     `json:"Name"`
 }
 
-// pipelineIDs returns the configured pipelines, or all of the account's.
+// pipelineIDs returns the configured pipelines, or all of the account's. An entry that is
+// not a pipeline is skipped with a warning: it must not stop the account's other pipelines.
 func (s *Source) pipelineIDs(ctx context.Context) ([]string, int, error) {
 	if len(s.cfg.PipelineIDs) > 0 {
 		return s.cfg.PipelineIDs, 0, nil
 	}
-	var raw json.RawMessage
-	n, err := s.call(ctx, "GetPipelines", map[string]any{}, &raw)
+	var recs []sources.Record
+	n, err := s.call(ctx, "GetPipelines", map[string]any{}, func(b []byte) (err error) {
+		// The list is bare; accept a {"Results":[...]} wrapper too.
+		key := ""
+		if b = bytes.TrimSpace(b); len(b) > 0 && b[0] == '{' {
+			key = "Results"
+		}
+		_, recs, _, err = sources.SplitRecords(b, key)
+		return err
+	})
 	if err != nil {
 		return nil, n, fmt.Errorf("lacrm: list pipelines: %w", err)
 	}
-	// The list is bare; accept a {"Results":[...]} wrapper too.
-	var list []pipelineJSON
-	if err := json.Unmarshal(raw, &list); err != nil {
-		var wrapped struct{ Results []pipelineJSON }
-		if err2 := json.Unmarshal(raw, &wrapped); err2 != nil {
-			return nil, n, fmt.Errorf("lacrm: GetPipelines: %w", err)
+	ids := make([]string, 0, len(recs))
+	for i, r := range recs {
+		var p pipelineJSON
+		if r.TooDeep() || json.Unmarshal(r.Raw, &p) != nil || p.PipelineID == "" {
+			s.cfg.logger().WarnContext(ctx, "lacrm: GetPipelines: skipping an entry that is not a pipeline", slog.Int("index", i))
+			continue
 		}
-		list = wrapped.Results
-	}
-	ids := make([]string, 0, len(list))
-	for _, p := range list {
-		if p.PipelineID != "" {
-			ids = append(ids, string(p.PipelineID))
-		}
+		ids = append(ids, string(p.PipelineID))
 	}
 	return ids, n, nil
 }
 
-// stream is one newest-first listing: the contacts, or one pipeline's items.
+// stream is one listing: the contacts, or one pipeline's items.
 type stream struct {
 	key    string
 	fn     string
 	params map[string]any
-	decode func(acct string, results []json.RawMessage) ([]sources.Lead, error)
+	decode recordDecoder
 }
 
-type listJSON struct {
-	HasMoreResults bool              `json:"HasMoreResults"`
-	Results        []json.RawMessage `json:"Results"`
-}
-
-// Leads pages the account's contacts, then each pipeline's items, newest first.
+// Leads pages the account's contacts, then each pipeline's items: newest first on
+// incremental passes, oldest created first on full passes (see the package comment).
 func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cursor, opts sources.LeadOptions) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		c, err := parseCursor(cur)
@@ -277,12 +302,12 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 			return
 		}
 		streams := []stream{{
-			key: "contacts", fn: "GetContacts", decode: decodeContacts,
+			key: "contacts", fn: "GetContacts", decode: decodeContact,
 			params: map[string]any{"RecordTypeFilter": "Contacts"},
 		}}
 		for _, id := range pipelines {
 			streams = append(streams, stream{
-				key: "pipeline:" + id, fn: "GetPipelineItems", decode: decodePipelineItems,
+				key: "pipeline:" + id, fn: "GetPipelineItems", decode: decodePipelineItem,
 				params: map[string]any{"PipelineId": id},
 			})
 		}
@@ -295,51 +320,65 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 		for _, st := range streams {
 			state := c.Streams[st.key]
 			p := state.Pass
-			if p == nil || p.Full != opts.Full {
+			// A full pass left by a version that paged it newest first cannot be resumed in
+			// the other order: it starts over.
+			if p == nil || p.Full != opts.Full || (p.Full && p.Start.IsZero()) {
 				p = &pass{Page: 1, Full: opts.Full}
+				if opts.Full {
+					p.Start = s.cfg.now().UTC()
+				}
 			}
-			// Stop once records are older than floor (zero: read everything).
+			// Leave out records older than floor (zero: read everything). Newest first, the
+			// first of them ends the pass.
 			floor := since
 			if !opts.Full && !state.Watermark.IsZero() {
 				floor = state.Watermark.Add(-s.cfg.Lookback)
 			}
+			sortBy, dir := "LastUpdate", "Descending"
+			if p.Full {
+				sortBy, dir = "DateCreated", "Ascending"
+			}
+			guard := sources.PageGuard{What: fmt.Sprintf("lacrm: account %s: %s", acct.ID, st.fn), Max: s.cfg.MaxPages}
 			for {
-				params := map[string]any{"SortBy": "LastUpdate", "SortDirection": "Descending",
+				params := map[string]any{"SortBy": sortBy, "SortDirection": dir,
 					"MaxNumberOfResults": s.cfg.PageSize, "Page": p.Page}
 				for k, v := range st.params {
 					params[k] = v
 				}
-				var list listJSON
-				n, err := s.call(ctx, st.fn, params, &list)
+				var list listPage
+				n, err := s.call(ctx, st.fn, params, func(b []byte) (err error) {
+					list, err = decodeList(b)
+					return err
+				})
 				pending += n
-				if err != nil {
-					yield(sources.Page{Requests: pending}, fmt.Errorf("lacrm: account %s: %w", acct.ID, err))
-					return
-				}
-				leads, err := st.decode(acct.ID, list.Results)
 				if err != nil {
 					yield(sources.Page{Requests: pending}, fmt.Errorf("lacrm: account %s: %s page %d: %w", acct.ID, st.fn, p.Page, err))
 					return
 				}
-				done := !list.HasMoreResults || len(list.Results) == 0
+				leads, rejected, keys := decodeRecords(acct.ID, list.recs, st.decode)
+				if err := guard.Check("", keys); err != nil {
+					yield(sources.Page{Requests: pending}, err)
+					return
+				}
+				for _, r := range rejected {
+					s.cfg.logger().WarnContext(ctx, "lacrm: quarantined a record", slog.String("account", acct.ID),
+						slog.String("function", st.fn), slog.Int("page", p.Page), slog.Any("rejected", r))
+				}
+				done := !list.more || len(list.recs) == 0
 				kept := leads[:0]
 				for _, l := range leads {
 					if l.UpdatedAt.After(p.High) {
 						p.High = l.UpdatedAt
 					}
 					if !floor.IsZero() && l.UpdatedAt.Before(floor) {
-						done = true // older than what we need: the rest of the stream is too
+						done = done || !p.Full // newest first, the rest of the stream is older still
 						continue
 					}
 					kept = append(kept, l)
 				}
 				if done {
 					// The pass is complete: only now may the watermark move.
-					wm := state.Watermark
-					if p.High.After(wm) {
-						wm = p.High
-					}
-					c.Streams[st.key] = streamState{Watermark: wm}
+					c.Streams[st.key] = streamState{Watermark: p.watermark(state.Watermark)}
 				} else {
 					p.Page++
 					c.Streams[st.key] = streamState{Watermark: state.Watermark, Pass: p}
@@ -349,8 +388,8 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 					yield(sources.Page{Requests: pending}, err)
 					return
 				}
-				if len(kept) > 0 || next != last {
-					if !yield(sources.Page{Leads: kept, Next: next, Requests: pending}, nil) {
+				if len(kept) > 0 || len(rejected) > 0 || next != last {
+					if !yield(sources.Page{Leads: kept, Rejected: rejected, Next: next, Requests: pending}, nil) {
 						return
 					}
 					pending, last = 0, next

@@ -534,3 +534,46 @@ func TestFullPassAndSince(t *testing.T) {
 	}
 	b.wantTruth(t, s)
 }
+
+func TestFullPassSeesEveryRecordEditedDuringIt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, lacrmtest.Options{Contacts: 300, PipelineItems: 100}, nil)
+	records := b.srv.GroundTruth()[0].Leads
+	seen := map[string]bool{}
+	pages, edits := 0, 0
+	for p, err := range b.src.Leads(context.Background(), b.acct, "", sources.LeadOptions{Full: true}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range p.Leads {
+			seen[l.ID] = true
+		}
+		pages++
+		// While the pass is under way, a user edits three records a second: each moves to
+		// the front of the LastUpdate order.
+		for range 3 {
+			b.clock.Advance(time.Second)
+			l := records[(edits*7919)%len(records)]
+			edits++
+			var err error
+			if l.Kind == sources.KindContact {
+				err = b.srv.UpdateContact(l.ID)
+			} else {
+				err = b.srv.UpdatePipelineItem(l.ID)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var missed []string
+	for _, l := range b.srv.GroundTruth()[0].Leads {
+		if !seen[l.ID] {
+			missed = append(missed, l.ID)
+		}
+	}
+	if len(missed) > 0 {
+		t.Fatalf("the full pass missed %d of %d live records (%d edits over %d pages): the worker would soft-delete them",
+			len(missed), len(records), edits, pages)
+	}
+}

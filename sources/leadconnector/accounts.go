@@ -3,9 +3,9 @@ package leadconnector
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"net/url"
 	"strconv"
 
@@ -16,9 +16,6 @@ import (
 // installedPageSize is the largest page the installed-locations endpoints allow.
 const installedPageSize = 100
 
-// maxInstalledPages bounds a listing whose paging never ends.
-const maxInstalledPages = 10000
-
 // locationJSON is one installed location, the same in both versions.
 type locationJSON struct {
 	ID          flexString `json:"_id"`
@@ -27,12 +24,10 @@ type locationJSON struct {
 	InstalledAt flexString `json:"installedAt"`
 }
 
-// installedPage is one page of either version: v3 items + pagination, or 2021 locations +
-// count.
+// installedPage is the envelope of a page of either version: v3 items + pagination, or
+// 2021 locations + count.
 type installedPage struct {
-	Items      []locationJSON `json:"items"`
-	Locations  []locationJSON `json:"locations"`
-	Count      *int           `json:"count"`
+	Count      *int `json:"count"`
 	Pagination *struct {
 		HasNextPage   bool       `json:"hasNextPage"`
 		NextPageToken flexString `json:"nextPageToken"`
@@ -40,33 +35,44 @@ type installedPage struct {
 }
 
 // installedResult is a decoded page: the accounts, the v3 next page token ("" when done),
-// how many locations the page held and the 2021 total (-1 unknown).
+// how many locations the page held, the 2021 total (-1 unknown), the PageGuard keys of its
+// entries, and the indexes of the entries that are not locations (skipped).
 type installedResult struct {
 	accts []sources.Account
 	next  string
 	n     int
 	total int
+	keys  []string
+	bad   []int
 }
 
 // decodeInstalled parses an installed-locations page of either version into accounts of
-// companyID.
+// companyID. An entry that is not a location is skipped, not fatal: one bad entry must not
+// hide every location of the agency.
 func decodeInstalled(body []byte, companyID string) (installedResult, error) {
-	var p installedPage
-	if err := json.Unmarshal(body, &p); err != nil {
+	env, recs, found, err := sources.SplitRecords(body, "items")
+	if err == nil && !found {
+		env, recs, _, err = sources.SplitRecords(body, "locations")
+	}
+	if err != nil {
 		return installedResult{}, fmt.Errorf("decode installed locations: %w", err)
 	}
-	res := installedResult{total: -1}
+	var p installedPage
+	if err := json.Unmarshal(env, &p); err != nil {
+		return installedResult{}, fmt.Errorf("decode installed locations: %w", err)
+	}
+	res := installedResult{total: -1, n: len(recs)}
 	if p.Count != nil {
 		res.total = *p.Count
 	}
-	list := p.Items
-	if list == nil {
-		list = p.Locations
-	}
-	for _, l := range list {
-		if l.ID == "" {
-			return installedResult{}, errors.New("decode installed locations: a location without _id")
+	for i, r := range recs {
+		var l locationJSON
+		if r.TooDeep() || json.Unmarshal(r.Raw, &l) != nil || l.ID == "" {
+			res.bad = append(res.bad, i)
+			res.keys = append(res.keys, r.Key(""))
+			continue
 		}
+		res.keys = append(res.keys, r.Key(string(l.ID)))
 		if l.IsInstalled != nil && !*l.IsInstalled {
 			continue
 		}
@@ -80,7 +86,6 @@ func decodeInstalled(body []byte, companyID string) (installedResult, error) {
 	if p.Pagination != nil && p.Pagination.HasNextPage {
 		res.next = string(p.Pagination.NextPageToken)
 	}
-	res.n = len(list)
 	return res, nil
 }
 
@@ -98,9 +103,10 @@ func (s *Source) Accounts(ctx context.Context) iter.Seq2[sources.Account, error]
 		if !v3 {
 			path, endpoint = "/oauth/installedLocations", "oauth/installedLocations"
 		}
+		guard := sources.PageGuard{What: "leadconnector: list installed locations (" + endpoint + ")", Max: s.cfg.MaxPages}
 		seen := map[string]bool{}
 		token, skip := "", 0
-		for range maxInstalledPages {
+		for page := 1; ; page++ {
 			q := url.Values{"companyId": {company}, "appId": {s.cfg.AppID}, "isInstalled": {"true"}}
 			if v3 {
 				q.Set("pageSize", strconv.Itoa(installedPageSize))
@@ -111,20 +117,26 @@ func (s *Source) Accounts(ctx context.Context) iter.Seq2[sources.Account, error]
 				q.Set("skip", strconv.Itoa(skip))
 				q.Set("limit", strconv.Itoa(installedPageSize))
 			}
-			// JSON, not Do: a truncated or malformed page is retried like a dropped one.
-			var body json.RawMessage
-			err := s.api.JSON(ctx, httpx.Request{Path: path, Endpoint: endpoint, Query: q,
-				Header: s.cfg.versionHeader(), Bucket: bucketCompany, Auth: s.tokens.Grant()}, &body)
+			// Decode, not Do: a truncated or malformed page is retried like a dropped one.
+			var res installedResult
+			_, err := s.api.Decode(ctx, httpx.Request{Path: path, Endpoint: endpoint, Query: q,
+				Header: s.cfg.versionHeader(), Bucket: bucketCompany, Auth: s.tokens.Grant()}, func(body []byte) (err error) {
+				res, err = decodeInstalled(body, company)
+				return err
+			})
 			if err != nil {
-				yield(sources.Account{}, fmt.Errorf("leadconnector: list installed locations: %w", err))
+				yield(sources.Account{}, fmt.Errorf("leadconnector: list installed locations (page %d): %w", page, err))
 				return
 			}
-			page, err := decodeInstalled(body, company)
-			if err != nil {
-				yield(sources.Account{}, fmt.Errorf("leadconnector: %w", err))
+			for _, i := range res.bad {
+				s.cfg.Logger.WarnContext(ctx, "leadconnector: skipping an installed-locations entry that is not a location",
+					slog.Int("page", page), slog.Int("index", i))
+			}
+			if err := guard.Check(res.next, res.keys); err != nil {
+				yield(sources.Account{}, err)
 				return
 			}
-			for _, a := range page.accts {
+			for _, a := range res.accts {
 				if seen[a.ID] { // a listing that shifted between pages
 					continue
 				}
@@ -134,23 +146,18 @@ func (s *Source) Accounts(ctx context.Context) iter.Seq2[sources.Account, error]
 				}
 			}
 			if v3 {
-				if page.next == "" {
+				if res.next == "" {
 					return
 				}
-				if page.next == token {
-					yield(sources.Account{}, errors.New("leadconnector: list installed locations: the page token did not advance"))
-					return
-				}
-				token = page.next
+				token = res.next
 				continue
 			}
 			// 2021: an empty page, or the count reached, ends the listing (the server may
 			// cap limit below what we asked, so a short page alone does not).
-			skip += page.n
-			if page.n == 0 || (page.total >= 0 && skip >= page.total) {
+			skip += res.n
+			if res.n == 0 || (res.total >= 0 && skip >= res.total) {
 				return
 			}
 		}
-		yield(sources.Account{}, errors.New("leadconnector: list installed locations: too many pages"))
 	}
 }

@@ -1,6 +1,7 @@
 package leadconnector
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 
@@ -8,14 +9,25 @@ import (
 )
 
 // FuzzDecodeSearchPage: whatever the vendor sends, decoding never panics, and a page that
-// decodes gives leads with ids, verbatim JSON and a usable searchAfter.
+// decodes gives leads with ids, verbatim JSON and a usable searchAfter, and quarantines the
+// rest verbatim.
 func FuzzDecodeSearchPage(f *testing.F) {
 	f.Add([]byte(`{"contacts":[{"id":"a","dateUpdated":"2026-01-01T00:00:00.000Z","searchAfter":[1767225600000,"a"]}],"total":1}`))
+	f.Add([]byte(`{"contacts":[{"id":null},{"id":"b","tags":{}},[[[]]],{"id":"c","dateUpdated":"x"}]}`))
 	acct := sources.Account{Source: sources.LeadConnector, ID: "LOC"}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		leads, after, err := decodeSearchPage(body, acct)
+		page, err := decodeSearchPage(body, acct)
 		if err != nil {
 			return
+		}
+		leads, after := page.leads, page.last
+		if len(leads)+len(page.rejected) != page.n || len(page.keys) != page.n {
+			t.Fatalf("%d leads + %d rejected of %d contacts, %d keys", len(leads), len(page.rejected), page.n, len(page.keys))
+		}
+		for _, r := range page.rejected {
+			if r.Reason == "" || !bytes.Contains(body, r.Raw) {
+				t.Fatalf("rejected %v", r)
+			}
 		}
 		for _, l := range leads {
 			if l.ID == "" || !json.Valid(l.Raw) || l.AccountID != "LOC" || l.Tags == nil {

@@ -31,15 +31,16 @@ func TestGoldenContacts(t *testing.T) {
 				t.Fatal(err)
 			}
 			acct := sources.Account{Source: sources.LeadConnector, ID: "C2QujeCh8ZnC7al2InWR", HIPAAProtected: name == "legacy"}
-			leads, after, err := decodeSearchPage(body, acct)
-			if err != nil {
-				t.Fatal(err)
+			page, err := decodeSearchPage(body, acct)
+			if err != nil || len(page.rejected) != 0 {
+				t.Fatal(err, page.rejected)
 			}
+			leads, after := page.leads, page.last
 			// Raw is each contact's JSON exactly as the vendor sent it.
-			var page struct{ Contacts []json.RawMessage }
-			_ = json.Unmarshal(body, &page)
+			var vendor struct{ Contacts []json.RawMessage }
+			_ = json.Unmarshal(body, &vendor)
 			for i, l := range leads {
-				if !bytes.Equal(l.Raw, page.Contacts[i]) {
+				if !bytes.Equal(l.Raw, vendor.Contacts[i]) {
 					t.Fatalf("lead %d: Raw is not the vendor JSON verbatim", i)
 				}
 			}

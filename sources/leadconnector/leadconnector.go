@@ -67,6 +67,9 @@ type Config struct {
 	Lookback time.Duration
 	// PageSize is the search pageLimit (1..100, default 100).
 	PageSize int
+	// MaxPages is the page budget of one listing: a location's pass over its contacts, or
+	// the installed locations (default sources.DefaultMaxPages).
+	MaxPages int
 	// Scopes requested by AuthCodeURL (default DefaultScopes).
 	Scopes []string
 
@@ -126,6 +129,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("leadconnector: page_size %d is outside 1..%d", c.PageSize, MaxPageSize)
 	case c.Lookback < 0:
 		return fmt.Errorf("leadconnector: lookback %v is negative", c.Lookback)
+	case c.MaxPages < 0:
+		return fmt.Errorf("leadconnector: max_pages %d is negative", c.MaxPages)
 	case c.AppID == "":
 		return errors.New("leadconnector: app_id is required (the marketplace app id)")
 	}

@@ -642,7 +642,7 @@ func TestRepeatingSearchAfterIsAnError(t *testing.T) {
 		}
 		pages++
 	}
-	if last == nil || !strings.Contains(last.Error(), "repeats") || pages != 1 || searches != 2 {
+	if !errors.Is(last, sources.ErrEndlessPaging) || !strings.Contains(last.Error(), "contacts/search") || pages != 1 || searches != 2 {
 		t.Fatalf("pages %d, searches %d, err %v", pages, searches, last)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -104,46 +105,48 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 				Value: map[string]string{"gte": from.UTC().Format(isoMillis)}}}
 		}
 		creds := s.tokens.Account(acct.ID, s.minter(acct.ID))
-		seen := map[string]bool{}
+		// searchAfter is keyset paging on (dateUpdated, id), so a full pass is complete: an
+		// edit moves a contact later in the order, never back before the position reached,
+		// and a delete shifts nothing. What changes after the last page belongs to the next
+		// pass.
+		guard := sources.PageGuard{What: "leadconnector: contacts/search for location " + acct.ID, Max: s.cfg.MaxPages}
 		if after != nil {
-			seen[afterKey(after)] = true
+			_ = guard.Check(afterKey(after), nil) // resuming: that cursor was handed out already
 		}
 		for {
 			body.SearchAfter = after
-			raw, requests, err := s.search(ctx, acct.ID, creds, body)
+			page, requests, err := s.search(ctx, acct, creds, body)
 			if err != nil {
 				yield(sources.Page{}, s.leadsError(acct, err))
-				return
-			}
-			leads, last, err := decodeSearchPage(raw, acct)
-			if err != nil {
-				yield(sources.Page{}, fmt.Errorf("leadconnector: POST contacts/search for location %s: %w", acct.ID, err))
 				return
 			}
 			// A dateUpdated in the future (a bad record) must not carry the watermark past
 			// contacts still to come.
 			horizon := s.cfg.Clock().Add(time.Hour)
-			for _, l := range leads {
+			for _, l := range page.leads {
 				if l.UpdatedAt.After(wm) && !l.UpdatedAt.After(horizon) {
 					wm = l.UpdatedAt
 				}
 			}
-			done := len(leads) < s.cfg.PageSize
-			next := last
+			for _, r := range page.rejected {
+				s.cfg.Logger.WarnContext(ctx, "leadconnector: quarantined a contact", slog.String("location", acct.ID), slog.Any("rejected", r))
+			}
+			done := page.n < s.cfg.PageSize
+			next := page.last
+			cursorKey := ""
 			if done {
 				next = nil // the pass is complete: the next one starts from the watermark
 			} else {
-				key := afterKey(last)
-				if seen[key] {
-					yield(sources.Page{}, fmt.Errorf("leadconnector: contacts/search for location %s: searchAfter %s repeats: paging would loop", acct.ID, key))
-					return
-				}
-				seen[key] = true
+				cursorKey = afterKey(next)
 			}
-			if !yield(sources.Page{Leads: leads, Next: encodeCursor(wm, next), Requests: requests}, nil) || done {
+			if err := guard.Check(cursorKey, page.keys); err != nil {
+				yield(sources.Page{}, err)
 				return
 			}
-			after = last
+			if !yield(sources.Page{Leads: page.leads, Rejected: page.rejected, Next: encodeCursor(wm, next), Requests: requests}, nil) || done {
+				return
+			}
+			after = next
 		}
 	}
 }
@@ -157,12 +160,12 @@ func afterKey(after []json.RawMessage) string {
 	return "[" + strings.Join(parts, ",") + "]"
 }
 
-// search posts one search request and returns the raw page and the HTTP requests it cost
-// (token minting and retries included). The caller's Stats still see every request.
-func (s *Source) search(ctx context.Context, locationID string, creds sources.Credentials, body searchBody) (json.RawMessage, int, error) {
+// search posts one search request and returns the decoded page and the HTTP requests it
+// cost (token minting and retries included). The caller's Stats still see every request.
+func (s *Source) search(ctx context.Context, acct sources.Account, creds sources.Credentials, body searchBody) (searchPage, int, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
-		return nil, 0, fmt.Errorf("leadconnector: encode search: %w", err)
+		return searchPage{}, 0, fmt.Errorf("leadconnector: encode search: %w", err)
 	}
 	local := &httpx.Stats{}
 	defer func() {
@@ -172,11 +175,14 @@ func (s *Source) search(ctx context.Context, locationID string, creds sources.Cr
 			parent.Retries.Add(local.Retries.Load())
 		}
 	}()
-	var raw json.RawMessage // validated by httpx (malformed JSON is retried), decoded by us
-	err = s.api.JSON(httpx.WithStats(ctx, local), httpx.Request{Method: http.MethodPost, Path: "/contacts/search",
+	var page searchPage // a malformed body is retried by httpx
+	_, err = s.api.Decode(httpx.WithStats(ctx, local), httpx.Request{Method: http.MethodPost, Path: "/contacts/search",
 		Endpoint: "contacts/search", Header: s.cfg.versionHeader(), Body: b, ContentType: "application/json",
-		Bucket: locationBucket(locationID), Auth: creds}, &raw)
-	return raw, int(local.Requests.Load()), err
+		Bucket: locationBucket(acct.ID), Auth: creds}, func(body []byte) (err error) {
+		page, err = decodeSearchPage(body, acct)
+		return err
+	})
+	return page, int(local.Requests.Load()), err
 }
 
 // leadsError turns a 403 anywhere in err's chain (the search, or the location token mint)
@@ -223,33 +229,74 @@ func attribution(raw json.RawMessage) attributionJSON {
 	return a
 }
 
-// decodeSearchPage maps a search answer to leads and returns the last contact's
-// searchAfter (built from dateUpdated and id when the vendor left it out).
-func decodeSearchPage(body []byte, acct sources.Account) ([]sources.Lead, []json.RawMessage, error) {
-	var page struct {
-		Contacts []json.RawMessage `json:"contacts"`
+// searchPage is a decoded search answer: its leads and quarantined contacts, how many
+// contacts it held, their PageGuard keys, and the searchAfter to continue after it.
+type searchPage struct {
+	leads    []sources.Lead
+	rejected []sources.Rejected
+	n        int
+	keys     []string
+	last     []json.RawMessage
+}
+
+// decodeSearchPage maps a search answer to leads, quarantining the contacts that cannot be
+// one, and returns the last contact's searchAfter (built from dateUpdated and id when the
+// vendor left it out; a quarantined contact's own is used when readable).
+func decodeSearchPage(body []byte, acct sources.Account) (searchPage, error) {
+	_, recs, _, err := sources.SplitRecords(body, "contacts")
+	if err != nil {
+		return searchPage{}, fmt.Errorf("decode search page: %w", err)
 	}
-	if err := json.Unmarshal(body, &page); err != nil {
-		return nil, nil, fmt.Errorf("decode search page: %w", err)
+	p := searchPage{n: len(recs), leads: make([]sources.Lead, 0, len(recs))}
+	for _, r := range recs {
+		l, reason := decodeContact(r, acct)
+		p.keys = append(p.keys, r.Key(l.ID))
+		if reason != "" {
+			p.rejected = append(p.rejected, r.Reject(l.ID, reason))
+			var sa struct {
+				SearchAfter []json.RawMessage `json:"searchAfter"`
+			}
+			if !r.TooDeep() && json.Unmarshal(r.Raw, &sa) == nil && len(sa.SearchAfter) == 2 {
+				p.last = sa.SearchAfter
+			}
+			continue
+		}
+		p.leads = append(p.leads, l.Lead)
+		p.last = l.searchAfter
 	}
-	leads := make([]sources.Lead, 0, len(page.Contacts))
-	var last []json.RawMessage
-	for i, raw := range page.Contacts {
-		var c contactJSON
-		if err := json.Unmarshal(raw, &c); err != nil {
-			return nil, nil, fmt.Errorf("decode contact %d of the page: %w", i, err)
-		}
-		if c.ID == "" {
-			return nil, nil, fmt.Errorf("decode contact %d of the page: no id", i)
-		}
-		l := toLead(c, raw, acct)
-		leads = append(leads, l)
-		last = c.SearchAfter
-		if len(last) != 2 {
-			last = []json.RawMessage{json.RawMessage(strconv.FormatInt(l.UpdatedAt.UnixMilli(), 10)), mustJSON(l.ID)}
-		}
+	return p, nil
+}
+
+// contactLead is a decoded contact and where the search continues after it.
+type contactLead struct {
+	sources.Lead
+	searchAfter []json.RawMessage
+}
+
+// decodeContact maps one contact, or says why it cannot (a reason without PII).
+func decodeContact(r sources.Record, acct sources.Account) (contactLead, string) {
+	switch {
+	case r.TooDeep():
+		return contactLead{}, sources.TooDeepReason
+	case len(r.Raw) == 0 || r.Raw[0] != '{':
+		return contactLead{}, "not a JSON object"
 	}
-	return leads, last, nil
+	var c contactJSON
+	if err := json.Unmarshal(r.Raw, &c); err != nil {
+		var id struct {
+			ID flexString `json:"id"`
+		}
+		_ = json.Unmarshal(r.Raw, &id)
+		return contactLead{Lead: sources.Lead{ID: string(id.ID)}}, sources.DecodeReason(err)
+	}
+	if c.ID == "" {
+		return contactLead{}, "no id"
+	}
+	l := contactLead{Lead: toLead(c, r.Raw, acct), searchAfter: c.SearchAfter}
+	if len(l.searchAfter) != 2 {
+		l.searchAfter = []json.RawMessage{json.RawMessage(strconv.FormatInt(l.UpdatedAt.UnixMilli(), 10)), mustJSON(l.ID)}
+	}
+	return l, ""
 }
 
 func mustJSON(s string) json.RawMessage {
@@ -311,7 +358,7 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 	case t != "" && json.Valid(b) && (t[0] == '-' || (t[0] >= '0' && t[0] <= '9')):
 		*f = flexString(t)
 	default:
-		return fmt.Errorf("want a string, got %.20s", t)
+		return errors.New("want a string") // never the value: it may be PII
 	}
 	return nil
 }
@@ -333,7 +380,7 @@ func (f *flexStrings) UnmarshalJSON(b []byte) error {
 	}
 	var one flexString
 	if err := json.Unmarshal(b, &one); err != nil {
-		return fmt.Errorf("want a list of strings: %w", err)
+		return errors.New("want a list of strings")
 	}
 	*f = nil
 	if one != "" {
@@ -365,5 +412,5 @@ func (f *flexTime) UnmarshalJSON(b []byte) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("unreadable time %.40q", str)
+	return errors.New("unreadable time")
 }

@@ -169,7 +169,7 @@ type interactionsPage struct {
 	Page         int
 	TotalPages   int
 	NextLocation string
-	Items        []json.RawMessage
+	Items        []sources.Record
 }
 
 // More reports whether the vendor says pages follow this one.
@@ -178,54 +178,44 @@ func (p interactionsPage) More() bool {
 }
 
 // decodeInteractionsPage reads a page: the documented object, or the bare empty array the
-// API answers past the last page.
+// API answers past the last page. The interactions stay raw for toLead, one at a time.
 func decodeInteractionsPage(body []byte) (interactionsPage, error) {
 	body = bytes.TrimSpace(body)
-	if len(body) == 0 {
-		return interactionsPage{}, errors.New("empty body")
+	if len(body) > 0 && body[0] == '[' {
+		_, items, _, err := sources.SplitRecords(body, "")
+		return interactionsPage{Items: items}, err
 	}
-	switch body[0] {
-	case '[':
-		var items []json.RawMessage
-		if err := json.Unmarshal(body, &items); err != nil {
-			return interactionsPage{}, err
-		}
-		return interactionsPage{Items: items}, nil
-	case '{':
-		var w struct {
-			Page         flexInt         `json:"page"`
-			TotalPages   flexInt         `json:"total_pages"`
-			NextLocation flexString      `json:"next_page_location"`
-			Items        json.RawMessage `json:"contact_interactions"`
-		}
-		if err := json.Unmarshal(body, &w); err != nil {
-			return interactionsPage{}, err
-		}
-		p := interactionsPage{Page: int(w.Page), TotalPages: int(w.TotalPages), NextLocation: string(w.NextLocation)}
-		if items := bytes.TrimSpace(w.Items); len(items) > 0 && items[0] == '[' {
-			if err := json.Unmarshal(items, &p.Items); err != nil {
-				return interactionsPage{}, err
-			}
-		} else if len(items) > 0 && !bytes.Equal(items, []byte("null")) {
-			return interactionsPage{}, errors.New("contact_interactions is not an array")
-		}
-		return p, nil
+	env, items, _, err := sources.SplitRecords(body, "contact_interactions")
+	if err != nil {
+		return interactionsPage{}, err
 	}
-	return interactionsPage{}, errors.New("expected a JSON object or array")
+	var w struct {
+		Page         flexInt    `json:"page"`
+		TotalPages   flexInt    `json:"total_pages"`
+		NextLocation flexString `json:"next_page_location"`
+	}
+	if err := json.Unmarshal(env, &w); err != nil {
+		return interactionsPage{}, err
+	}
+	return interactionsPage{Page: int(w.Page), TotalPages: int(w.TotalPages), NextLocation: string(w.NextLocation), Items: items}, nil
 }
 
 // NonLeadChatEmail is the mock contact email of non-lead chats, which are not leads.
 const NonLeadChatEmail = "nonleadchat@reachlocal.com"
 
-// toLead maps one interaction. keep is false for non-lead chats.
-func toLead(acct sources.Account, raw json.RawMessage) (lead sources.Lead, keep bool, err error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
+// toLead maps one interaction. keep is false for non-lead chats. An error says, without
+// PII, why the interaction cannot be a lead; lead.ID is set whenever it had one.
+func toLead(acct sources.Account, rec sources.Record) (lead sources.Lead, keep bool, err error) {
+	raw := rec.Raw
+	switch {
+	case rec.TooDeep():
+		return lead, false, errors.New(sources.TooDeepReason)
+	case len(raw) == 0 || raw[0] != '{':
 		return lead, false, errors.New("interaction is not a JSON object")
 	}
 	var in interactionJSON
 	if err := json.Unmarshal(raw, &in); err != nil {
-		return lead, false, err
+		return lead, false, errors.New(sources.DecodeReason(err))
 	}
 	id := string(in.ID)
 	if _, err := strconv.ParseUint(id, 10, 64); err != nil {
@@ -345,28 +335,27 @@ func (a *advertiserJSON) UnmarshalJSON(b []byte) error {
 	return object(b, (*plain)(a))
 }
 
-func decodeIdentities(body []byte) (identitiesPage, error) {
-	var p identitiesPage
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 || body[0] != '{' {
-		return p, errors.New("expected a JSON object")
+// decodeIdentities reads a page of advertisers. An entry that cannot be read is left out
+// and its index returned in bad: one bad entry must not hide the other advertisers.
+func decodeIdentities(body []byte) (p identitiesPage, keys []string, bad []int, err error) {
+	env, recs, _, err := sources.SplitRecords(body, "authorized_advertisers")
+	if err != nil {
+		return p, nil, nil, err
 	}
-	var w struct {
-		identitiesPage
-		Advertisers json.RawMessage `json:"authorized_advertisers"`
+	if err := json.Unmarshal(env, &p); err != nil {
+		return p, nil, nil, err
 	}
-	if err := json.Unmarshal(body, &w); err != nil {
-		return p, err
-	}
-	p = w.identitiesPage
-	if a := bytes.TrimSpace(w.Advertisers); len(a) > 0 && a[0] == '[' {
-		if err := json.Unmarshal(a, &p.Advertisers); err != nil {
-			return p, err
+	for i, r := range recs {
+		var a advertiserJSON
+		if r.TooDeep() || json.Unmarshal(r.Raw, &a) != nil || a.GMAID == "" {
+			bad = append(bad, i)
+			keys = append(keys, r.Key(""))
+			continue
 		}
-	} else if len(a) > 0 && !bytes.Equal(a, []byte("null")) {
-		return p, errors.New("authorized_advertisers is not an array")
+		keys = append(keys, r.Key(string(a.GMAID)))
+		p.Advertisers = append(p.Advertisers, a)
 	}
-	return p, nil
+	return p, keys, bad, nil
 }
 
 // account maps an advertiser; ok is false for entries without a GMAID.

@@ -51,7 +51,7 @@ func TestInteractionsGolden(t *testing.T) {
 					g.Skipped++
 					continue
 				}
-				if !bytes.Equal(l.Raw, bytes.TrimSpace(raw)) {
+				if !bytes.Equal(l.Raw, raw.Raw) {
 					t.Fatalf("lead %s: Raw is not the vendor JSON verbatim", l.ID)
 				}
 				l.Raw = nil
@@ -120,21 +120,29 @@ func TestDecodeRejectsWhatItCannotKey(t *testing.T) {
 			t.Errorf("decodeInteractionsPage(%q) accepted", body)
 		}
 	}
-	for _, item := range []string{`1`, `{"event_type":"call"}`, `{"id":"abc"}`, `{"id":-4}`} {
-		if _, _, err := toLead(sources.Account{}, json.RawMessage(item)); err == nil {
+	for _, item := range []string{`1`, `{"event_type":"call"}`, `{"id":"abc"}`, `{"id":-4}`, `{"id":null}`} {
+		if _, _, err := toLead(sources.Account{}, record(item)); err == nil {
 			t.Errorf("toLead(%s) accepted", item)
 		}
 	}
 	// Types the docs promise but the API does not keep: still a lead.
-	l, keep, err := toLead(sources.Account{}, json.RawMessage(`{"id":"12","tags":"vip","contact":"n/a","call":{"duration":[]},"created_at":17}`))
+	l, keep, err := toLead(sources.Account{}, record(`{"id":"12","tags":"vip","contact":"n/a","call":{"duration":[]},"created_at":17}`))
 	if err != nil || !keep || l.ID != "12" || len(l.Tags) != 1 {
 		t.Fatalf("lenient decode: %+v %v %v", l, keep, err)
 	}
 }
 
+func record(s string) sources.Record {
+	_, recs, _, err := sources.SplitRecords([]byte("["+s+"]"), "")
+	if err != nil || len(recs) != 1 {
+		panic(s)
+	}
+	return recs[0]
+}
+
 func TestDecodeIdentitiesLeniently(t *testing.T) {
 	t.Parallel()
-	p, err := decodeIdentities([]byte(`{"advertiser_count":"3","page":"1","authorized_advertisers":[
+	p, _, bad, err := decodeIdentities([]byte(`{"advertiser_count":"3","page":"1","authorized_advertisers":[
 		{"gmaid":"USA_1","name":"A","hipaa_protected":"true","active_state":"0","privilege_level":3},
 		{"gmaid":"CAN_2","hipaa_protected":false},
 		{"name":"no gmaid"}, 7]}`))
@@ -147,7 +155,7 @@ func TestDecodeIdentitiesLeniently(t *testing.T) {
 			accts = append(accts, acct)
 		}
 	}
-	if p.AdvertiserCount != 3 || len(accts) != 2 || !accts[0].HIPAAProtected || accts[0].Active ||
+	if p.AdvertiserCount != 3 || len(accts) != 2 || len(bad) != 2 || !accts[0].HIPAAProtected || accts[0].Active ||
 		accts[0].Meta["active_state"] != "0" || !accts[1].Active || accts[1].HIPAAProtected {
 		t.Fatalf("accounts %+v", accts)
 	}
@@ -155,7 +163,8 @@ func TestDecodeIdentitiesLeniently(t *testing.T) {
 
 func FuzzDecodeInteractionsPage(f *testing.F) {
 	for _, s := range []string{`[]`, `{"page":1,"total_pages":1,"next_page_location":null,"contact_interactions":[]}`,
-		`{"contact_interactions":[{"id":1,"event_type":"form","form":{"sub_type":"FormEmail"},"call":{"duration":"00:55"}}]}`} {
+		`{"contact_interactions":[{"id":1,"event_type":"form","form":{"sub_type":"FormEmail"},"call":{"duration":"00:55"}}]}`,
+		`{"contact_interactions":[{"id":null},[[[[]]]],{"id":2,"contact":{"email":"a@b.c"}}]}`} {
 		f.Add([]byte(s))
 	}
 	acct := sources.Account{ID: "TEST_1"}
@@ -170,12 +179,15 @@ func FuzzDecodeInteractionsPage(f *testing.F) {
 			if err == nil && keep && (l.ID == "" || l.CreatedAt.After(l.UpdatedAt)) {
 				t.Fatalf("lead %q created %v after updated %v", l.ID, l.CreatedAt, l.UpdatedAt)
 			}
+			if err != nil && (strings.Contains(err.Error(), "@") || err.Error() == "") {
+				t.Fatalf("rejection reason %q", err)
+			}
 			var in struct {
 				Call struct {
 					Duration json.RawMessage `json:"duration"`
 				} `json:"call"`
 			}
-			if json.Unmarshal(raw, &in) == nil {
+			if json.Unmarshal(raw.Raw, &in) == nil {
 				_, _ = callDuration(in.Call.Duration)
 			}
 		}
@@ -188,9 +200,12 @@ func FuzzDecodeIdentities(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		p, err := decodeIdentities(body)
+		p, keys, bad, err := decodeIdentities(body)
 		if err != nil {
 			return
+		}
+		if len(keys) != len(p.Advertisers)+len(bad) {
+			t.Fatalf("%d keys for %d advertisers and %d bad entries", len(keys), len(p.Advertisers), len(bad))
 		}
 		for _, a := range p.Advertisers {
 			if acct, ok := a.account(); ok && acct.ID == "" {

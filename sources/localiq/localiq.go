@@ -41,8 +41,6 @@ const (
 	// rateHeadroom keeps the proactive limit just under the vendor's fixed one-second
 	// windows, so network jitter rarely packs 21 requests into one window.
 	rateHeadroom = 0.98
-	// maxPagesPerWindow guards against a vendor that never stops paging.
-	maxPagesPerWindow = 10000
 	// maxReportDays is the longest lead_detail range asked in one request.
 	maxReportDays = 366
 )
@@ -68,6 +66,9 @@ type Config struct {
 	RateLimit float64 `yaml:"rate_limit"`
 	// AccountsPageSize is the identities page size; default 1000.
 	AccountsPageSize int `yaml:"accounts_page_size"`
+	// MaxPages is the page budget of the advertisers listing and of each date window of
+	// interactions; default sources.DefaultMaxPages.
+	MaxPages int `yaml:"max_pages"`
 
 	// HTTPClient overrides the HTTP client (tests, proxies).
 	HTTPClient *http.Client `yaml:"-"`
@@ -119,8 +120,8 @@ func New(cfg Config, tokens sources.Tokens, opts ...Option) (*Source, error) {
 		return nil, errors.New("localiq: no token source")
 	case strings.TrimSpace(cfg.User) == "":
 		return nil, errors.New("localiq: user (the business user's email) is required")
-	case cfg.ReRead < 0 || cfg.Window < 0 || cfg.RateLimit < 0 || cfg.AccountsPageSize < 0:
-		return nil, errors.New("localiq: reread, window, rate_limit and accounts_page_size must not be negative")
+	case cfg.ReRead < 0 || cfg.Window < 0 || cfg.RateLimit < 0 || cfg.AccountsPageSize < 0 || cfg.MaxPages < 0:
+		return nil, errors.New("localiq: reread, window, rate_limit, accounts_page_size and max_pages must not be negative")
 	}
 	s := &Source{cfg: cfg, tokens: tokens, now: time.Now, log: slog.Default()}
 	for _, o := range opts {
@@ -153,19 +154,30 @@ func (s *Source) Accounts(ctx context.Context) iter.Seq2[sources.Account, error]
 	return func(yield func(sources.Account, error) bool) {
 		seen := map[string]bool{}
 		size := s.cfg.AccountsPageSize
+		guard := sources.PageGuard{What: "localiq: list advertisers (identities/v3)", Max: s.cfg.MaxPages}
 		for page := 1; ; page++ {
-			var body json.RawMessage
-			err := s.client.JSON(ctx, httpx.Request{
+			var (
+				p    identitiesPage
+				keys []string
+				bad  []int
+			)
+			_, err := s.client.Decode(ctx, httpx.Request{
 				Path: "/identities/v3", Endpoint: "identities/v3", Bucket: "client", Auth: s.tokens.Grant(),
 				Query: map[string][]string{"user": {s.cfg.User}, "page": {strconv.Itoa(page)}, "page_size": {strconv.Itoa(size)}},
-			}, &body)
+			}, func(body []byte) (err error) {
+				p, keys, bad, err = decodeIdentities(body)
+				return err
+			})
 			if err != nil {
 				yield(sources.Account{}, fmt.Errorf("localiq: list advertisers (page %d): %w", page, err))
 				return
 			}
-			p, err := decodeIdentities(body)
-			if err != nil {
-				yield(sources.Account{}, fmt.Errorf("localiq: list advertisers (page %d): %w", page, err))
+			for _, i := range bad {
+				s.log.WarnContext(ctx, "localiq: skipping an identities entry that is not an advertiser",
+					slog.Int("page", page), slog.Int("index", i))
+			}
+			if err := guard.Check("", keys); err != nil {
+				yield(sources.Account{}, err)
 				return
 			}
 			for _, a := range p.Advertisers {
@@ -178,7 +190,7 @@ func (s *Source) Accounts(ctx context.Context) iter.Seq2[sources.Account, error]
 					return
 				}
 			}
-			if len(p.Advertisers) < size || (p.AdvertiserCount > 0 && page*size >= int(p.AdvertiserCount)) {
+			if len(keys) < size || (p.AdvertiserCount > 0 && page*size >= int(p.AdvertiserCount)) {
 				return
 			}
 		}
@@ -235,8 +247,13 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 			yield(sources.Page{}, fmt.Errorf("localiq: account %s: %w", acct.ID, err))
 			return
 		}
-		end := date(s.now()).AddDate(0, 0, 1) // created_before_date is exclusive: today included
-		backfill := date(cmp.Or(opts.Since, s.cfg.BackfillStart, s.now().Add(-DefaultBackfill)))
+		// The vendor filters by the creation date in the advertiser's time zone, which the
+		// listing does not give, while our dates are UTC: the window reaches a day further on
+		// both sides, so that it holds every lead of its first and last UTC day whatever the
+		// zone (UTC-12 to UTC+14). A lead read twice is deduped by the sink's upsert; one
+		// missed by a full pass would be soft-deleted.
+		end := date(s.now()).AddDate(0, 0, 2) // created_before_date is exclusive: tomorrow included
+		backfill := date(cmp.Or(opts.Since, s.cfg.BackfillStart, s.now().Add(-DefaultBackfill))).AddDate(0, 0, -1)
 		start, page := backfill, 1
 		switch {
 		case opts.Full || cur == "":
@@ -255,24 +272,25 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 			if winEnd.IsZero() {
 				winEnd = minTime(start.AddDate(0, 0, days(s.cfg.Window)), end)
 			}
+			guard := sources.PageGuard{Max: s.cfg.MaxPages,
+				What: fmt.Sprintf("localiq: account %s: interactions %s..%s", acct.ID, start.Format(dateLayout), winEnd.Format(dateLayout))}
 			for ; ; page++ {
-				if page > maxPagesPerWindow {
-					yield(sources.Page{}, fmt.Errorf("localiq: account %s: more than %d pages in window %s..%s",
-						acct.ID, maxPagesPerWindow, start.Format(dateLayout), winEnd.Format(dateLayout)))
-					return
-				}
 				p, err := s.interactions(ctx, acct, start, winEnd, page)
 				if err != nil {
 					yield(sources.Page{}, err)
 					return
 				}
 				out := sources.Page{Requests: 1, Leads: make([]sources.Lead, 0, len(p.Items))}
-				for i, raw := range p.Items {
-					l, keep, err := toLead(acct, raw)
+				keys := make([]string, 0, len(p.Items))
+				for i, rec := range p.Items {
+					l, keep, err := toLead(acct, rec)
+					keys = append(keys, rec.Key(l.ID))
 					if err != nil {
-						yield(sources.Page{}, fmt.Errorf("localiq: account %s: interactions %s..%s page %d item %d: %w",
-							acct.ID, start.Format(dateLayout), winEnd.Format(dateLayout), page, i, err))
-						return
+						r := rec.Reject(l.ID, err.Error())
+						s.log.WarnContext(ctx, "localiq: quarantined an interaction", slog.String("account", acct.ID),
+							slog.Int("page", page), slog.Int("item", i), slog.Any("rejected", r))
+						out.Rejected = append(out.Rejected, r)
+						continue
 					}
 					if !keep || seen[l.ID] {
 						continue
@@ -283,6 +301,10 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 							slog.String("account", acct.ID), slog.String("lead", l.ID))
 					}
 					out.Leads = append(out.Leads, l)
+				}
+				if err := guard.Check("", keys); err != nil {
+					yield(sources.Page{}, err)
+					return
 				}
 				more := p.More()
 				if more {
@@ -319,8 +341,8 @@ func maxTime(a, b time.Time) time.Time {
 // interactions reads one page of one window. The page number is ours, not the vendor's
 // next_page_location: the bearer token only ever goes to the configured host.
 func (s *Source) interactions(ctx context.Context, acct sources.Account, from, to time.Time, page int) (interactionsPage, error) {
-	var body json.RawMessage
-	err := s.client.JSON(ctx, httpx.Request{
+	var p interactionsPage
+	_, err := s.client.Decode(ctx, httpx.Request{
 		Path: "/crm/contact_interactions", Endpoint: "crm/contact_interactions", Bucket: "client", Auth: s.tokens.Grant(),
 		Query: map[string][]string{
 			"global_master_advertiser_id": {acct.ID},
@@ -328,14 +350,13 @@ func (s *Source) interactions(ctx context.Context, acct sources.Account, from, t
 			"created_before_date":         {to.Format(dateLayout)},
 			"page":                        {strconv.Itoa(page)},
 		},
-	}, &body)
-	what := fmt.Sprintf("localiq: account %s: interactions %s..%s page %d", acct.ID, from.Format(dateLayout), to.Format(dateLayout), page)
+	}, func(body []byte) (err error) {
+		p, err = decodeInteractionsPage(body)
+		return err
+	})
 	if err != nil {
+		what := fmt.Sprintf("localiq: account %s: interactions %s..%s page %d", acct.ID, from.Format(dateLayout), to.Format(dateLayout), page)
 		return interactionsPage{}, s.restricted(acct, what, err)
-	}
-	p, err := decodeInteractionsPage(body)
-	if err != nil {
-		return p, fmt.Errorf("%s: %w", what, err)
 	}
 	return p, nil
 }

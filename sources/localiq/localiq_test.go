@@ -83,13 +83,14 @@ func TestBackfillStoresEveryLeadExactlyOnce(t *testing.T) {
 				t.Fatalf("non-lead chat %s stored", l.ID)
 			}
 		}
-		// The final cursor points at tomorrow: the next run only re-reads the last days.
+		// The final cursor points past tomorrow (the local tomorrow of far-east advertisers): the
+		// next run only re-reads the last days.
 		var c struct {
 			NextDate string `json:"next_date"`
 			Page     int    `json:"page"`
 		}
 		if err := json.Unmarshal([]byte(p.last), &c); err != nil || c.Page != 0 ||
-			c.NextDate != time.Now().UTC().AddDate(0, 0, 1).Format("2006-01-02") {
+			c.NextDate != time.Now().UTC().AddDate(0, 0, 2).Format("2006-01-02") {
 			t.Fatalf("final cursor %s", p.last)
 		}
 	}
@@ -478,4 +479,45 @@ func TestThrottledRequestsAreRetried(t *testing.T) {
 	if len(p.leads) < want {
 		t.Fatalf("%d leads after throttling, want at least %d", len(p.leads), want)
 	}
+}
+
+func TestBackfillIncludesTheFirstDayInAFarWestZone(t *testing.T) {
+	t.Parallel()
+	b := setup(t, liqtest.Options{Advertisers: 12, InteractionsPerAdvertiser: 5, HIPAAShare: -1, InactiveShare: -1}, localiq.Config{})
+	var west string
+	for _, a := range b.fake.Advertisers() {
+		if a.TimeZone == "America/Los_Angeles" {
+			west = a.GMAID
+			break
+		}
+	}
+	if west == "" {
+		t.Fatal("no advertiser in America/Los_Angeles")
+	}
+	// At 02:00 UTC the default backfill starts two years back, on a UTC date whose first
+	// hours are still the previous day in Los Angeles.
+	now := time.Date(2026, 3, 2, 2, 0, 0, 0, time.UTC)
+	first := now.Add(-localiq.DefaultBackfill).Add(time.Hour)
+	ids, err := b.fake.AddInteractions(liqtest.NewInteraction{GMAID: west, EventType: "call", CreatedAt: first}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := b.cfg
+	cfg.BackfillStart = time.Time{} // the default window
+	src, err := localiq.New(cfg, memTokens{b.creds}, localiq.WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.src = src
+	p := b.run(t, b.account(t, func(a sources.Account) bool { return a.ID == west }), "", sources.LeadOptions{}, 0)
+	if p.err != nil {
+		t.Fatal(p.err)
+	}
+	for _, l := range p.leads {
+		if l.ID == idString(ids[0]) {
+			return
+		}
+	}
+	t.Fatalf("the lead created at %v, inside the backfill window that starts %v, was not read (%d leads)",
+		first, now.Add(-localiq.DefaultBackfill), len(p.leads))
 }
