@@ -62,6 +62,7 @@ func TestProofBadConfig(t *testing.T) {
 		{"missing secret file", base + strings.Replace(proofGoodConn, "$DIR/secret", "$DIR/no-such-secret", 1), []string{"no-such-secret"}},
 		{"secret env unset", base + strings.Replace(proofGoodConn, "{file: $DIR/secret}", "{env: LEADSYNC_PROOF_UNSET_SECRET}", 1), []string{"LEADSYNC_PROOF_UNSET_SECRET"}},
 		{"inline secret", base + strings.Replace(proofGoodConn, "{file: $DIR/secret}", "hunter2", 1), []string{"client_secret"}},
+		{"endless secret file", base + strings.Replace(proofGoodConn, "$DIR/secret", "/dev/zero", 1), []string{"connections[0].client_secret", "larger than 64 KiB"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

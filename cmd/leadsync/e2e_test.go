@@ -29,7 +29,6 @@ import (
 	"github.com/leadsync/leadsync/internal/sandbox"
 	"github.com/leadsync/leadsync/internal/simkit"
 	"github.com/leadsync/leadsync/internal/testenv"
-	"github.com/leadsync/leadsync/sink"
 	"github.com/leadsync/leadsync/sources"
 )
 
@@ -393,7 +392,8 @@ func TestE2EStatusAndProgressAfterSync(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("status exited %d: %s", code, errOut)
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
+	accounts, _, _ := strings.Cut(out, "\n\n") // then the grants of the connections
+	lines := strings.Split(strings.TrimSpace(accounts), "\n")
 	if len(lines) != len(truth)+1 || !strings.HasPrefix(lines[0], "SOURCE") {
 		t.Fatalf("status printed %d lines for %d accounts:\n%s", len(lines), len(truth), out)
 	}
@@ -422,14 +422,21 @@ func TestE2EStatusAndProgressAfterSync(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("status --json exited %d: %s", code, errOut)
 	}
-	var st []sink.AccountStatus
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
+	var doc struct {
+		Accounts []struct {
+			Source       string    `json:"source"`
+			AccountID    string    `json:"account_id"`
+			Access       string    `json:"access"`
+			LastSyncedAt time.Time `json:"last_synced_at"`
+		} `json:"accounts"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
-	if len(st) != len(truth) {
-		t.Errorf("status --json lists %d accounts, the sandbox has %d", len(st), len(truth))
+	if len(doc.Accounts) != len(truth) {
+		t.Errorf("status --json lists %d accounts, the sandbox has %d", len(doc.Accounts), len(truth))
 	}
-	for _, s := range st {
+	for _, s := range doc.Accounts {
 		if s.Access == sources.AccessOK && s.LastSyncedAt.IsZero() {
 			t.Errorf("%s/%s: synced but no last_synced_at", s.Source, s.AccountID)
 		}

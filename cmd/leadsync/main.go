@@ -47,7 +47,9 @@ Usage:
   leadsync config check                      validate the configuration
   leadsync version
 
-Every command takes --config FILE (default $LEADSYNC_CONFIG, else /etc/leadsync/config.yaml).
+Every command takes --config FILE (default $LEADSYNC_CONFIG, else /etc/leadsync/config.yaml),
+and --strict: refuse (exit 2) secret files every user can read or that are symbolic links, and
+passwords in database URLs, which otherwise only get a warning.
 Run "leadsync <command> --help" for a command's flags.
 
 Exit codes: 0 success; 1 a sync or operation failed; 2 bad usage or configuration (the message
@@ -121,10 +123,11 @@ func report(stderr io.Writer, err error) int {
 	return exitFailed
 }
 
-// flags is a command's flag set with the common --config flag.
+// flags is a command's flag set with the common --config and --strict flags.
 type flags struct {
 	*flag.FlagSet
 	config     *string
+	strict     *bool
 	positional []string
 }
 
@@ -132,11 +135,12 @@ func newFlags(name, synopsis string, stderr io.Writer) *flags {
 	fs := flag.NewFlagSet("leadsync "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := fs.String("config", os.Getenv("LEADSYNC_CONFIG"), "configuration file (default $LEADSYNC_CONFIG, else /etc/leadsync/config.yaml)")
+	strict := fs.Bool("strict", false, "refuse (exit 2), rather than warn about, secret files that every user can read or that are symbolic links, and passwords in database URLs")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: leadsync %s\n\nFlags:\n", synopsis)
 		fs.PrintDefaults()
 	}
-	return &flags{FlagSet: fs, config: cfg}
+	return &flags{FlagSet: fs, config: cfg, strict: strict}
 }
 
 // parse parses args, flags before or after the positional arguments
@@ -169,7 +173,8 @@ func (f *flags) NArg() int        { return len(f.positional) }
 func (f *flags) Arg(i int) string { return f.positional[i] }
 func (f *flags) Args() []string   { return f.positional }
 
-// load reads and validates the configuration.
+// load reads and validates the configuration. What puts a secret at risk is logged, or
+// with --strict refused.
 func (f *flags) load() (*config.Config, error) {
 	path := *f.config
 	if path == "" {
@@ -179,8 +184,36 @@ func (f *flags) load() (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	ws := cfg.Warnings()
+	if *f.strict && len(ws) > 0 {
+		return nil, strictError{config.Errors(ws)}
+	}
+	log := newLogger(cfg, f.Output())
+	for _, w := range ws {
+		log.Warn("configuration puts a secret at risk (--strict refuses it)", slog.String("file", w.File),
+			slog.String("field", w.Field), slog.Int("line", w.Line), slog.String("problem", w.Msg))
+	}
 	return cfg, nil
 }
+
+// loadWithKey is load for the commands that use the token store: the key is read and
+// checked too, so that a bad key file is a configuration error before anything is opened.
+func (f *flags) loadWithKey() (*config.Config, error) {
+	cfg, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.CheckKey(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// strictError is the warnings --strict turned into errors.
+type strictError struct{ config.Errors }
+
+func (e strictError) Error() string { return "--strict: " + e.Errors.Error() }
+func (e strictError) Unwrap() error { return e.Errors }
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
@@ -206,7 +239,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 
 // openApp loads the configuration and wires leadsync.
 func openApp(ctx context.Context, f *flags, stderr io.Writer, opts app.Options) (*app.App, error) {
-	cfg, err := f.load()
+	cfg, err := f.loadWithKey()
 	if err != nil {
 		return nil, err
 	}

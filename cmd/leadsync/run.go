@@ -18,6 +18,7 @@ import (
 	"github.com/leadsync/leadsync/internal/config"
 	"github.com/leadsync/leadsync/internal/ops"
 	"github.com/leadsync/leadsync/sink"
+	"github.com/leadsync/leadsync/sources"
 	"github.com/leadsync/leadsync/worker"
 )
 
@@ -49,7 +50,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 		}
 		sinceT = t
 	}
-	cfg, err := f.load()
+	cfg, err := f.loadWithKey()
 	if err != nil {
 		return exitUsage, err
 	}
@@ -83,14 +84,22 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	res, err := a.Worker.Run(soft, worker.RunOptions{Trigger: trigger, Connections: conns, Full: *full, Since: sinceT, Hard: hard})
 	pstop()
 	<-done
-	if err != nil {
-		return exitFailed, err
+	return onceOutcome(stdout, res, err)
+}
+
+// onceOutcome prints the summary of a run that began, even when closing it failed (the
+// warehouse's disk full, or its database gone): what was synced is committed and the
+// operator must see it. Then the error, if any, decides the exit code.
+func onceOutcome(stdout io.Writer, res worker.Result, err error) (int, error) {
+	if res.Run != 0 {
+		printSummary(stdout, res)
 	}
-	printSummary(stdout, res)
-	switch res.Status {
-	case sink.RunOK:
+	switch {
+	case err != nil:
+		return exitFailed, err
+	case res.Status == sink.RunOK:
 		return exitOK, nil
-	case sink.RunCancelled:
+	case res.Status == sink.RunCancelled:
 		return exitInterrupted, nil
 	}
 	return exitFailed, nil
@@ -177,7 +186,7 @@ func daemon(soft, hard context.Context, a *app.App) (int, error) {
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	f := newFlags("status", "status [--json] [--config FILE]", stderr)
-	asJSON := f.Bool("json", false, "print JSON")
+	asJSON := f.Bool("json", false, "print JSON: {\"accounts\": [...], \"connections\": [...]}, snake_case keys")
 	if err := f.parse(args); err != nil {
 		return exitUsage, err
 	}
@@ -190,10 +199,15 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	if err != nil {
 		return exitFailed, err
 	}
+	grants, err := a.Grants(ctx)
+	if err != nil {
+		return exitFailed, err
+	}
+	doc := statusJSON(st, grants)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return exitOK, enc.Encode(st)
+		return exitOK, enc.Encode(doc)
 	}
 	// Several workers on one PostgreSQL: say which one is syncing each account, and which
 	// synced it last. A single worker's table stays as it was.
@@ -207,7 +221,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 		header += "\tSYNCING NOW ON\tLAST SYNCED BY"
 	}
 	fmt.Fprintln(tw, header)
-	for _, s := range st {
+	for _, s := range doc.Accounts {
 		last := "never"
 		if !s.LastSyncedAt.IsZero() {
 			last = s.LastSyncedAt.Local().Format(time.DateTime)
@@ -215,6 +229,10 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 		access := s.Access
 		if s.AccessReason != "" {
 			access += " (" + truncate(s.AccessReason, 40) + ")"
+		}
+		// Whatever the warehouse last recorded, nothing syncs until the grant is renewed.
+		if s.NeedsReauth {
+			access = reauthHint(s.Connection, s.Source, grants)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s", s.Source, s.AccountID, truncate(s.Name, 30), access, last,
 			s.Leads, truncate(s.LastError, 60))
@@ -227,7 +245,94 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 		}
 		fmt.Fprintln(tw)
 	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "CONNECTION\tSOURCE\tGRANT")
+	for _, g := range grants {
+		state := "ok"
+		if g.NeedsReauth {
+			state = fmt.Sprintf("NEEDS RE-AUTH: leadsync auth login %s (leadsync auth status says why)", g.Connection)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Connection, g.Source, state)
+	}
 	return exitOK, tw.Flush()
+}
+
+// accountGrant finds the grant an account is synced under. The warehouse records the
+// source, not the connection: with one connection of that source it is that one's grant;
+// with several, the account needs re-auth only if all of them do.
+func accountGrant(grants []ops.GrantState, source string) (conn string, needsReauth bool) {
+	n, bad := 0, 0
+	for _, g := range grants {
+		if g.Source != source {
+			continue
+		}
+		n++
+		conn = g.Connection
+		if g.NeedsReauth {
+			bad++
+		}
+	}
+	if n != 1 {
+		conn = ""
+	}
+	return conn, n > 0 && bad == n
+}
+
+func reauthHint(conn, source string, grants []ops.GrantState) string {
+	if conn != "" {
+		return "NEEDS RE-AUTH: leadsync auth login " + conn
+	}
+	var names []string
+	for _, g := range grants {
+		if g.Source == source {
+			names = append(names, g.Connection)
+		}
+	}
+	return "NEEDS RE-AUTH: leadsync auth login " + strings.Join(names, ", ")
+}
+
+// The `status --json` document: stable snake_case keys.
+type (
+	statusDoc struct {
+		Accounts    []accountDoc    `json:"accounts"`
+		Connections []connectionDoc `json:"connections"`
+	}
+	accountDoc struct {
+		Source         string         `json:"source"`
+		AccountID      string         `json:"account_id"`
+		Name           string         `json:"name"`
+		Access         string         `json:"access"`
+		AccessReason   string         `json:"access_reason,omitempty"`
+		Connection     string         `json:"connection,omitempty"` // "" when several share the source
+		NeedsReauth    bool           `json:"needs_reauth"`
+		LastSyncedAt   time.Time      `json:"last_synced_at,omitzero"`
+		LastError      string         `json:"last_error,omitempty"`
+		Leads          int64          `json:"leads"`
+		Cursor         sources.Cursor `json:"cursor,omitempty"`
+		LeaseOwner     string         `json:"lease_owner,omitempty"`
+		LeaseExpiresAt time.Time      `json:"lease_expires_at,omitzero"`
+		LastSyncedBy   string         `json:"last_synced_by,omitempty"`
+	}
+	connectionDoc struct {
+		Connection  string `json:"connection"`
+		Source      string `json:"source"`
+		NeedsReauth bool   `json:"needs_reauth"`
+	}
+)
+
+func statusJSON(st []sink.AccountStatus, grants []ops.GrantState) statusDoc {
+	doc := statusDoc{Accounts: make([]accountDoc, len(st)), Connections: make([]connectionDoc, len(grants))}
+	for i, s := range st {
+		conn, reauth := accountGrant(grants, s.Source)
+		doc.Accounts[i] = accountDoc{Source: s.Source, AccountID: s.AccountID, Name: s.Name, Access: s.Access,
+			AccessReason: s.AccessReason, Connection: conn, NeedsReauth: reauth,
+			LastSyncedAt: s.LastSyncedAt, LastError: s.LastError, Leads: s.Leads, Cursor: s.Cursor,
+			LeaseOwner: s.LeaseOwner, LeaseExpiresAt: s.LeaseExpiresAt, LastSyncedBy: s.LastSyncedBy}
+	}
+	for i, g := range grants {
+		doc.Connections[i] = connectionDoc{Connection: g.Connection, Source: g.Source, NeedsReauth: g.NeedsReauth}
+	}
+	return doc
 }
 
 func truncate(s string, n int) string {
@@ -329,9 +434,13 @@ func cmdConfig(_ context.Context, args []string, stdout, stderr io.Writer) (int,
 	if err := f.parse(args[1:]); err != nil {
 		return exitUsage, err
 	}
-	cfg, err := f.load()
+	cfg, err := f.loadWithKey()
 	if err != nil {
 		return exitUsage, err
+	}
+	// The same environment overrides `run` and `status` apply (worker.Identity).
+	if _, _, err := worker.Identity(cfg.Worker.ID, cfg.Worker.LeaseDuration.D()); err != nil {
+		return exitUsage, &app.ConfigError{Err: err}
 	}
 	var secretErrs []error
 	for _, c := range cfg.Connections {

@@ -30,10 +30,25 @@ type fieldSetter interface {
 	setField(path string, line int)
 }
 
+// The values decoded through aliases (*name) and merge keys (<<: *name) are bounded:
+// nested aliases multiply, so a few hundred bytes could otherwise expand to billions of
+// values. The budget grows with the file, so that many connections merging one block of
+// defaults (about 20 values for each 30 bytes of `- <<: *defaults` and a name) still fit.
+const (
+	aliasBudgetBase    = 10000
+	aliasBudgetPerByte = 10
+)
+
 type decoder struct {
 	file  string
 	errs  []*Error
 	lines map[string]int
+
+	viaAlias  int        // depth of alias expansions around the value being decoded
+	outer     *yaml.Node // the outermost alias being expanded, for the error
+	outerPath string
+	budget    int // values that may still be decoded through aliases
+	overspent bool
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -48,7 +63,7 @@ func decodeConfig(data []byte, name string) (*Config, error) {
 		}
 		return nil, e
 	}
-	d := &decoder{file: name, lines: map[string]int{}}
+	d := &decoder{file: name, lines: map[string]int{}, budget: aliasBudgetBase + aliasBudgetPerByte*len(data)}
 	c := &Config{}
 	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
 		d.decode(root.Content[0], reflect.ValueOf(c).Elem(), "")
@@ -65,9 +80,46 @@ func (d *decoder) fail(path string, n *yaml.Node, format string, args ...any) {
 	d.errs = append(d.errs, &Error{File: d.file, Field: path, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+// enter follows n's aliases, if any; leave must be called when the value is decoded.
+func (d *decoder) enter(n *yaml.Node, path string) (target *yaml.Node, leave func()) {
+	if n.Kind != yaml.AliasNode {
+		return n, func() {}
+	}
+	if d.viaAlias == 0 {
+		d.outer, d.outerPath = n, path
+	}
+	d.viaAlias++
 	for n.Kind == yaml.AliasNode {
 		n = n.Alias
+	}
+	return n, func() { d.viaAlias-- }
+}
+
+// spend counts one value decoded through an alias and reports whether the budget allows it.
+// The first time it does not, it records the error at the outermost alias.
+func (d *decoder) spend() bool {
+	if d.overspent {
+		return false
+	}
+	if d.viaAlias == 0 {
+		return true
+	}
+	if d.budget > 0 {
+		d.budget--
+		return true
+	}
+	d.overspent = true
+	d.fail(d.outerPath, d.outer, "aliases and merge keys (*name, <<) expand to more values than a file "+
+		"of this size may (%d + %d per byte); refusing it (an alias bomb?): write the repeated blocks out",
+		aliasBudgetBase, aliasBudgetPerByte)
+	return false
+}
+
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	n, leave := d.enter(n, path)
+	defer leave()
+	if !d.spend() {
+		return
 	}
 	if path != "" {
 		if _, ok := d.lines[path]; !ok {
@@ -151,6 +203,9 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	fields := yamlFields(v.Type())
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
+		if !d.spend() {
+			return
+		}
 		k, val := n.Content[i], n.Content[i+1]
 		if k.Value == "<<" && k.Tag == "!!merge" {
 			d.merge(val, v, path)
@@ -182,8 +237,10 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 // merge applies a YAML merge key (`<<: *defaults`): the merged mappings are decoded first,
 // so the keys written next to `<<` win.
 func (d *decoder) merge(n *yaml.Node, v reflect.Value, path string) {
-	for n.Kind == yaml.AliasNode {
-		n = n.Alias
+	n, leave := d.enter(n, path)
+	defer leave()
+	if !d.spend() {
+		return
 	}
 	switch n.Kind {
 	case yaml.MappingNode:

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -121,7 +122,7 @@ func (s Secret) resolve(getenv func(string) string) (string, error) {
 	case s.IsZero():
 		return "", &Error{Field: s.field, Line: s.line, Msg: ErrNoSecret.Error()}
 	case s.File != "":
-		b, err := os.ReadFile(s.File)
+		b, err := readSmallFile(s.File)
 		if err != nil {
 			return fail("read secret file %s: %v", s.File, unwrapPathError(err))
 		}
@@ -137,7 +138,7 @@ func (s Secret) resolve(getenv func(string) string) (string, error) {
 			return fail("credential %q: $CREDENTIALS_DIRECTORY is not set (run under systemd with "+
 				"LoadCredential=%s:..., or use {file: ...} instead)", s.Credential, s.Credential)
 		}
-		b, err := os.ReadFile(filepath.Join(dir, s.Credential))
+		b, err := readSmallFile(filepath.Join(dir, s.Credential))
 		if err != nil {
 			return fail("credential %q: %v (is LoadCredential=%s:... in the unit, and does its source exist?)",
 				s.Credential, unwrapPathError(err), s.Credential)
@@ -149,4 +150,26 @@ func (s Secret) resolve(getenv func(string) string) (string, error) {
 		return fail("secret from %s is empty", s)
 	}
 	return v, nil
+}
+
+// MaxFileSize bounds the secret and key files the configuration names: a secret is a few
+// hundred bytes, and a mistaken path (/dev/zero, a log file) must not fill the memory.
+const MaxFileSize = 64 << 10
+
+var errTooLarge = fmt.Errorf("larger than %d KiB: not a secret (is the path right?)", MaxFileSize>>10)
+
+func readSmallFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxFileSize {
+		return nil, errTooLarge
+	}
+	return b, nil
 }
