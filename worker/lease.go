@@ -46,8 +46,8 @@ const (
 func Identity(id string, lease time.Duration) (string, time.Duration, error) {
 	if v := os.Getenv(EnvLeaseDuration); v != "" {
 		d, err := time.ParseDuration(v)
-		if err != nil || d < 100*time.Millisecond {
-			return "", 0, fmt.Errorf("$%s=%q: want a duration of at least 100ms, like 60s", EnvLeaseDuration, v)
+		if err != nil || d < time.Second || d > time.Hour {
+			return "", 0, fmt.Errorf("$%s=%q: want a duration between 1s and 1h (as worker.lease_duration), like 60s", EnvLeaseDuration, v)
 		}
 		lease = d
 	}
