@@ -3,15 +3,17 @@ package sink
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jmoiron/sqlx"
+	"github.com/mattn/go-sqlite3"
 	"github.com/pressly/goose/v3"
 
 	"github.com/leadsync/leadsync/sources"
@@ -142,18 +144,26 @@ var leadUpsertTail = func() string {
 		"\nWHERE " + strings.Join(where, " OR ") + "\nRETURNING revision"
 }()
 
-// pageLeads validates a page and collapses repeated lead ids (the last copy wins): one
-// statement may not upsert the same key twice.
-func pageLeads(w PageWrite) ([]sources.Lead, error) {
+// rejection is a record quarantined in rejected_records rather than stored.
+type rejection struct {
+	id, reason string
+	raw        []byte // the vendor's bytes, possibly not JSON
+}
+
+// pageLeads validates a page, makes its leads storable, and collapses repeated lead ids (the
+// last copy wins): one statement may not upsert the same key twice. A lead whose raw JSON
+// cannot be repaired is quarantined, with the page's rejected records.
+func pageLeads(w PageWrite) ([]sources.Lead, []rejection, error) {
 	if w.Source == "" || w.Account == "" {
-		return nil, errors.New("sink: page without source or account")
+		return nil, nil, errors.New("sink: page without source or account")
 	}
 	out := make([]sources.Lead, 0, len(w.Leads))
 	var seen map[string]int
 	for _, l := range w.Leads {
 		if l.Source != "" && l.Source != w.Source || l.AccountID != "" && l.AccountID != w.Account {
-			return nil, fmt.Errorf("sink: %v in a page for %s/%s", l, w.Source, w.Account)
+			return nil, nil, fmt.Errorf("sink: %v in a page for %s/%s", l, w.Source, w.Account)
 		}
+		l = cleanText(l)
 		if seen == nil {
 			seen = make(map[string]int, len(w.Leads))
 		}
@@ -162,37 +172,303 @@ func pageLeads(w PageWrite) ([]sources.Lead, error) {
 			continue
 		}
 		seen[l.ID] = len(out)
-		out = append(out, cleanText(l))
+		out = append(out, l)
 	}
-	return out, nil
+	var rejects []rejection
+	leads := out[:0]
+	for _, l := range out {
+		if len(l.Raw) > 0 {
+			raw, err := repairJSON(l.Raw)
+			if err != nil {
+				rejects = append(rejects, rejection{id: l.ID, reason: "raw: " + err.Error(), raw: l.Raw})
+				continue
+			}
+			l.Raw = raw
+		}
+		leads = append(leads, l)
+	}
+	for _, r := range w.Rejected {
+		rejects = append(rejects, rejection{id: r.ID, reason: r.Reason, raw: r.Raw})
+	}
+	return leads, rejects, nil
 }
 
-// cleanText makes a lead storable in both dialects: vendors send invalid UTF-8 and NULs now
-// and then, which PostgreSQL's text and jsonb refuse — and one bad lead must not block its
-// account on every run. Invalid bytes become U+FFFD, as in any lenient decoder.
+// cleanText makes a lead's text storable in both dialects: vendors send invalid UTF-8 and
+// NULs now and then, which PostgreSQL's text refuses — and one bad lead must not block its
+// account on every run. Invalid bytes become U+FFFD, as in any lenient decoder. Raw JSON is
+// repairJSON's.
 func cleanText(l sources.Lead) sources.Lead {
-	fix := func(s string) string {
-		if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
-			return s
-		}
-		return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-	}
 	for _, f := range []*string{&l.ID, &l.Kind, &l.Status, &l.FirstName, &l.LastName, &l.Email, &l.Phone,
 		&l.Company, &l.Channel, &l.Campaign} {
-		*f = fix(*f)
+		*f = validText(*f)
 	}
 	if len(l.Tags) > 0 {
 		tags := make([]string, len(l.Tags))
 		for i, t := range l.Tags {
-			tags[i] = fix(t)
+			tags[i] = validText(t)
 		}
 		l.Tags = tags
 	}
-	if raw := string(l.Raw); !utf8.ValidString(raw) || strings.Contains(raw, `\u0000`) {
-		// jsonb refuses the \u0000 escape; the replacement keeps the JSON valid.
-		l.Raw = json.RawMessage(strings.ReplaceAll(strings.ToValidUTF8(raw, "\uFFFD"), `\u0000`, `\uFFFD`))
-	}
 	return l
+}
+
+// validText is s as valid UTF-8 without NULs.
+func validText(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// Statements of the quarantine and of the lead-by-lead fallback, shared by both dialects.
+const (
+	sqlInsertRejected = `INSERT INTO rejected_records
+    (source, account_id, record_id, reason, raw, rejected_at, sync_run_id) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlSeenOne = `INSERT INTO full_pass_seen (source, account_id, run_id, lead_id) VALUES (?, ?, ?, ?)
+ON CONFLICT DO NOTHING`
+)
+
+var sqlUpsertOne = `INSERT INTO leads AS l (source, account_id, first_seen_at, last_synced_at, sync_run_id,
+    lead_id, kind, status, first_name, last_name, email, phone, company, channel, campaign,
+    tags, created_at, updated_at, hipaa, raw)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)` + leadUpsertTail
+
+// maxReasonLen bounds rejected_records.reason.
+const maxReasonLen = 500
+
+// rejectArgs are sqlInsertRejected's parameters; now is already encoded for the dialect.
+func rejectArgs(w PageWrite, r rejection, now any) []any {
+	reason := validText(r.reason)
+	if len(reason) > maxReasonLen {
+		reason = strings.ToValidUTF8(reason[:maxReasonLen], "") + "…"
+	}
+	var raw any
+	if len(r.raw) > 0 {
+		raw = validText(string(r.raw))
+	}
+	return []any{w.Source, w.Account, nullString(validText(r.id)), reason, raw, now, int64(w.Run)}
+}
+
+// seenIDs are the ids of quarantined records: the vendor still has them, so a full pass must
+// not delete their stored copies.
+func seenIDs(rejects []rejection) []string {
+	var ids []string
+	for _, r := range rejects {
+		if id := validText(r.id); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// writeRejects quarantines records in a page's transaction.
+func (c *core) writeRejects(ctx context.Context, tx execer, w PageWrite, rejects []rejection, now any) error {
+	for _, r := range rejects {
+		if _, err := tx.ExecContext(ctx, c.q(sqlInsertRejected), rejectArgs(w, r, now)...); err != nil {
+			return err
+		}
+	}
+	return c.markSeen(ctx, tx, w, seenIDs(rejects))
+}
+
+// markSeen records ids as seen by the page's full pass, if it is one.
+func (c *core) markSeen(ctx context.Context, tx execer, w PageWrite, ids []string) error {
+	if !w.FullPass {
+		return nil
+	}
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, c.q(sqlSeenOne), w.Source, w.Account, int64(w.Run), id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// logRejects names the quarantined records (ids and reasons only: no PII).
+func (c *core) logRejects(w PageWrite, rejects []rejection) {
+	for _, r := range rejects {
+		c.log.Warn("sink: record quarantined in rejected_records", slog.String("source", w.Source),
+			slog.String("account", w.Account), slog.String("record", validText(r.id)), slog.String("reason", validText(r.reason)))
+	}
+}
+
+// isDataError reports whether the database refused a value (PostgreSQL's class 22 "data
+// exception", or a too-deep jsonb; SQLite's few value errors) rather than the statement.
+func isDataError(err error) bool {
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return strings.HasPrefix(pgErr.Code, "22") || pgErr.Code == "54001" // statement_too_complex: jsonb nested too deep
+	}
+	if se, ok := errors.AsType[sqlite3.Error](err); ok {
+		return se.Code == sqlite3.ErrTooBig || se.Code == sqlite3.ErrMismatch || se.Code == sqlite3.ErrRange
+	}
+	return false
+}
+
+// errorCode names a data error without its message, which may quote the value.
+func errorCode(err error) string {
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return "SQLSTATE " + pgErr.Code
+	}
+	if se, ok := errors.AsType[sqlite3.Error](err); ok {
+		return fmt.Sprintf("SQLite error %d: %s", int(se.Code), se.Code.Error())
+	}
+	return "unknown error"
+}
+
+// commitPage commits a page with the dialect's fast write and, when the database refuses
+// a value in it, again lead by lead: one bad lead is quarantined, never the page.
+func (c *core) commitPage(ctx context.Context, w PageWrite,
+	fast func(ctx context.Context, w PageWrite, leads []sources.Lead, rejects []rejection) (WriteResult, error)) (WriteResult, error) {
+	leads, rejects, err := pageLeads(w)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	c.logRejects(w, rejects[:len(rejects)-len(w.Rejected)])
+	res, err := fast(ctx, w, leads, rejects)
+	if isDataError(err) {
+		res, err = c.writeByLead(ctx, w, leads, rejects)
+	}
+	if err != nil {
+		return WriteResult{}, fmt.Errorf("sink: write page of %s/%s: %w", w.Source, w.Account, err)
+	}
+	return res, nil
+}
+
+// writeByLead is the page's transaction again, each lead in a savepoint: a lead the database
+// refuses is quarantined with the field and the error code, and the rest commits with the
+// cursor as usual.
+func (c *core) writeByLead(ctx context.Context, w PageWrite, leads []sources.Lead, rejects []rejection) (WriteResult, error) {
+	now := c.clock()
+	var res WriteResult
+	err := c.tx(ctx, func(tx *sqlx.Tx) error {
+		res = WriteResult{}
+		if err := c.fence(ctx, tx, w.Source, w.Account); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, c.q(sqlEnsureAccount), w.Source, w.Account, c.ts(now)); err != nil {
+			return err
+		}
+		refused := slices.Clip(rejects)
+		for i := range leads {
+			l := &leads[i]
+			var rev int64
+			err := c.savepoint(ctx, tx, true, func() error { return c.upsertOne(ctx, tx, w, l, now, &rev) })
+			switch {
+			case isDataError(err):
+				r := rejection{id: l.ID, reason: c.refusal(ctx, tx, w, *l, now, err), raw: l.Raw}
+				c.logRejects(w, []rejection{r})
+				refused = append(refused, r)
+				continue
+			case err != nil:
+				return err
+			case rev == 0:
+				res.Unchanged++
+			case rev == 1:
+				res.Inserted++
+			default:
+				res.Updated++
+			}
+			if err := c.markSeen(ctx, tx, w, []string{l.ID}); err != nil {
+				return err
+			}
+		}
+		for _, r := range refused {
+			insert := func() error {
+				_, err := tx.ExecContext(ctx, c.q(sqlInsertRejected), rejectArgs(w, r, c.ts(now))...)
+				return err
+			}
+			err := c.savepoint(ctx, tx, true, insert)
+			if isDataError(err) { // what the leads table refused, rejected_records may too
+				r.reason += fmt.Sprintf("; its raw was refused too (%s)", errorCode(err))
+				r.raw = nil
+				err = insert()
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := c.markSeen(ctx, tx, w, seenIDs(refused)); err != nil {
+			return err
+		}
+		res.Rejected = len(refused)
+		_, err := tx.ExecContext(ctx, c.q(sqlUpsertCursor), w.Source, w.Account, string(w.Next), c.ts(now), int64(w.Run))
+		return err
+	})
+	return res, err
+}
+
+// upsertOne writes one lead; rev is its revision, 0 when it was already stored as it is.
+func (c *core) upsertOne(ctx context.Context, tx *sqlx.Tx, w PageWrite, l *sources.Lead, now time.Time, rev *int64) error {
+	var raw any
+	if len(l.Raw) > 0 {
+		raw = string(l.Raw)
+	}
+	err := tx.QueryRowxContext(ctx, c.q(sqlUpsertOne), w.Source, w.Account, c.ts(now), c.ts(now), int64(w.Run),
+		l.ID, l.Kind, nullString(l.Status), nullString(l.FirstName), nullString(l.LastName), nullString(l.Email),
+		nullString(l.Phone), nullString(l.Company), nullString(l.Channel), nullString(l.Campaign),
+		tagsJSON(l.Tags), c.ts(l.CreatedAt), c.ts(l.UpdatedAt), l.HIPAA, raw).Scan(rev)
+	if errors.Is(err, sql.ErrNoRows) {
+		*rev = 0
+		return nil
+	}
+	return err
+}
+
+// savepoint runs fn in a savepoint, rolled back when fn fails or keep is false.
+func (c *core) savepoint(ctx context.Context, tx *sqlx.Tx, keep bool, fn func() error) error {
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT lead"); err != nil {
+		return err
+	}
+	err := fn()
+	if err != nil || !keep {
+		if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT lead"); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+	}
+	if _, rerr := tx.ExecContext(ctx, "RELEASE SAVEPOINT lead"); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
+}
+
+// probeFields clear one lead field each, to find the one the database refuses.
+var probeFields = []struct {
+	name  string
+	clear func(*sources.Lead)
+}{
+	{"raw", func(l *sources.Lead) { l.Raw = nil }},
+	{"tags", func(l *sources.Lead) { l.Tags = nil }},
+	{"created_at", func(l *sources.Lead) { l.CreatedAt = time.Time{} }},
+	{"updated_at", func(l *sources.Lead) { l.UpdatedAt = time.Time{} }},
+	{"first_name", func(l *sources.Lead) { l.FirstName = "" }},
+	{"last_name", func(l *sources.Lead) { l.LastName = "" }},
+	{"email", func(l *sources.Lead) { l.Email = "" }},
+	{"phone", func(l *sources.Lead) { l.Phone = "" }},
+	{"company", func(l *sources.Lead) { l.Company = "" }},
+	{"channel", func(l *sources.Lead) { l.Channel = "" }},
+	{"campaign", func(l *sources.Lead) { l.Campaign = "" }},
+	{"status", func(l *sources.Lead) { l.Status = "" }},
+	{"kind", func(l *sources.Lead) { l.Kind = "" }},
+}
+
+// refusal says which field of a refused lead the database refused, and its error code: the
+// first field whose absence lets the lead in (tried in savepoints that are rolled back).
+func (c *core) refusal(ctx context.Context, tx *sqlx.Tx, w PageWrite, l sources.Lead, now time.Time, refused error) string {
+	field := "an unknown field"
+	for _, p := range probeFields {
+		probe := l
+		p.clear(&probe)
+		var rev int64
+		if c.savepoint(ctx, tx, false, func() error { return c.upsertOne(ctx, tx, w, &probe, now, &rev) }) == nil {
+			field = p.name
+			break
+		}
+	}
+	return fmt.Sprintf("the database refused %s (%s)", field, errorCode(refused))
 }
 
 // Cursor implements Sink.
@@ -208,25 +484,35 @@ func (c *core) Cursor(ctx context.Context, source, account string) (sources.Curs
 	return sources.Cursor(cur), nil
 }
 
+// fullPassSkew is how far behind ours a vendor's clock may be: a lead the vendor updated
+// this close to the pass's start may have moved to a page the pass had already read.
+const fullPassSkew = time.Minute
+
 // FinishFullPass implements Sink. It deletes (softly) only when the run is still running
 // and its pass saw at least one lead: an empty "complete" pass is far more likely a vendor
-// glitch than an account whose every lead was deleted. The seen ids are dropped either way.
+// glitch than an account whose every lead was deleted. It never deletes a lead written (by
+// any run) since the run began, nor one the vendor updated since then: either may have
+// moved to a page the pass had already read. The run's seen ids are dropped either way;
+// another run's are left alone, since its pass may still be going.
 func (c *core) FinishFullPass(ctx context.Context, run RunID, source, account string) (int64, error) {
 	var deleted int64
 	err := c.tx(ctx, func(tx *sqlx.Tx) error {
 		if err := c.fence(ctx, tx, source, account); err != nil {
 			return err
 		}
-		var status string
-		err := tx.GetContext(ctx, &status, c.q(`SELECT status FROM sync_runs WHERE id = ?`), run)
+		var r struct {
+			Status  string   `db:"status"`
+			Started nullTime `db:"started_at"`
+		}
+		err := tx.GetContext(ctx, &r, c.q(`SELECT status, started_at FROM sync_runs WHERE id = ?`), run)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("run %d: %w", run, ErrUnknownRun)
 		}
 		if err != nil {
 			return err
 		}
-		if status != RunRunning {
-			return fmt.Errorf("run %d is %s, not running: its full pass cannot delete", run, status)
+		if r.Status != RunRunning {
+			return fmt.Errorf("run %d is %s, not running: its full pass cannot delete", run, r.Status)
 		}
 		var seen int64
 		if err := tx.GetContext(ctx, &seen, c.q(`SELECT count(*) FROM full_pass_seen
@@ -236,10 +522,11 @@ WHERE source = ? AND account_id = ? AND run_id = ?`), source, account, run); err
 		if seen > 0 {
 			res, err := tx.ExecContext(ctx, c.q(`UPDATE leads SET deleted_at = ?, sync_run_id = ?
 WHERE source = ? AND account_id = ? AND deleted_at IS NULL
+  AND last_synced_at < ? AND (updated_at IS NULL OR updated_at < ?)
   AND NOT EXISTS (SELECT 1 FROM full_pass_seen s
                   WHERE s.source = leads.source AND s.account_id = leads.account_id
                     AND s.run_id = ? AND s.lead_id = leads.lead_id)`),
-				c.ts(c.clock()), run, source, account, run)
+				c.ts(c.clock()), run, source, account, c.ts(r.Started.Time), c.ts(r.Started.Add(-fullPassSkew)), run)
 			if err != nil {
 				return err
 			}
@@ -250,8 +537,8 @@ WHERE source = ? AND account_id = ? AND deleted_at IS NULL
 			c.log.Warn("sink: full pass saw no leads; deleting nothing",
 				slog.String("source", source), slog.String("account", account), slog.Int64("run", int64(run)))
 		}
-		// Every seen row of the account goes, stale ones from cancelled passes included.
-		_, err = tx.ExecContext(ctx, c.q(`DELETE FROM full_pass_seen WHERE source = ? AND account_id = ?`), source, account)
+		_, err = tx.ExecContext(ctx, c.q(`DELETE FROM full_pass_seen WHERE source = ? AND account_id = ? AND run_id = ?`),
+			source, account, run)
 		return err
 	})
 	if err != nil {
@@ -421,8 +708,8 @@ ON CONFLICT (source, account_id, day, kind) DO UPDATE SET
 // BeginRun implements Sink.
 func (c *core) BeginRun(ctx context.Context, trigger string) (RunID, error) {
 	var id int64
-	err := c.w.QueryRowxContext(ctx, c.q(`INSERT INTO sync_runs (trigger, started_at, status)
-VALUES (?, ?, 'running') RETURNING id`), trigger, c.ts(c.clock())).Scan(&id)
+	err := c.w.QueryRowxContext(ctx, c.q(`INSERT INTO sync_runs (trigger, started_at, status, worker)
+VALUES (?, ?, 'running', ?) RETURNING id`), trigger, c.ts(c.clock()), nullString(c.worker)).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("sink: begin run: %w", err)
 	}
@@ -434,10 +721,10 @@ func (c *core) FinishRun(ctx context.Context, run RunID, status string, stats Ru
 	err := c.tx(ctx, func(tx *sqlx.Tx) error {
 		res, err := tx.ExecContext(ctx, c.q(`UPDATE sync_runs SET
     finished_at = ?, status = ?, accounts_ok = ?, accounts_failed = ?, accounts_restricted = ?,
-    leads_written = ?, requests = ?, throttled = ?, error = ?
+    leads_written = ?, requests = ?, throttled = ?, records_rejected = ?, error = ?
 WHERE id = ?`),
 			c.ts(c.clock()), status, stats.AccountsOK, stats.AccountsFailed, stats.AccountsRestricted,
-			stats.LeadsWritten, stats.Requests, stats.Throttled, errorText(runErr), run)
+			stats.LeadsWritten, stats.Requests, stats.Throttled, stats.RecordsRejected, errorText(runErr), run)
 		if err != nil {
 			return err
 		}
@@ -453,6 +740,35 @@ WHERE id = ?`),
 		return fmt.Errorf("sink: finish run %d: %w", run, err)
 	}
 	return nil
+}
+
+// abandonedError is the error of a run closed by CloseAbandonedRuns.
+const abandonedError = "abandoned: the process running it ended before it could close the run"
+
+// closeRuns marks as abandoned the running runs that match where, and drops the full-pass
+// bookkeeping of every run that is over.
+func (c *core) closeRuns(ctx context.Context, where string, args ...any) (int64, error) {
+	var n int64
+	err := c.tx(ctx, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, c.q(`UPDATE sync_runs SET status = 'abandoned', error = COALESCE(error, ?)
+WHERE status = 'running' AND (`+where+`)`), append([]any{abandonedError}, args...)...)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM full_pass_seen
+WHERE run_id IN (SELECT id FROM sync_runs WHERE status <> 'running')`)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sink: close abandoned runs: %w", err)
+	}
+	if n > 0 {
+		c.log.Warn("sink: closed runs left running by a process that ended", slog.Int64("runs", n))
+	}
+	return n, nil
 }
 
 // Status implements Sink.

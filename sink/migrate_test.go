@@ -3,6 +3,7 @@ package sink
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestMigrations(t *testing.T) {
@@ -105,4 +106,41 @@ func TestSQLiteConnection(t *testing.T) {
 	if _, err := b.c.r.ExecContext(b.ctx, `DELETE FROM leads`); err == nil {
 		t.Error("the read pool can write")
 	}
+}
+
+// Migration 3 rebuilds SQLite's sync_runs: the runs already there survive, and new run ids
+// carry on after them.
+func TestMigrationKeepsRuns(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, newURL func(testing.TB) string) {
+		ctx, url := t.Context(), newURL(t)
+		w, err := open(ctx, url, Options{Logger: quiet}, modeNone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := w.base()
+		if _, err := c.migrations.UpTo(ctx, 2); err != nil {
+			t.Fatal(err)
+		}
+		for _, status := range []string{RunOK, RunRunning} {
+			if _, err := c.w.ExecContext(ctx, c.q(`INSERT INTO sync_runs (trigger, started_at, status, leads_written)
+VALUES ('cron', ?, ?, 7)`), c.ts(time.Now()), status); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.Close()
+		s, err := Open(ctx, url, Options{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		c = s.(warehouse).base()
+		var n int
+		if err := c.r.GetContext(ctx, &n, `SELECT count(*) FROM sync_runs WHERE leads_written = 7 AND records_rejected = 0`); err != nil || n != 2 {
+			t.Fatalf("%d runs kept, %v; want 2", n, err)
+		}
+		if run, err := s.BeginRun(ctx, TriggerOnce); err != nil || run != 3 {
+			t.Errorf("the next run is %d, %v; want 3", run, err)
+		}
+	})
 }

@@ -5,6 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,6 +26,7 @@ type Postgres struct {
 	*core
 	pool  *pgxpool.Pool
 	sqlDB *sql.DB
+	live  liveness
 }
 
 var _ Sink = (*Postgres)(nil)
@@ -58,6 +62,7 @@ func openPostgres(ctx context.Context, dsn string, opts Options, mode migrateMod
 		},
 		pool:  pool,
 		sqlDB: sqlDB,
+		live:  liveness{cfg: cfg.ConnConfig.Copy(), worker: opts.Worker, log: opts.Logger},
 	}
 	if p.migrations, err = newMigrations(DialectPostgres, sqlDB); err != nil {
 		p.Close()
@@ -66,6 +71,12 @@ func openPostgres(ctx context.Context, dsn string, opts Options, mode migrateMod
 	if err := p.migrate(ctx, mode); err != nil {
 		p.Close()
 		return nil, err
+	}
+	if opts.Worker != "" && mode != modeNone {
+		if err := p.live.hold(ctx); err != nil {
+			p.Close()
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -99,7 +110,100 @@ func (p *Postgres) migrate(ctx context.Context, mode migrateMode) error {
 func (p *Postgres) Close() error {
 	err := p.sqlDB.Close()
 	p.pool.Close()
+	p.live.close()
 	return err
+}
+
+// A worker's liveness is a session advisory lock that its process holds on a connection of
+// its own: PostgreSQL frees it when the process (or its connection) dies, so a run whose
+// worker holds no such lock cannot still be running. A worker whose connection dropped
+// takes the lock again at its next run; in between, it may look dead, and a run it closes
+// later overwrites the "abandoned" mark.
+type liveness struct {
+	cfg    *pgx.ConnConfig
+	worker string
+	log    *slog.Logger
+
+	mu   sync.Mutex
+	conn *pgx.Conn
+	held bool // false when another live process uses the same worker id
+}
+
+// workerLockSpace is the first key of the liveness locks; the second hashes the schema and
+// the worker id.
+const workerLockSpace = 1280527191
+
+// hold makes sure the liveness lock is held, reconnecting if its connection is gone.
+func (l *liveness) hold(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn != nil {
+		if l.conn.Ping(ctx) == nil {
+			return nil
+		}
+		l.conn.Close(ctx) //nolint:errcheck // the connection is already broken
+		l.conn, l.held = nil, false
+	}
+	conn, err := pgx.ConnectConfig(ctx, l.cfg)
+	if err != nil {
+		return fmt.Errorf("sink: worker liveness: %w", err)
+	}
+	var held bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext(current_schema() || '/' || $2))`,
+		int32(workerLockSpace), l.worker).Scan(&held); err != nil {
+		conn.Close(ctx) //nolint:errcheck // the error above says why
+		return fmt.Errorf("sink: worker liveness: %w", err)
+	}
+	if !held {
+		l.log.Warn("sink: another live process uses this worker id; worker ids must be unique",
+			slog.String("worker", l.worker))
+	}
+	l.conn, l.held = conn, held
+	return nil
+}
+
+func (l *liveness) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		l.conn.Close(ctx) //nolint:errcheck // closing the session frees the lock
+		l.conn = nil
+	}
+}
+
+// BeginRun implements Sink, first taking back the worker's liveness lock if its connection
+// dropped.
+func (p *Postgres) BeginRun(ctx context.Context, trigger string) (RunID, error) {
+	if p.worker != "" {
+		if err := p.live.hold(ctx); err != nil {
+			return 0, fmt.Errorf("sink: begin run: %w", err)
+		}
+	}
+	return p.core.BeginRun(ctx, trigger)
+}
+
+// CloseAbandonedRuns implements Sink: a running run is abandoned when its worker's liveness
+// lock is free, when it has no worker (a single writer's), or when it is this worker's own
+// (its process has just started, as the only live one with its id).
+func (p *Postgres) CloseAbandonedRuns(ctx context.Context) (int64, error) {
+	mine := ""
+	if p.worker != "" {
+		if err := p.live.hold(ctx); err != nil {
+			return 0, fmt.Errorf("sink: close abandoned runs: %w", err)
+		}
+		p.live.mu.Lock()
+		if p.live.held {
+			mine = p.worker
+		}
+		p.live.mu.Unlock()
+	}
+	return p.closeRuns(ctx, `worker IS NULL OR worker = ? OR NOT EXISTS (SELECT 1 FROM pg_locks k
+    WHERE k.locktype = 'advisory' AND k.granted AND k.objsubid = 2
+      AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND k.classid = `+strconv.Itoa(workerLockSpace)+`
+      AND k.objid = hashtext(current_schema() || '/' || sync_runs.worker)::oid)`, mine)
 }
 
 // Pool is the underlying pgx pool, for callers that share the connection (tests, tools).
@@ -158,21 +262,13 @@ func newPGColumns(leads []sources.Lead) *pgColumns {
 	return c
 }
 
-// WritePage implements Sink: BEGIN, one pipelined batch (account, upsert, seen ids, cursor),
-// COMMIT.
+// WritePage implements Sink: BEGIN, one pipelined batch (account, upsert, seen ids,
+// quarantined records, cursor), COMMIT.
 func (p *Postgres) WritePage(ctx context.Context, w PageWrite) (WriteResult, error) {
-	leads, err := pageLeads(w)
-	if err != nil {
-		return WriteResult{}, err
-	}
-	res, err := p.writePage(ctx, w, leads)
-	if err != nil {
-		return WriteResult{}, fmt.Errorf("sink: write page of %s/%s: %w", w.Source, w.Account, err)
-	}
-	return res, nil
+	return p.commitPage(ctx, w, p.writePage)
 }
 
-func (p *Postgres) writePage(ctx context.Context, w PageWrite, leads []sources.Lead) (WriteResult, error) {
+func (p *Postgres) writePage(ctx context.Context, w PageWrite, leads []sources.Lead, rejects []rejection) (WriteResult, error) {
 	now := storedTime(p.clock())
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
@@ -194,6 +290,13 @@ func (p *Postgres) writePage(ctx context.Context, w PageWrite, leads []sources.L
 		if w.FullPass {
 			b.Queue(pgSeenSQL, w.Source, w.Account, int64(w.Run), c.id)
 		}
+	}
+	for _, r := range rejects {
+		b.Queue(p.q(sqlInsertRejected), rejectArgs(w, r, now)...)
+	}
+	rejectedSeen := seenIDs(rejects)
+	if w.FullPass && len(rejectedSeen) > 0 {
+		b.Queue(pgSeenSQL, w.Source, w.Account, int64(w.Run), rejectedSeen)
 	}
 	b.Queue(p.q(sqlUpsertCursor), w.Source, w.Account, string(w.Next), now, int64(w.Run))
 
@@ -238,6 +341,16 @@ func (p *Postgres) writePage(ctx context.Context, w PageWrite, leads []sources.L
 				}
 			}
 		}
+		for range rejects {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		if w.FullPass && len(rejectedSeen) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
@@ -252,6 +365,7 @@ func (p *Postgres) writePage(ctx context.Context, w PageWrite, leads []sources.L
 		}
 	}
 	res.Unchanged = len(leads) - res.Inserted - res.Updated
+	res.Rejected = len(rejects)
 	if err := tx.Commit(ctx); err != nil {
 		return WriteResult{}, err
 	}

@@ -36,6 +36,11 @@ WHERE attrelid = 'leads'::regclass AND col_description(attrelid, attnum) = 'PII'
 	if want := sources.PIIFields; !slices.Equal(got, want) {
 		t.Errorf("columns commented PII = %v, want %v", got, want)
 	}
+	var comment *string
+	if err := p.Pool().QueryRow(b.ctx, `SELECT col_description('rejected_records'::regclass,
+    (SELECT attnum FROM pg_attribute WHERE attrelid = 'rejected_records'::regclass AND attname = 'raw'))`).Scan(&comment); err != nil || comment == nil || *comment != "PII" {
+		t.Errorf("rejected_records.raw comment = %v, %v; want PII", comment, err)
+	}
 }
 
 // TestPostgresAnalystRole proves an analyst role reads the de-identified views and cannot
@@ -81,7 +86,7 @@ func TestPostgresAnalystRole(t *testing.T) {
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); !ok || pgErr.Code != "42501" {
 		t.Fatalf("analyst reading leads.email: %v, want permission denied (42501)", err)
 	}
-	for _, tbl := range []string{"leads_current", "accounts", "sync_state", "lead_daily_counts"} {
+	for _, tbl := range []string{"leads_current", "accounts", "sync_state", "lead_daily_counts", "rejected_records"} {
 		if _, err := conn.Exec(b.ctx, "SELECT 1 FROM "+tbl); err == nil {
 			t.Errorf("analyst can read %s", tbl)
 		}

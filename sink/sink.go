@@ -26,6 +26,9 @@ const (
 	RunOK        = "ok"
 	RunFailed    = "failed"    // at least one account failed
 	RunCancelled = "cancelled" // stopped by a signal
+	// RunAbandoned is a run left running by a process that ended before it could close it
+	// (a crash, or a database outage at the close); see CloseAbandonedRuns.
+	RunAbandoned = "abandoned"
 )
 
 // PageWrite is one page to commit: its leads and the cursor that resumes after it.
@@ -108,6 +111,12 @@ type Sink interface {
 	BeginRun(ctx context.Context, trigger string) (RunID, error)
 	// FinishRun closes it with its counts, its status, and the first error if any.
 	FinishRun(ctx context.Context, run RunID, status string, stats RunStats, runErr error) error
+	// CloseAbandonedRuns marks RunAbandoned the runs still "running" that no live process
+	// can be running, and returns how many. Call it at start, before this process begins a
+	// run: its own earlier runs count as abandoned. On SQLite it takes the writer lock
+	// (ErrSingleWriter if another process holds it) and closes every running run; on
+	// PostgreSQL it closes the runs of this worker and of workers whose process is gone.
+	CloseAbandonedRuns(ctx context.Context) (int64, error)
 
 	// Status lists every account with its freshness, for `leadsync status`.
 	Status(ctx context.Context) ([]AccountStatus, error)

@@ -332,14 +332,6 @@ func TestWritePageAtomic(t *testing.T) {
 			}
 			unchangedState(t)
 		})
-		t.Run("invalid raw JSON", func(t *testing.T) {
-			leads := many()
-			leads[3].Raw = json.RawMessage(`{"truncated":`)
-			if _, err := b.s.WritePage(b.ctx, PageWrite{Run: run, Source: sources.LocaliQ, Account: "USA_1", Leads: leads, Next: "c2"}); err == nil {
-				t.Fatal("invalid raw JSON was accepted")
-			}
-			unchangedState(t)
-		})
 		t.Run("context cancelled mid-transaction", func(t *testing.T) {
 			ctx, cancel := context.WithCancel(b.ctx)
 			defer cancel()
@@ -405,7 +397,7 @@ func TestFullPassSoftDelete(t *testing.T) {
 		if n := b.count(t, `SELECT count(*) FROM leads_current WHERE account_id = ?`, acct); n != 2 {
 			t.Errorf("leads_current has %d leads, want 2", n)
 		}
-		if n := b.count(t, `SELECT count(*) FROM full_pass_seen`); n != 0 {
+		if n := b.count(t, `SELECT count(*) FROM full_pass_seen WHERE run_id = ?`, run); n != 0 {
 			t.Errorf("%d seen rows left after the pass, want 0", n)
 		}
 
@@ -525,8 +517,9 @@ func TestViews(t *testing.T) {
 		leads := testLeads("USA_1", "open", "secret", "gone")
 		leads[1].HIPAA = true
 		leads[2].CreatedAt = t0.AddDate(0, 0, 1)
+		b.write(t, PageWrite{Run: b.run(t), Account: "USA_1", Leads: leads, Next: "c1"})
+		b.clock.Advance(time.Hour)
 		run := b.run(t)
-		b.write(t, PageWrite{Run: run, Account: "USA_1", Leads: leads, Next: "c1"})
 		b.write(t, PageWrite{Run: run, Account: "USA_1", Leads: leads[:2], Next: "f1", FullPass: true})
 		if _, err := b.s.FinishFullPass(b.ctx, run, sources.LocaliQ, "USA_1"); err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,18 @@ func openSQLite(ctx context.Context, path string, opts Options, mode migrateMode
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sink: SQLite path %q may not contain ? or #", path)
 	}
+	var file *os.File
+	if path != ":memory:" {
+		var err error
+		if file, err = openDBFile(path, opts.Logger); err != nil {
+			return nil, err
+		}
+	}
+	closeFile := func() {
+		if file != nil {
+			file.Close()
+		}
+	}
 	params := url.Values{}
 	params.Set("_busy_timeout", strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10))
 	params.Set("_foreign_keys", "on")
@@ -55,6 +68,7 @@ func openSQLite(ctx context.Context, path string, opts Options, mode migrateMode
 
 	wdb, err := sql.Open("sqlite3", path+"?"+params.Encode())
 	if err != nil {
+		closeFile()
 		return nil, fmt.Errorf("sink: open %s: %w", path, err)
 	}
 	wdb.SetMaxOpenConns(1)
@@ -63,11 +77,13 @@ func openSQLite(ctx context.Context, path string, opts Options, mode migrateMode
 	wdb.SetConnMaxIdleTime(0)
 	if err := wdb.PingContext(ctx); err != nil {
 		wdb.Close()
+		closeFile()
 		return nil, fmt.Errorf("sink: open %s: %w", path, err)
 	}
 	rdb, err := sql.Open("sqlite3", path+"?"+rparams+"&_query_only=true")
 	if err != nil {
 		wdb.Close()
+		closeFile()
 		return nil, fmt.Errorf("sink: open %s: %w", path, err)
 	}
 	rdb.SetMaxOpenConns(4)
@@ -81,8 +97,9 @@ func openSQLite(ctx context.Context, path string, opts Options, mode migrateMode
 			log:     opts.Logger,
 			ts:      sqliteTS,
 		},
-		path:  path,
-		stmts: make(map[stmtKey]*sql.Stmt),
+		path:   path,
+		stmts:  make(map[stmtKey]*sql.Stmt),
+		writer: writerLock{f: file},
 	}
 	if s.migrations, err = newMigrations(DialectSQLite, wdb); err != nil {
 		s.Close()
@@ -103,8 +120,9 @@ func (s *SQLite) Close() error {
 		delete(s.stmts, k)
 	}
 	s.mu.Unlock()
-	s.writer.unlock()
-	return errors.Join(s.w.Close(), s.r.Close())
+	err := errors.Join(s.w.Close(), s.r.Close())
+	s.writer.close()
+	return err
 }
 
 // stmt returns the cached prepared statement for a batch of rows.
@@ -172,20 +190,12 @@ func sqliteSeenSQL(n int) string {
 }
 
 // WritePage implements Sink: one IMMEDIATE transaction, multi-row upserts of up to
-// sqliteChunk leads, the seen ids of a full pass, and the cursor.
+// sqliteChunk leads, the seen ids of a full pass, the quarantined records, and the cursor.
 func (s *SQLite) WritePage(ctx context.Context, w PageWrite) (WriteResult, error) {
-	leads, err := pageLeads(w)
-	if err != nil {
-		return WriteResult{}, err
-	}
-	res, err := s.writePage(ctx, w, leads)
-	if err != nil {
-		return WriteResult{}, fmt.Errorf("sink: write page of %s/%s: %w", w.Source, w.Account, err)
-	}
-	return res, nil
+	return s.commitPage(ctx, w, s.writePage)
 }
 
-func (s *SQLite) writePage(ctx context.Context, w PageWrite, leads []sources.Lead) (WriteResult, error) {
+func (s *SQLite) writePage(ctx context.Context, w PageWrite, leads []sources.Lead, rejects []rejection) (WriteResult, error) {
 	now := s.ts(s.clock())
 	// Prepare first: the one connection is the transaction's once it begins.
 	stmts := make(map[stmtKey]*sql.Stmt, 4)
@@ -244,6 +254,10 @@ func (s *SQLite) writePage(ctx context.Context, w PageWrite, leads []sources.Lea
 		}
 	}
 	res.Unchanged = len(leads) - res.Inserted - res.Updated
+	if err := s.writeRejects(ctx, tx, w, rejects, now); err != nil {
+		return WriteResult{}, err
+	}
+	res.Rejected = len(rejects)
 	if _, err := tx.ExecContext(ctx, sqlUpsertCursor, w.Source, w.Account, string(w.Next), now, int64(w.Run)); err != nil {
 		return WriteResult{}, err
 	}
