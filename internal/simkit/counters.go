@@ -117,47 +117,48 @@ func (c *Counters) Reset() {
 	c.named = map[string]int64{}
 }
 
-// StatusRecorder wraps a ResponseWriter to learn the status a handler answered.
-type StatusRecorder struct {
+// countingWriter counts a request when its status is decided, before any byte of the answer
+// can reach the client: a test that reads the counters once its client has the answer must
+// find it counted.
+type countingWriter struct {
 	http.ResponseWriter
-	Status int
+	count   func(status int)
+	counted bool
 }
 
-// WriteHeader records the status.
-func (s *StatusRecorder) WriteHeader(code int) {
-	if s.Status == 0 {
-		s.Status = code
+func (w *countingWriter) countOnce(status int) {
+	if !w.counted {
+		w.counted = true
+		w.count(status)
 	}
-	s.ResponseWriter.WriteHeader(code)
 }
 
-// Write records an implicit 200.
-func (s *StatusRecorder) Write(p []byte) (int, error) {
-	if s.Status == 0 {
-		s.Status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(p)
+func (w *countingWriter) WriteHeader(code int) {
+	w.countOnce(code)
+	w.ResponseWriter.WriteHeader(code)
 }
 
-// Flush passes flushes through (the reset fault needs it).
-func (s *StatusRecorder) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.countOnce(http.StatusOK)
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush passes flushes through (the reset fault needs it); a flush sends an implicit 200.
+func (w *countingWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		w.countOnce(http.StatusOK)
 		f.Flush()
 	}
 }
 
-// CountRequests counts every answer of next under endpoint(r).
+// CountRequests counts every answer of next under endpoint(r). A handler that aborts before
+// answering (a dropped response) is counted as a 200, the status it would have sent.
 func CountRequests(next http.Handler, c *Counters, endpoint func(*http.Request) string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &StatusRecorder{ResponseWriter: w}
-		defer func() {
-			st := rec.Status
-			if st == 0 {
-				st = http.StatusOK
-			}
-			c.Request(endpoint(r), st)
-		}()
-		next.ServeHTTP(rec, r)
+		cw := &countingWriter{ResponseWriter: w, count: func(status int) { c.Request(endpoint(r), status) }}
+		// Deferred so that a panic (http.ErrAbortHandler) is counted before the connection drops.
+		defer cw.countOnce(http.StatusOK)
+		next.ServeHTTP(cw, r)
 	})
 }
 

@@ -164,3 +164,56 @@ func TestDropRefreshIsCounted(t *testing.T) {
 		t.Fatal("exactly one drop must be taken")
 	}
 }
+
+// A test that reads the counters right after its client got an answer must see that answer
+// counted, even while the handler's goroutine has not returned yet.
+func TestRequestIsCountedBeforeItsAnswerArrives(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		status int
+		answer func(w http.ResponseWriter)
+	}{
+		// Bigger than net/http's write buffer, so the body is on the wire before the handler
+		// returns.
+		{"large body", http.StatusOK, func(w http.ResponseWriter) {
+			WriteJSON(w, http.StatusOK, map[string]string{"data": strings.Repeat("x", 64<<10)})
+		}},
+		{"implicit 200 flushed", http.StatusOK, func(w http.ResponseWriter) {
+			w.Header().Set("Content-Length", "2")
+			_, _ = w.Write([]byte("{}"))
+			w.(http.Flusher).Flush()
+		}},
+		{"status only", http.StatusTeapot, func(w http.ResponseWriter) {
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(http.StatusTeapot)
+			w.(http.Flusher).Flush()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := NewCounters()
+			release := make(chan struct{})
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				tc.answer(w)
+				// The server goroutine is descheduled after writing: the client has the answer.
+				<-release
+			})
+			srv := httptest.NewServer(CountRequests(h, c, func(*http.Request) string { return "ep" }))
+			t.Cleanup(srv.Close)
+			t.Cleanup(func() { close(release) })
+			resp, err := http.Get(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := c.Requests("ep", tc.status); n != 1 {
+				t.Fatalf("answered %d, then counted %d requests with it; the counters: %+v", resp.StatusCode, n, c.Snapshot())
+			}
+		})
+	}
+}

@@ -71,10 +71,11 @@ type Config struct {
 	Observer Observer
 }
 
-// Observer is a metrics hook.
-// maxAuthRetries bounds the refresh-and-retry rounds of one Do.
-const maxAuthRetries = 3
+// maxRotations bounds the free re-sends of one Do after a 401 for a token that another
+// caller rotated meanwhile.
+const maxRotations = 4
 
+// Observer is a metrics hook.
 type Observer interface {
 	// Request reports one HTTP attempt; status 0 is a network error (including a body cut
 	// short).
@@ -199,16 +200,18 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // Do sends req, with proactive limiting per Bucket, retries with backoff on 429 / 5xx / 408 /
 // network errors / truncated bodies (honouring Retry-After in seconds or HTTP-date, then
 // Wait429, capped by MaxWait, bounded by MaxAttempts and MaxElapsed), and on AuthFailed:
-// Auth.Invalidate(tok), a fresh token, one retry (again only if that token worked before
-// being refused, at most maxAuthRetries per Do). It returns the response for
-// 2xx; otherwise an *Error.
+// when Auth now hands out another token (rotated by another caller), a re-send with it that
+// spends no attempt (at most maxRotations per Do); when it hands out the refused token,
+// Auth.Invalidate(tok), a fresh token and one retry (once per Do). It returns the response
+// for 2xx; otherwise an *Error.
 func (c *Client) Do(ctx context.Context, req Request) (*Response, error) {
 	return c.do(ctx, &req, nil)
 }
 
 // JSON is Do plus decoding into out (nil out: only validated). A body that is not valid JSON
 // is retried like a truncated response (bounded), then fails with an *Error whose Message
-// says "malformed JSON at offset N". A 204 is not decoded.
+// says "malformed JSON at offset N". Valid JSON nested deeper than encoding/json accepts
+// fails at once ("JSON nested deeper than 10000 at offset N"). A 204 is not decoded.
 func (c *Client) JSON(ctx context.Context, req Request, out any) error {
 	decode := func(b []byte) error {
 		if out == nil {
@@ -226,8 +229,9 @@ func (c *Client) JSON(ctx context.Context, req Request, out any) error {
 }
 
 // Decode is Do with a decoder of the caller's: a *json.SyntaxError from decode is retried
-// like a truncated response (bounded), any other error is final. Sources that decode a page
-// record by record (quarantining the bad ones) use it instead of JSON.
+// like a truncated response (bounded) unless the body is one complete JSON value (too deep,
+// as in JSON); any other error is final. Sources that decode a page record by record
+// (quarantining the bad ones) use it instead of JSON.
 func (c *Client) Decode(ctx context.Context, req Request, decode func(body []byte) error) (*Response, error) {
 	return c.do(ctx, &req, decode)
 }
@@ -244,13 +248,13 @@ type call struct {
 	start    time.Time
 	attempts int
 	tok      *oauth2.Token
-	// authRetries counts refresh-and-retry rounds after a 401; tokWorked says whether the
-	// vendor accepted cl.tok at least once (a later refusal then means it was revoked).
-	authRetries int
-	tokWorked   bool
-	bo          *backoff.ExponentialBackOff
-	u           *url.URL
-	tokens      []string // every access token sent, to scrub from messages
+	// refreshed: this call has had the store refresh a refused token (once per call);
+	// rotations counts re-sends after a 401 for a token rotated elsewhere.
+	refreshed bool
+	rotations int
+	bo        *backoff.ExponentialBackOff
+	u         *url.URL
+	tokens    []string // every access token sent, to scrub from messages
 }
 
 // outcome is what one attempt produced.
@@ -293,23 +297,12 @@ func (c *Client) do(ctx context.Context, req *Request, decode func([]byte) error
 		if req.Auth != nil && cl.tok == nil {
 			tok, err := req.Auth.Token(ctx)
 			if err != nil {
-				last := cl.fail(0, "get token", err)
-				// A refresh that failed transiently (the token endpoint's 5xx, 429, a dropped
-				// answer; the store kept the refresh token) is retried like the request itself;
-				// a grant that needs re-authorization, an OAuth refusal (invalid_grant,
-				// invalid_client), or a cancelled call, is final.
-				var refused *oauth2.RetrieveError
-				if errors.Is(err, sources.ErrNeedsReauth) || errors.As(err, &refused) || ctx.Err() != nil || req.NoRetry {
-					return nil, last
-				}
-				cl.attempts++
-				if err := cl.retryWait(ctx, "token", -1, last); err != nil {
+				if err := cl.tokenFailed(ctx, err); err != nil {
 					return nil, err
 				}
 				continue
 			}
-			cl.tok = tok
-			cl.tokens = append(cl.tokens, tok.AccessToken)
+			cl.use(tok)
 		}
 		if err := c.gate(ctx, cl.b); err != nil {
 			return nil, cl.cancelled(err, nil)
@@ -320,9 +313,6 @@ func (c *Client) do(ctx context.Context, req *Request, decode func([]byte) error
 			return nil, cl.cancelled(ctx.Err(), nil)
 		}
 
-		if o.netErr == nil && !(req.Auth != nil && c.authFailed(o.status, o.body)) {
-			cl.tokWorked = true
-		}
 		var (
 			reason string
 			wait   time.Duration = -1 // -1: exponential backoff
@@ -349,20 +339,21 @@ func (c *Client) do(ctx context.Context, req *Request, decode func([]byte) error
 				// A well-formed body of the wrong shape will not improve with retries.
 				return nil, cl.fail(o.status, decodeMessage(err), err)
 			}
+			if complete, deepAt := wellFormed(o.body); complete {
+				// The body arrived whole: a retry would bring the same document.
+				msg := fmt.Sprintf("cannot decode JSON at offset %d", se.Offset)
+				if deepAt > 0 {
+					msg = fmt.Sprintf("JSON nested deeper than %d at offset %d", maxDepth, deepAt)
+				}
+				return nil, cl.fail(o.status, msg, err)
+			}
 			reason, last = "decode", cl.fail(o.status, fmt.Sprintf("malformed JSON at offset %d", se.Offset), err)
 		case req.Auth != nil && c.authFailed(o.status, o.body):
 			last = cl.fail(o.status, cl.message(o.body), nil)
-			// One refresh and one retry for a refused token; a fresh token refused at once is
-			// final. A token that worked and is refused later was revoked meanwhile by a
-			// rotation elsewhere (LocaliQ revokes the previous access token on refresh): that
-			// earns another round, up to maxAuthRetries per Do.
-			if cl.authRetries > 0 && (!cl.tokWorked || cl.authRetries >= maxAuthRetries) {
-				return nil, last
+			if err := cl.reauth(ctx, last); err != nil {
+				return nil, err
 			}
-			cl.authRetries++
-			req.Auth.Invalidate(cl.tok)
-			cl.tok, cl.tokWorked = nil, false
-			reason, wait = "auth", 0
+			continue
 		case o.status == http.StatusTooManyRequests:
 			if cl.stats != nil {
 				cl.stats.Throttled.Add(1)
@@ -389,6 +380,62 @@ func (c *Client) do(ctx context.Context, req *Request, decode func([]byte) error
 			return nil, err
 		}
 	}
+}
+
+// reauth chooses the token to retry with after the vendor refused cl.tok. Another token
+// from the store means another caller rotated it while this request was in flight (LocaliQ
+// revokes the previous access token on refresh): the refused attempt never had a chance, so
+// it is given back, and the request goes again with the new token, within maxRotations. The
+// same token again is invalidated and refreshed, once per call: a token refreshed for this
+// call and still refused will stay refused. A non-nil answer is the call's final error.
+func (cl *call) reauth(ctx context.Context, last *Error) error {
+	if cl.req.NoRetry {
+		// No re-send, but the next call should not be handed the refused token again.
+		cl.req.Auth.Invalidate(cl.tok)
+		return last
+	}
+	refused := cl.tok.AccessToken
+	cl.tok = nil
+	tok, err := cl.req.Auth.Token(ctx)
+	switch {
+	case err != nil:
+	case tok.AccessToken != refused:
+		if cl.rotations >= maxRotations {
+			return last
+		}
+		cl.rotations++
+		cl.attempts--
+	case cl.refreshed:
+		return last
+	default:
+		cl.refreshed = true
+		cl.req.Auth.Invalidate(tok)
+		tok, err = cl.req.Auth.Token(ctx)
+	}
+	if err != nil {
+		return cl.tokenFailed(ctx, err)
+	}
+	cl.use(tok)
+	return cl.retryWait(ctx, "auth", 0, last)
+}
+
+// tokenFailed handles a failure of Auth.Token. A refresh that failed transiently (the token
+// endpoint's 5xx, 429, a dropped answer; the store kept the refresh token) is retried like
+// the request itself; a grant that needs re-authorization, an OAuth refusal (invalid_grant,
+// invalid_client), or a cancelled call, is final. A nil answer means: get a token again.
+func (cl *call) tokenFailed(ctx context.Context, err error) error {
+	last := cl.fail(0, "get token", err)
+	var refused *oauth2.RetrieveError
+	if errors.Is(err, sources.ErrNeedsReauth) || errors.As(err, &refused) || ctx.Err() != nil || cl.req.NoRetry {
+		return last
+	}
+	cl.attempts++
+	return cl.retryWait(ctx, "token", -1, last)
+}
+
+func (cl *call) use(tok *oauth2.Token) {
+	cl.tok = tok
+	cl.tokens = append(cl.tokens, tok.AccessToken)
 }
 
 // retryWait decides whether the call may try again after last and waits before it: wait
@@ -573,6 +620,38 @@ func stripURL(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// maxDepth is encoding/json's nesting limit: it refuses deeper documents, valid or not, with
+// a *json.SyntaxError.
+const maxDepth = 10000
+
+// wellFormed reports whether body is one complete JSON value (json.Decoder's tokenizer has no
+// depth limit), and the offset just past the first bracket deeper than maxDepth (0: none).
+func wellFormed(body []byte) (complete bool, deepAt int64) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	depth, values := 0, 0
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return depth == 0 && values == 1, deepAt
+		}
+		if err != nil {
+			return false, deepAt
+		}
+		switch tok {
+		case json.Delim('['), json.Delim('{'):
+			if depth++; depth > maxDepth && deepAt == 0 {
+				deepAt = dec.InputOffset()
+			}
+			continue
+		case json.Delim(']'), json.Delim('}'):
+			depth--
+		}
+		if depth == 0 {
+			values++
+		}
+	}
 }
 
 func decodeMessage(err error) string {

@@ -3,6 +3,7 @@ package httpx
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -381,6 +382,85 @@ func TestMalformedJSONForever(t *testing.T) {
 	}
 }
 
+// Valid JSON nested deeper than encoding/json allows will be just as deep on a retry: one
+// attempt, and an error that says what is wrong with it.
+func TestTooDeepJSONIsFinal(t *testing.T) {
+	t.Parallel()
+	deep := strings.Repeat("[", 10_001) + strings.Repeat("]", 10_001)
+	for _, tc := range []struct {
+		name string
+		call func(b *testBundle) error
+	}{
+		{"JSON", func(b *testBundle) error {
+			var out any
+			return b.client.JSON(b.ctx, Request{Path: "x", Endpoint: "x"}, &out)
+		}},
+		{"JSON validate only", func(b *testBundle) error {
+			return b.client.JSON(b.ctx, Request{Path: "x", Endpoint: "x"}, nil)
+		}},
+		{"Decode", func(b *testBundle) error {
+			_, err := b.client.Decode(b.ctx, Request{Path: "x", Endpoint: "x"}, func(body []byte) error {
+				var out struct{ Contacts []json.RawMessage }
+				if err := json.Unmarshal(body, &out); err != nil {
+					return fmt.Errorf("contacts page: %w", err)
+				}
+				return nil
+			})
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, func(w http.ResponseWriter, r *http.Request, n int64) { ok(w, deep) }, nil)
+			e := asError(t, tc.call(b))
+			if e.Attempts != 1 || b.hits.Load() != 1 || e.Temporary() {
+				t.Fatalf("got %+v after %d requests, want one final attempt", e, b.hits.Load())
+			}
+			if want := "JSON nested deeper than 10000 at offset 10001"; e.Message != want {
+				t.Fatalf("message %q, want %q", e.Message, want)
+			}
+		})
+	}
+}
+
+// A decoder's syntax error inside a body that arrived whole (a JSON string holding bad JSON)
+// is the vendor's data, not the transport: final.
+func TestDecoderSyntaxErrorInCompleteBodyIsFinal(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(w http.ResponseWriter, r *http.Request, n int64) { ok(w, `{"payload":"{\"a\":"}`) }, nil)
+	_, err := b.client.Decode(b.ctx, Request{Path: "x", Endpoint: "x"}, func(body []byte) error {
+		var out struct{ Payload string }
+		if err := json.Unmarshal(body, &out); err != nil {
+			return err
+		}
+		var inner map[string]any
+		return json.Unmarshal([]byte(out.Payload), &inner)
+	})
+	e := asError(t, err)
+	if e.Attempts != 1 || b.hits.Load() != 1 || e.Message != "cannot decode JSON at offset 5" {
+		t.Fatalf("got %+v after %d requests", e, b.hits.Load())
+	}
+}
+
+// A deep body cut short is a truncated response like any other: retried.
+func TestTruncatedDeepJSONIsRetried(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		if n == 1 {
+			ok(w, strings.Repeat("[", 10_001)+strings.Repeat("]", 100))
+			return
+		}
+		ok(w, `[[1]]`)
+	}, nil)
+	var out [][]int
+	if err := b.client.JSON(b.ctx, Request{Path: "x"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if b.hits.Load() != 2 || len(out) != 1 {
+		t.Fatalf("requests %d, out %v", b.hits.Load(), out)
+	}
+}
+
 func TestWrongJSONShapeIsPermanent(t *testing.T) {
 	t.Parallel()
 	b := setup(t, func(w http.ResponseWriter, r *http.Request, n int64) { ok(w, `{"n":"seven"}`) }, nil)
@@ -420,7 +500,8 @@ func TestAuthRefreshOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.Attempts != 2 || creds.fetched != 2 || !slices.Equal(creds.invalidated, []string{"stale"}) {
+	// Fetched 3 times: the first token, the same one again (not rotated elsewhere), the fresh one.
+	if resp.Attempts != 2 || creds.fetched != 3 || !slices.Equal(creds.invalidated, []string{"stale"}) {
 		t.Fatalf("attempts %d fetched %d invalidated %v", resp.Attempts, creds.fetched, creds.invalidated)
 	}
 	if len(b.clock.Waits()) != 0 {
@@ -835,30 +916,160 @@ func TestInvalidURLIsPermanent(t *testing.T) {
 	}
 }
 
-// A token that worked and is refused later (revoked by a rotation elsewhere while this call
-// was retrying) earns another refresh; one refused at once does not (TestAuthTwiceFails).
-func TestAuthRefreshAgainAfterRevocationMidCall(t *testing.T) {
+// rotatingGrant is a vendor grant and the token store in one. Like LocaliQ, a refresh revokes
+// the previous access token; like the store, Token refreshes only after Invalidate of the
+// token it holds, and otherwise hands out whatever another caller rotated to.
+type rotatingGrant struct {
+	mu        sync.Mutex
+	gen       int
+	held      string // what Token hands out
+	valid     string // the one access token the API accepts
+	invalid   bool   // held was invalidated
+	refreshes int    // refreshes caused by the client under test
+}
+
+func newRotatingGrant() *rotatingGrant {
+	g := &rotatingGrant{}
+	g.rotateLocked()
+	return g
+}
+
+func (g *rotatingGrant) rotateLocked() {
+	g.gen++
+	g.held = fmt.Sprintf("tok%d", g.gen)
+	g.valid = g.held
+}
+
+// rotate is a refresh by another goroutine sharing the grant.
+func (g *rotatingGrant) rotate() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.rotateLocked()
+}
+
+// revoke makes the vendor refuse the current token without a rotation.
+func (g *rotatingGrant) revoke() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.valid = ""
+}
+
+func (g *rotatingGrant) accepts(r *http.Request) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.valid != "" && r.Header.Get("Authorization") == "Bearer "+g.valid
+}
+
+func (g *rotatingGrant) Token(context.Context) (*oauth2.Token, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.invalid {
+		g.invalid = false
+		g.refreshes++
+		g.rotateLocked()
+	}
+	return &oauth2.Token{AccessToken: g.held}, nil
+}
+
+func (g *rotatingGrant) Invalidate(tok *oauth2.Token) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if tok.AccessToken == g.held {
+		g.invalid = true
+	}
+}
+
+func (g *rotatingGrant) Refreshes() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.refreshes
+}
+
+// A request refused because another goroutine rotated the token while it was in flight is
+// re-sent with the rotated token: no refresh of its own, no attempt spent.
+func TestTokenRotatedElsewhereIsRetriedWithoutRefreshOrAttempt(t *testing.T) {
 	t.Parallel()
+	g := newRotatingGrant()
+	b := setup(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		if n <= 3 {
+			g.rotate() // lands between the client's Token and the vendor's check
+		}
+		if !g.accepts(r) {
+			status(w, 401, `{"error":"invalid_token"}`)
+			return
+		}
+		ok(w, `{"ok":true}`)
+	}, func(c *Config) { c.MaxAttempts = 2 })
+	resp, err := b.client.Do(b.ctx, Request{Path: "x", Endpoint: "x", Auth: g})
+	if err != nil {
+		t.Fatalf("%v (%d requests, %d refreshes)", err, b.hits.Load(), g.Refreshes())
+	}
+	if resp.Attempts != 1 || b.hits.Load() != 4 || g.Refreshes() != 0 || len(b.clock.Waits()) != 0 {
+		t.Fatalf("attempts %d, requests %d, refreshes %d, waits %v", resp.Attempts, b.hits.Load(), g.Refreshes(), b.clock.Waits())
+	}
+}
+
+// A grant rotated by others faster than this call can use it ends in a 401, not a loop.
+func TestEndlessRotationElsewhereIsBounded(t *testing.T) {
+	t.Parallel()
+	g := newRotatingGrant()
+	b := setup(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		g.rotate()
+		status(w, 401, `{"error":"invalid_token"}`)
+	}, nil)
+	_, err := b.client.Do(b.ctx, Request{Path: "x", Endpoint: "x", Auth: g})
+	if StatusOf(err) != 401 || b.hits.Load() != 1+maxRotations || g.Refreshes() != 0 {
+		t.Fatalf("err %v, requests %d, refreshes %d", err, b.hits.Load(), g.Refreshes())
+	}
+}
+
+// A token refused while the store still hands it out is refreshed once; when the refreshed
+// token is later revoked by a rotation elsewhere, the call moves on to the rotated token
+// without a second refresh.
+func TestRefreshOnceThenFollowRotationElsewhere(t *testing.T) {
+	t.Parallel()
+	g := newRotatingGrant()
 	b := setup(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		switch n {
-		case 1: // first token refused: refresh
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = w.Write([]byte(`{"message":"Unauthorized"}`))
-		case 2: // the fresh token works, but the vendor is busy
+		case 1:
+			g.revoke()
+		case 2: // the refreshed token works, but the vendor is busy
 			w.WriteHeader(http.StatusServiceUnavailable)
-		case 3: // meanwhile a rotation revoked it
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = w.Write([]byte(`{"message":"Unauthorized"}`))
-		default:
-			ok(w, `{"ok":true}`)
+			return
+		case 3:
+			g.rotate()
 		}
-	}, nil)
-	creds := &fakeCreds{toks: []string{"t1", "t2", "t3"}}
-	if _, err := b.client.Do(b.ctx, Request{Path: "x", Endpoint: "x", Auth: creds}); err != nil {
-		t.Fatal(err)
+		if !g.accepts(r) {
+			status(w, 401, `{"error":"invalid_token"}`)
+			return
+		}
+		ok(w, `{"ok":true}`)
+	}, func(c *Config) { c.MaxAttempts = 3 })
+	resp, err := b.client.Do(b.ctx, Request{Path: "x", Endpoint: "x", Auth: g})
+	if err != nil {
+		t.Fatalf("%v (%d requests, %d refreshes)", err, b.hits.Load(), g.Refreshes())
 	}
-	if !slices.Equal(creds.invalidated, []string{"t1", "t2"}) {
-		t.Fatalf("invalidated %v", creds.invalidated)
+	if resp.Attempts != 3 || b.hits.Load() != 4 || g.Refreshes() != 1 {
+		t.Fatalf("attempts %d, requests %d, refreshes %d", resp.Attempts, b.hits.Load(), g.Refreshes())
+	}
+}
+
+// The token this call refreshed, refused again while the store still hands it out, is final:
+// one refresh per call.
+func TestRefreshedTokenRefusedAgainIsFinal(t *testing.T) {
+	t.Parallel()
+	g := newRotatingGrant()
+	b := setup(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		if n == 2 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		g.revoke()
+		status(w, 401, `{"error":"invalid_token"}`)
+	}, nil)
+	_, err := b.client.Do(b.ctx, Request{Path: "x", Endpoint: "x", Auth: g})
+	if StatusOf(err) != 401 || b.hits.Load() != 3 || g.Refreshes() != 1 {
+		t.Fatalf("err %v, requests %d, refreshes %d", err, b.hits.Load(), g.Refreshes())
 	}
 }
 
