@@ -79,7 +79,7 @@ func (s *Store) mintAccount(ctx context.Context, a *accountCreds) (*accountRecor
 		return nil, fmt.Errorf("store: mint token for account %s of %q: no access token", a.acct, conn)
 	}
 	rec := &accountRecord{conn: conn, acct: a.acct, access: Secret(tok.AccessToken), tokenType: tok.TokenType,
-		expiry: tok.Expiry, meta: stringExtras(tok)}
+		expiry: tok.Expiry, mintedAt: s.now(), meta: stringExtras(tok)}
 	if err := s.writeAccount(ctx, rec); err != nil {
 		return nil, err
 	}
@@ -97,6 +97,7 @@ type accountRecord struct {
 	access     Secret
 	tokenType  string
 	expiry     time.Time
+	mintedAt   time.Time
 	meta       map[string]string
 }
 
@@ -109,7 +110,8 @@ func (r *accountRecord) GoString() string     { return r.String() }
 func (r *accountRecord) LogValue() slog.Value { return slog.StringValue(r.String()) }
 
 func (r *accountRecord) fresh(now time.Time, margin time.Duration) bool {
-	return r.expiry.IsZero() || now.Before(r.expiry.Add(-margin))
+	at := refreshAt(r.expiry, r.mintedAt, true, margin)
+	return at.IsZero() || now.Before(at)
 }
 
 func (r *accountRecord) token() *oauth2.Token {
@@ -121,13 +123,13 @@ func (s *Store) readAccount(ctx context.Context, conn, acct string) (*accountRec
 	s.rotate.RLock()
 	defer s.rotate.RUnlock()
 	var (
-		ct     []byte
-		meta   string
-		expiry sql.NullInt64
-		rec    = &accountRecord{conn: conn, acct: acct}
+		ct             []byte
+		meta           string
+		expiry, minted sql.NullInt64
+		rec            = &accountRecord{conn: conn, acct: acct}
 	)
-	err := s.db.sql.QueryRowContext(ctx, s.db.q(`SELECT access_token, token_type, meta, expiry_ms FROM {accounts}
-		WHERE connection = ? AND account_id = ?`), conn, acct).Scan(&ct, &rec.tokenType, &meta, &expiry)
+	err := s.db.sql.QueryRowContext(ctx, s.db.q(`SELECT access_token, token_type, meta, expiry_ms, minted_at_ms FROM {accounts}
+		WHERE connection = ? AND account_id = ?`), conn, acct).Scan(&ct, &rec.tokenType, &meta, &expiry, &minted)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -138,7 +140,7 @@ func (s *Store) readAccount(ctx context.Context, conn, acct string) (*accountRec
 	if err != nil {
 		return nil, err
 	}
-	rec.access, rec.expiry = Secret(access), msTime(expiry)
+	rec.access, rec.expiry, rec.mintedAt = Secret(access), msTime(expiry), msTime(minted)
 	_ = json.Unmarshal([]byte(meta), &rec.meta)
 	return rec, nil
 }
@@ -163,11 +165,11 @@ func (s *Store) writeAccount(ctx context.Context, rec *accountRecord) error {
 		expiry_ms, minted_at_ms) SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM {grants} WHERE connection = ?)
 		ON CONFLICT (connection, account_id) DO UPDATE SET token_type = excluded.token_type, meta = excluded.meta,
 		access_token = excluded.access_token, expiry_ms = excluded.expiry_ms, minted_at_ms = excluded.minted_at_ms`),
-		rec.conn, rec.acct, rec.tokenType, string(meta), ct, msOrNull(rec.expiry), s.now().UnixMilli(), rec.conn)
+		rec.conn, rec.acct, rec.tokenType, string(meta), ct, msOrNull(rec.expiry), rec.mintedAt.UnixMilli(), rec.conn)
 	if err != nil {
 		return fmt.Errorf("store: save %s token of %q: %w", rec.acct, rec.conn, s.db.lockErr(err))
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.db.commit(tx); err != nil {
 		return fmt.Errorf("store: save %s token of %q: %w", rec.acct, rec.conn, err)
 	}
 	return nil

@@ -34,12 +34,9 @@ import (
 // The cross-process tests re-execute this test binary as helper processes sharing one store.
 const helperEnv = "LEADSYNC_STORE_HELPER"
 
-// Tokens live 2 s at the server and are refreshed 10 ms after issue, so a run does hundreds
-// of refreshes in a few seconds of real time, while every token in use stays valid.
-const (
-	crossTTL    = 2 * time.Second
-	crossMargin = crossTTL - 10*time.Millisecond
-)
+// Tokens live 2 s at the server. Workers reject (Invalidate) every token they used, as an
+// API would, so a run does hundreds of refreshes in a few seconds of real time.
+const crossTTL = 2 * time.Second
 
 // Helper exit codes.
 const (
@@ -70,7 +67,7 @@ func helperMain() int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx := context.Background()
 	st, err := store.Open(ctx, env("URL"), store.Options{Key: key, Logger: log, PostgresSchema: env("SCHEMA"),
-		RefreshMargin: crossMargin, TokenCallTimeout: 5 * time.Second})
+		TokenCallTimeout: 5 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
 		return exitFailed
@@ -118,6 +115,7 @@ func helperMain() int {
 				if err != nil || status != http.StatusOK {
 					recordErr(fmt.Sprintf("api: status %d err %v", status, err))
 				}
+				grant.Invalidate(tok)
 				if target > 0 && refreshes >= target {
 					done.Store(true)
 				}
@@ -161,12 +159,18 @@ type lacrmSandbox struct {
 	hook            func(tokensrv.Phase) (drop bool)
 }
 
-func newLACRMSandbox(t *testing.T) *lacrmSandbox {
-	sb := &lacrmSandbox{fake: lacrmtest.New(lacrmtest.Options{TokenTTL: crossTTL, RateLimit: simkit.Window{Limit: -1}})}
+func newLACRMSandbox(t *testing.T, ttl time.Duration) *lacrmSandbox {
+	sb := &lacrmSandbox{fake: lacrmtest.New(lacrmtest.Options{TokenTTL: ttl, RateLimit: simkit.Window{Limit: -1}})}
 	srv := httptest.NewServer(sb.proxy(sb.fake.Handler()))
 	t.Cleanup(srv.Close)
 	sb.url = srv.URL
 	return sb
+}
+
+// lacrmRefresher is the real LACRM Refresher, pointed at the sandbox.
+func lacrmRefresher(sb *lacrmSandbox) store.Refresher {
+	return lacrm.Config{TokenURL: sb.url + "/oauth/token.php", ClientID: lacrmtest.DefaultClientID,
+		ClientSecret: lacrmtest.DefaultClientSecret}.Refresher()
 }
 
 func (sb *lacrmSandbox) counters() *simkit.Counters { return sb.fake.Counters() }
@@ -262,11 +266,10 @@ func setupCross(t *testing.T, b backend) *crossBundle {
 	url, opts, raw, files := b.newDB(t)
 	logs := &syncBuffer{}
 	opts.Key = newKey(t)
-	opts.RefreshMargin = crossMargin
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	tb := &testBundle{url: url, opts: opts, raw: raw, files: files, logs: logs}
 	tb.st = tb.open(t)
-	cb := &crossBundle{testBundle: tb, sb: newLACRMSandbox(t), key: opts.Key, schema: opts.PostgresSchema}
+	cb := &crossBundle{testBundle: tb, sb: newLACRMSandbox(t, crossTTL), key: opts.Key, schema: opts.PostgresSchema}
 	if err := tb.st.Save(context.Background(), conn, cb.sb.authorize()); err != nil {
 		t.Fatal(err)
 	}

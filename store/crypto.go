@@ -21,6 +21,11 @@ const KeySize = 32
 // ErrKeyMismatch means the store's records were encrypted with another key.
 var ErrKeyMismatch = errors.New("token store key does not match the key the tokens were encrypted with")
 
+// ErrBadKey means the token store key could not be loaded: a missing, unreadable or
+// malformed key file (token_store.key_file, or the token-key credential). A configuration
+// error: the CLI exits 2 on it.
+var ErrBadKey = errors.New("unusable token store key")
+
 // sealVersion prefixes every ciphertext so the format can change later.
 const sealVersion = 1
 
@@ -95,20 +100,32 @@ func LoadKey(keyFile, stateDir string, log *slog.Logger) ([]byte, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if keyFile != "" {
-		return readKeyFile(keyFile, log)
+		key, err := readKeyFile(keyFile, log)
+		if err != nil {
+			return nil, fmt.Errorf("token_store.key_file: %w", err)
+		}
+		return key, nil
 	}
 	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
 		p := filepath.Join(dir, "token-key")
 		if _, err := os.Stat(p); err == nil {
-			return readKeyFile(p, nil) // systemd already restricts credential access
+			key, err := readKeyFile(p, nil) // systemd already restricts credential access
+			if err != nil {
+				return nil, fmt.Errorf("the token-key credential (token_store.key_file unset): %w", err)
+			}
+			return key, nil
 		}
 	}
 	if stateDir == "" {
-		return nil, errors.New("store: no token key: set a key file or a state directory")
+		return nil, fmt.Errorf("store: no token key: set token_store.key_file or state_dir: %w", ErrBadKey)
 	}
 	p := filepath.Join(stateDir, "token.key")
 	if _, err := os.Stat(p); err == nil {
-		return readKeyFile(p, log)
+		key, err := readKeyFile(p, log)
+		if err != nil {
+			return nil, fmt.Errorf("the generated key (token_store.key_file unset): %w", err)
+		}
+		return key, nil
 	}
 	return generateKeyFile(p, log)
 }
@@ -116,7 +133,7 @@ func LoadKey(keyFile, stateDir string, log *slog.Logger) ([]byte, error) {
 func readKeyFile(path string, log *slog.Logger) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("store: read token key: %w", err)
+		return nil, fmt.Errorf("store: read token key: %w: %w", ErrBadKey, err)
 	}
 	if log != nil {
 		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
@@ -131,10 +148,12 @@ func readKeyFile(path string, log *slog.Logger) ([]byte, error) {
 	return key, nil
 }
 
-// ParseKey decodes a key file's content (see LoadKey for the formats).
+// ParseKey decodes a key file's content (see LoadKey for the formats). Its errors wrap
+// ErrBadKey.
 func ParseKey(b []byte) ([]byte, error) {
-	// 32 bytes of printable text is a mistake (say, 128-bit hex), not random key material.
-	if len(b) == KeySize && !printable(b) {
+	// 32 bytes of printable text, give or take surrounding whitespace, is a mistake (say,
+	// 128-bit hex, or a 31-character key and a newline), not random key material.
+	if len(b) == KeySize && !printable(bytes.TrimSpace(b)) {
 		return bytes.Clone(b), nil
 	}
 	s := strings.TrimSpace(string(b))
@@ -148,7 +167,7 @@ func ParseKey(b []byte) ([]byte, error) {
 			return k, nil
 		}
 	}
-	return nil, fmt.Errorf("want 32 raw bytes, 64 hex characters, or base64 of 32 bytes (got %d bytes)", len(b))
+	return nil, fmt.Errorf("%w: want 32 raw bytes, 64 hex characters, or base64 of 32 bytes (got %d bytes)", ErrBadKey, len(b))
 }
 
 func printable(b []byte) bool {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
@@ -48,6 +49,18 @@ type db struct {
 	writers     chan struct{}
 	lockTimeout time.Duration
 	replacer    *strings.Replacer
+	// writeFault, set only by tests, fails every commit with its error, as a full disk or
+	// an unreachable server would.
+	writeFault atomic.Pointer[error]
+}
+
+// commit commits tx unless a test made the store unwritable.
+func (d *db) commit(tx *sql.Tx) error {
+	if err := d.writeFault.Load(); err != nil {
+		_ = tx.Rollback()
+		return *err
+	}
+	return tx.Commit()
 }
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)

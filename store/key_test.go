@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -97,5 +98,32 @@ func TestLoadKeySources(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), hex.EncodeToString(keys[0])) {
 		t.Error("the key was logged")
+	}
+}
+
+// A key file that cannot be used is a configuration error the CLI can tell apart.
+func TestBadKeyFileIsErrBadKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for name, path := range map[string]string{
+		"missing":            filepath.Join(dir, "missing.key"),
+		"malformed":          write("malformed.key", []byte("not a key\n")),
+		"31 bytes":           write("short.key", bytes.Repeat([]byte{0x9c}, 31)),
+		"31 chars + newline": write("text.key", []byte(strings.Repeat("k", 31)+"\n")),
+		"33 bytes":           write("long.key", bytes.Repeat([]byte{0x9c}, 33)),
+		"hex of 31 bytes":    write("hex31.key", []byte(hex.EncodeToString(bytes.Repeat([]byte{1}, 31))+"\n")),
+		"base64 of 31 bytes": write("b64.key", []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 31)))),
+	} {
+		_, err := store.LoadKey(path, dir, nil)
+		if !errors.Is(err, store.ErrBadKey) || !strings.Contains(err.Error(), "token_store.key_file") {
+			t.Errorf("%s: err = %v, want ErrBadKey naming token_store.key_file", name, err)
+		}
 	}
 }

@@ -4,13 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -127,6 +126,12 @@ func (g *grantCreds) Invalidate(tok *oauth2.Token) {
 // refresh margin of expiry or was invalidated.
 func (g *grantCreds) Token(ctx context.Context) (*oauth2.Token, error) {
 	s, conn := g.t.s, g.t.conn
+	if rec, err, ok := s.pendingGrant(conn); ok {
+		if err != nil {
+			return nil, err
+		}
+		return rec.token(), nil
+	}
 	rec, err := s.readGrant(ctx, conn)
 	if err != nil {
 		return nil, err
@@ -180,35 +185,17 @@ func (s *Store) refreshGrant(ctx context.Context, conn string, r Refresher) (_ *
 			s.onRefresh(conn, err)
 		}
 	}()
+	if rec, err, ok := s.pendingGrant(conn); ok {
+		return rec, err // a refresh that just finished left its pair in memory
+	}
 	s.rotate.RLock()
 	defer s.rotate.RUnlock()
 
-	tx, releaseLock, err := s.db.begin(ctx)
-	if err != nil {
-		return nil, &refreshError{conn: conn, msg: err.Error(), ctxErr: ctxErr(err)}
+	rec, intent, err := s.claim(ctx, conn)
+	if err != nil || intent == "" {
+		return rec, err
 	}
-	var once sync.Once
-	release := func() { once.Do(releaseLock) }
-	defer release()
-	defer func() { _ = tx.Rollback() }()
-
-	rec, err := s.loadGrant(ctx, tx, conn, true)
-	if err != nil {
-		if errors.Is(err, ErrLockTimeout) {
-			return nil, &refreshError{conn: conn, msg: err.Error()}
-		}
-		return nil, err
-	}
-	if rec.NeedsReauth {
-		return nil, &reauthError{conn: conn, reason: rec.Reason}
-	}
-	now := s.now()
-	if !s.isInvalid(conn, rec.Access.Reveal()) && rec.fresh(now, s.margin) {
-		return rec, nil // another goroutine or process refreshed while we waited for the lock
-	}
-	if rec.Refresh == "" {
-		return nil, s.markReauth(ctx, tx, rec, "the grant has no refresh token")
-	}
+	release := &pendingWrite{prev: rec, intent: intent}
 
 	callCtx, cancel := context.WithTimeout(ctx, s.callTimeout)
 	attempted = true
@@ -226,33 +213,22 @@ func (s *Store) refreshGrant(ctx context.Context, conn string, r Refresher) (_ *
 				reason += ": " + desc
 			}
 			reason += "); the grant was revoked or expired, or its refresh token was already spent (e.g. by a process killed after a refresh)"
-			return nil, s.markReauth(ctx, tx, rec, reason)
+			release.reauth = reason
+			s.log.Error("grant needs re-authorization; not refreshing it again until `leadsync auth login`",
+				slog.String("connection", conn), slog.String("reason", reason))
+			s.write(ctx, conn, release)
+			return nil, &reauthError{conn: conn, reason: reason}
 		}
-		_ = tx.Rollback()
 		s.setCooldown(conn)
 		msg := sanitize(err.Error(), rec.Refresh.Reveal(), rec.Access.Reveal())
 		s.log.Warn("token refresh failed; refresh token kept", slog.String("connection", conn), slog.String("error", msg))
+		s.write(ctx, conn, release)
 		return nil, &refreshError{conn: conn, msg: msg, ctxErr: ctxErr(err)}
 	}
 
-	next, err := s.rotated(rec, tok, now)
-	if err == nil {
-		err = s.casGrant(ctx, tx, rec, next, now)
-		if err == nil {
-			err = tx.Commit()
-		}
-	}
-	if err != nil {
-		// The vendor has already rotated: the old refresh token is spent. Try to keep the
-		// new pair with a fresh transaction before giving up on it.
-		s.log.Error("writing the rotated token failed; retrying", slog.String("connection", conn), slog.String("error", err.Error()))
-		_ = tx.Rollback()
-		release() // persistRotated takes the lock again
-		if err = s.persistRotated(ctx, rec, next, now); err != nil {
-			s.log.Error("LOST a rotated refresh token: the next refresh will fail with invalid_grant and the "+
-				"connection will need `leadsync auth login`", slog.String("connection", conn), slog.String("error", err.Error()))
-			return nil, &refreshError{conn: conn, msg: "could not store the rotated token: " + err.Error()}
-		}
+	next := s.rotated(rec, tok, s.now())
+	if !s.write(ctx, conn, &pendingWrite{prev: rec, intent: intent, next: next}) {
+		return nil, &refreshError{conn: conn, msg: "the grant was replaced (a new login?) during the refresh; its result was discarded"}
 	}
 	s.clearMarks(conn, false)
 	s.log.Info("refreshed grant", slog.String("connection", conn), slog.Int64("version", next.Version),
@@ -270,8 +246,105 @@ func ctxErr(err error) error {
 	return nil
 }
 
+// claim takes conn for a refresh (step 1 of the package doc). It returns the grant and, when
+// a refresh is due, the intent it committed on the row; with no intent the grant is fresh.
+func (s *Store) claim(ctx context.Context, conn string) (*grantRecord, string, error) {
+	deadline := time.Now().Add(s.db.lockTimeout)
+	poll := 20 * time.Millisecond
+	recovered, waited := false, false
+	for {
+		rec, intent, foreign, err := s.tryClaim(ctx, conn, recovered)
+		if err != nil || foreign == "" {
+			return rec, intent, err
+		}
+		o, _ := ownerOf(foreign)
+		if o.gone(s.me) {
+			// Its owner died during a refresh. Had it the new pair by then, it sealed it in a
+			// recovery file, which must win over the stored (then spent) refresh token.
+			if err := s.applyRecovery(ctx); err != nil {
+				return nil, "", &refreshError{conn: conn, msg: err.Error()}
+			}
+			recovered = true
+			continue
+		}
+		age := s.now().Sub(rec.RotatingSince)
+		if age >= s.callTimeout+intentSlack || !time.Now().Before(deadline) {
+			return nil, "", &refreshError{conn: conn, msg: fmt.Sprintf("the token pair rotated by process %s at %s is "+
+				"not yet durable, so the stored refresh token may be spent: not refreshing with it. This clears when that "+
+				"process's write lands or it restarts; if it is gone for good, run `leadsync auth login %s`",
+				foreign, rec.RotatingSince.UTC().Format(time.RFC3339), conn)}
+		}
+		if !waited {
+			waited = true
+			s.log.Debug("waiting for another process's refresh of the grant", slog.String("connection", conn),
+				slog.String("process", foreign))
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-t.C:
+		case <-s.closing:
+			t.Stop()
+			return nil, "", &refreshError{conn: conn, msg: "the token store is shutting down"}
+		}
+		poll = min(2*poll, 500*time.Millisecond)
+	}
+}
+
+// tryClaim is one attempt of claim. foreign names another process's intent that stopped
+// it; takeOver lets it replace the intent of a process that is gone.
+func (s *Store) tryClaim(ctx context.Context, conn string, takeOver bool) (rec *grantRecord, intent, foreign string, err error) {
+	tx, release, err := s.db.begin(ctx)
+	if err != nil {
+		return nil, "", "", &refreshError{conn: conn, msg: err.Error(), ctxErr: ctxErr(err)}
+	}
+	defer release()
+	defer func() { _ = tx.Rollback() }()
+	rec, err = s.loadGrant(ctx, tx, conn, true)
+	if err != nil {
+		if errors.Is(err, ErrLockTimeout) {
+			return nil, "", "", &refreshError{conn: conn, msg: err.Error()}
+		}
+		return nil, "", "", err
+	}
+	if rec.NeedsReauth {
+		return nil, "", "", &reauthError{conn: conn, reason: rec.Reason}
+	}
+	now := s.now()
+	if !s.isInvalid(conn, rec.Access.Reveal()) && rec.fresh(now, s.margin) {
+		return rec, "", "", nil // another goroutine or process refreshed while we waited
+	}
+	if rec.RotatingBy != "" {
+		o, ok := ownerOf(rec.RotatingBy)
+		switch {
+		case ok && o == s.me: // a release of ours not written yet: this claim replaces it
+		case takeOver && o.gone(s.me):
+			s.log.Warn("taking over the refresh of a grant from a process of this host that exited during one; "+
+				"if the vendor had rotated the pair by then, this refresh gets invalid_grant",
+				slog.String("connection", conn), slog.String("process", rec.RotatingBy))
+		default:
+			return rec, "", rec.RotatingBy, nil
+		}
+	}
+	if rec.Refresh == "" {
+		return nil, "", "", s.markReauth(ctx, tx, rec, "the grant has no refresh token")
+	}
+	intent = s.me.String() + "#" + strconv.FormatUint(s.intents.Add(1), 10)
+	_, err = tx.ExecContext(ctx, s.db.q(`UPDATE {grants} SET rotating_by = ?, rotating_since_ms = ? WHERE connection = ? AND version = ?`),
+		intent, now.UnixMilli(), conn, rec.Version)
+	if err == nil {
+		err = s.db.commit(tx)
+	}
+	if err != nil {
+		// Nothing was sent: the refresh token is as good as before.
+		return nil, "", "", &refreshError{conn: conn, msg: "could not record the refresh in the token store, so the " +
+			"vendor was not called: " + s.db.lockErr(err).Error(), ctxErr: ctxErr(err)}
+	}
+	rec.RotatingBy, rec.RotatingSince = intent, now
+	return rec, intent, "", nil
+}
+
 // rotated is rec after a refresh returned tok.
-func (s *Store) rotated(rec *grantRecord, tok *oauth2.Token, now time.Time) (*grantRecord, error) {
+func (s *Store) rotated(rec *grantRecord, tok *oauth2.Token, now time.Time) *grantRecord {
 	next := *rec
 	next.Meta = maps.Clone(rec.Meta)
 	if next.Meta == nil {
@@ -282,75 +355,14 @@ func (s *Store) rotated(rec *grantRecord, tok *oauth2.Token, now time.Time) (*gr
 		next.Scopes = scopesOf(next.Meta)
 	}
 	next.Access, next.Expiry, next.Version, next.LastRefreshAt = Secret(tok.AccessToken), tok.Expiry, rec.Version+1, now
+	next.RotatingBy, next.RotatingSince = "", time.Time{}
 	if tok.TokenType != "" {
 		next.TokenType = tok.TokenType
 	}
 	if tok.RefreshToken != "" && tok.RefreshToken != rec.Refresh.Reveal() {
 		next.Refresh, next.PrevRefresh, next.RotatedAt = Secret(tok.RefreshToken), rec.Refresh, now
 	}
-	return &next, nil
-}
-
-// casGrant writes next over rec, only if the row still holds rec's version and refresh
-// token. Under the lock that always holds; the check turns a broken lock into an error
-// instead of a silent overwrite.
-func (s *Store) casGrant(ctx context.Context, tx execer, rec, next *grantRecord, now time.Time) error {
-	seal := s.seal.Load()
-	access, err := seal.seal(next.Access.Reveal(), grantAD(next.Conn, "access"))
-	if err != nil {
-		return err
-	}
-	refresh, err := seal.seal(next.Refresh.Reveal(), grantAD(next.Conn, "refresh"))
-	if err != nil {
-		return err
-	}
-	prev, err := seal.seal(next.PrevRefresh.Reveal(), grantAD(next.Conn, "prev_refresh"))
-	if err != nil {
-		return err
-	}
-	meta, _ := json.Marshal(next.Meta)
-	res, err := tx.ExecContext(ctx, s.db.q(`UPDATE {grants} SET access_token = ?, refresh_token = ?, prev_refresh_token = ?,
-		expiry_ms = ?, token_type = ?, meta = ?, scopes = ?, version = ?, last_refresh_at_ms = ?, rotated_at_ms = ?,
-		updated_at_ms = ? WHERE connection = ? AND version = ? AND refresh_token = ?`),
-		access, refresh, prev, msOrNull(next.Expiry), next.TokenType, string(meta), strings.Join(next.Scopes, " "),
-		next.Version, msOrNull(next.LastRefreshAt), msOrNull(next.RotatedAt), now.UnixMilli(),
-		rec.Conn, rec.Version, rec.refreshCT)
-	if err != nil {
-		return fmt.Errorf("store: write refreshed grant %q: %w", rec.Conn, err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		return fmt.Errorf("store: write refreshed grant %q: compare-and-swap failed (row changed under the lock)", rec.Conn)
-	}
-	next.refreshCT = refresh
-	return nil
-}
-
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-// persistRotated retries the compare-and-swap in its own transactions.
-func (s *Store) persistRotated(ctx context.Context, rec, next *grantRecord, now time.Time) error {
-	var err error
-	for range 3 {
-		var (
-			tx      *sql.Tx
-			release func()
-		)
-		tx, release, err = s.db.begin(ctx)
-		if err != nil {
-			continue
-		}
-		if err = s.casGrant(ctx, tx, rec, next, now); err == nil {
-			err = tx.Commit()
-		}
-		_ = tx.Rollback()
-		release()
-		if err == nil {
-			return nil
-		}
-	}
-	return err
+	return &next
 }
 
 // markReauth records the terminal state and commits it.
@@ -358,7 +370,7 @@ func (s *Store) markReauth(ctx context.Context, tx *sql.Tx, rec *grantRecord, re
 	_, err := tx.ExecContext(ctx, s.db.q(`UPDATE {grants} SET needs_reauth = TRUE, reauth_reason = ?, updated_at_ms = ?
 		WHERE connection = ? AND version = ?`), reason, s.now().UnixMilli(), rec.Conn, rec.Version)
 	if err == nil {
-		err = tx.Commit()
+		err = s.db.commit(tx)
 	}
 	s.log.Error("grant needs re-authorization; not refreshing it again until `leadsync auth login`",
 		slog.String("connection", rec.Conn), slog.String("reason", reason))

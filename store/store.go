@@ -2,13 +2,34 @@
 // encrypted at rest with AES-256-GCM, in a SQLite file or a PostgreSQL schema of their own
 // (never next to the warehouse that analysts read).
 //
-// Its heart is the refresh protocol (DESIGN.md §4.2): vendors hand out single-use refresh
-// tokens, and LACRM revokes the whole grant when one is presented twice. So, per grant, one
-// refresher at a time across goroutines (singleflight) and processes (SQLite BEGIN IMMEDIATE,
-// PostgreSQL SELECT ... FOR UPDATE), a re-read under the lock, exactly one bounded token
-// request, and the new pair written durably with a compare-and-swap on the old refresh token
-// before the access token is handed out. invalid_grant is terminal: the grant is marked
-// needs_reauth and the vendor is not asked again until `leadsync auth login` saves a new one.
+// Its heart is the refresh protocol (DESIGN.md §4.2 and §4.7): vendors hand out single-use
+// refresh tokens, and LACRM revokes the whole grant when one is presented twice. So, per
+// grant, one refresher at a time across goroutines (singleflight) and processes:
+//
+//  1. Claim. Under the grant's lock (SQLite BEGIN IMMEDIATE, PostgreSQL SELECT ... FOR
+//     UPDATE) the row is re-read; if a refresh is still due, this Store's rotation intent
+//     (rotating_by, rotating_since_ms) is committed on it. No intent, no token request: a
+//     store that cannot be written (disk full, server down) costs a transient failure and
+//     nothing else. Another process that finds a foreign intent never refreshes with the
+//     stored refresh token: it waits while the owner may still be in its token call
+//     (TokenCallTimeout + 10 s), then fails transiently, until the intent is cleared.
+//  2. Exactly one bounded token request, no transport retry.
+//  3. Write the new pair and clear the intent, with a compare-and-swap on the claimed
+//     version, refresh token and intent. If that write fails, the pair is kept in memory and
+//     used at once (the spent refresh token is never sent again), and a goroutine of the
+//     Store retries the write with backoff until it lands. Shutdown waits for it within its
+//     deadline, then seals what is left into a recovery file that the next Open applies
+//     (with the same compare-and-swap) before anything else.
+//
+// An intent whose owner died is taken over only when that is provably so: a process of this
+// host (same boot) that has exited. Recovery files in RecoveryDir are applied first. If it
+// died after the vendor rotated and before anything was saved, the refresh reports
+// invalid_grant, the one unavoidable loss. An intent of a process on another host is never
+// taken over: restart that process (its recovery file is applied), or run `leadsync auth
+// login`, which replaces the grant and clears the intent.
+//
+// invalid_grant is terminal: the grant is marked needs_reauth and the vendor is not asked
+// again until `leadsync auth login` saves a new one.
 package store
 
 import (
@@ -19,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,9 +58,17 @@ const (
 	DefaultTokenCallTimeout = 30 * time.Second
 	MaxTokenCallTimeout     = 2 * time.Minute
 	DefaultPostgresSchema   = "leadsync_tokens"
+	// DefaultCloseTimeout is how long Close waits for rotated pairs not yet durable.
+	DefaultCloseTimeout = 5 * time.Second
 	// failureCooldown is how long a still-valid token is used as is after a failed
 	// ahead-of-expiry refresh, so a vendor outage is not hammered by every API call.
 	failureCooldown = 10 * time.Second
+	// intentSlack is how much longer than TokenCallTimeout a foreign rotation intent may be
+	// in flight: past it, its owner has its answer (or died), and waiting is pointless.
+	intentSlack = 10 * time.Second
+	// minRefreshInterval: a token a refresh or mint returned already expired is not renewed
+	// again sooner than this, unless an API rejected it.
+	minRefreshInterval = 10 * time.Second
 )
 
 // Options configure a Store. Zero values mean the defaults.
@@ -49,7 +79,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Clock tells the time for expiry decisions. Default: time.Now.
 	Clock func() time.Time
-	// RefreshMargin: tokens are refreshed this long before they expire. Default 5 min.
+	// RefreshMargin: tokens are refreshed this long before they expire, but never earlier
+	// than half-way through their lifetime. Default 5 min.
 	RefreshMargin time.Duration
 	// TokenCallTimeout bounds one call to the vendor's token endpoint, during which the
 	// grant's lock is held. Default 30 s, at most 2 min.
@@ -64,6 +95,10 @@ type Options struct {
 	// vendor rejected the grant (it is now marked needs_reauth); or a transient error
 	// wrapping ErrRefreshFailed. For metrics: it must be quick and must not call the Store.
 	OnRefresh func(conn string, err error)
+	// RecoveryDir is where Shutdown seals the rotated pairs it could not write to the
+	// database, and where Open looks for them. Set it to the state directory. Default: the
+	// SQLite file's directory; none for PostgreSQL (a pair not written by then is lost).
+	RecoveryDir string
 }
 
 // Store keeps the tokens. Safe for concurrent use by many goroutines and processes.
@@ -79,15 +114,27 @@ type Store struct {
 	rotate sync.RWMutex
 	seal   atomic.Pointer[sealer]
 
-	inflight      sync.WaitGroup // refreshes in progress, awaited by Close
+	inflight      sync.WaitGroup // refreshes in progress, awaited by Shutdown
 	grantFlight   singleflight.Group
 	accountFlight singleflight.Group
+
+	me          owner
+	intents     atomic.Uint64
+	recoveryDir string
+	closing     chan struct{}   // closed when Shutdown starts
+	writers     sync.WaitGroup  // goroutines retrying pending writes
+	stopWriters context.Context // cancelled at the Shutdown deadline
+	stop        context.CancelFunc
+	closeOnce   sync.Once
+	closeErr    error
 
 	mu sync.Mutex
 	// invalid holds, per grant or account token, a digest of the access token an API
 	// rejected (Invalidate); cooldown, per grant, when a failed refresh may be retried.
 	invalid  map[string][32]byte
 	cooldown map[string]time.Time
+	// pending holds, per grant, what this Store still has to write after a refresh.
+	pending map[string]*pendingWrite
 }
 
 // Open opens (creating and migrating as needed) the token store at url: sqlite:///abs/path,
@@ -110,25 +157,63 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		margin:      cmp.Or(opts.RefreshMargin, DefaultRefreshMargin),
 		callTimeout: callTimeout,
 		onRefresh:   opts.OnRefresh,
+		me:          self(),
+		recoveryDir: opts.RecoveryDir,
+		closing:     make(chan struct{}),
 		invalid:     map[string][32]byte{},
 		cooldown:    map[string]time.Time{},
+		pending:     map[string]*pendingWrite{},
 	}
 	if s.now == nil {
 		s.now = time.Now
 	}
+	if s.recoveryDir == "" && d.dialect == dialectSQLite {
+		s.recoveryDir = filepath.Dir(d.path)
+	}
+	s.stopWriters, s.stop = context.WithCancel(context.Background())
 	s.seal.Store(seal)
 	if err := s.checkKey(ctx); err != nil {
+		d.sql.Close()
+		return nil, err
+	}
+	// Before any refresh: a pair a previous run could only save to a file is the grant's
+	// current one, and its predecessor is spent.
+	if err := s.applyRecovery(ctx); err != nil {
 		d.sql.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// Close waits for refreshes in flight (each bounded by TokenCallTimeout), so a rotated
-// token is never lost to shutdown, then closes the database.
+// Close is Shutdown with DefaultCloseTimeout.
 func (s *Store) Close() error {
-	s.inflight.Wait()
-	return s.db.sql.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultCloseTimeout)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// Shutdown waits for refreshes in flight (each bounded by TokenCallTimeout), then, until
+// ctx ends, for the rotated pairs not yet durable (PendingRotations). What is still
+// unwritten then is sealed into a recovery file in RecoveryDir, applied by the next Open.
+// Then it closes the database. Later calls return the first call's result.
+func (s *Store) Shutdown(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.inflight.Wait()
+		done := make(chan struct{})
+		go func() {
+			s.writers.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		s.stop()
+		<-done
+		s.closeErr = errors.Join(s.saveRecovery(), s.db.sql.Close())
+	})
+	return s.closeErr
 }
 
 // checkKey verifies the key against the store's key check, creating it in a new store.
@@ -209,6 +294,9 @@ type grantRecord struct {
 	Reason        string
 	LastRefreshAt time.Time
 	RotatedAt     time.Time
+	SavedAt       time.Time
+	RotatingBy    string // the rotation intent on the row, "" when none
+	RotatingSince time.Time
 	refreshCT     []byte // stored ciphertext of Refresh, for the compare-and-swap
 }
 
@@ -224,7 +312,38 @@ func (r *grantRecord) LogValue() slog.Value { return slog.StringValue(r.String()
 // usable: the access token may be used now (not expired). fresh: no refresh is due yet.
 func (r *grantRecord) usable(now time.Time) bool { return r.Expiry.IsZero() || now.Before(r.Expiry) }
 func (r *grantRecord) fresh(now time.Time, margin time.Duration) bool {
-	return r.Expiry.IsZero() || now.Before(r.Expiry.Add(-margin))
+	at := r.refreshAt(margin)
+	return at.IsZero() || now.Before(at)
+}
+
+func (r *grantRecord) refreshAt(margin time.Duration) time.Time {
+	obtained := r.LastRefreshAt
+	if obtained.IsZero() {
+		obtained = r.SavedAt
+	}
+	return refreshAt(r.Expiry, obtained, !r.LastRefreshAt.IsZero(), margin)
+}
+
+// refreshAt is when a token obtained at obtained (renewed: by a refresh or a mint) and
+// expiring at expiry is to be renewed: margin before it expires, the margin being at most
+// half its lifetime so a token living less than the margin is not renewed on every use.
+// Zero means never (no expiry).
+func refreshAt(expiry, obtained time.Time, renewed bool, margin time.Duration) time.Time {
+	switch {
+	case expiry.IsZero():
+		return time.Time{}
+	case obtained.IsZero():
+		return expiry.Add(-margin)
+	}
+	lifetime := expiry.Sub(obtained)
+	if lifetime <= 0 {
+		// Expired on arrival, or skewed clocks: renewing again at once would get the same.
+		if renewed {
+			return obtained.Add(minRefreshInterval)
+		}
+		return expiry
+	}
+	return expiry.Add(-min(margin, lifetime/2))
 }
 
 // token is what callers get: access token, type, expiry and the vendor metadata as extras.
@@ -247,7 +366,8 @@ type querier interface {
 }
 
 const grantColumns = `connection, subject, scopes, meta, token_type, access_token, refresh_token, prev_refresh_token,
-	expiry_ms, version, needs_reauth, reauth_reason, last_refresh_at_ms, rotated_at_ms`
+	expiry_ms, version, needs_reauth, reauth_reason, last_refresh_at_ms, rotated_at_ms, saved_at_ms, rotating_by,
+	rotating_since_ms`
 
 // loadGrant reads and decrypts a grant; forUpdate locks its row (PostgreSQL; SQLite's
 // transaction already holds the database write lock).
@@ -257,13 +377,14 @@ func (s *Store) loadGrant(ctx context.Context, q querier, conn string, forUpdate
 		query += ` FOR UPDATE`
 	}
 	var (
-		r                   = &grantRecord{}
-		scopes, meta        string
-		access, prev        []byte
-		expiry, last, rotAt sql.NullInt64
+		r                                 = &grantRecord{}
+		scopes, meta                      string
+		access, prev                      []byte
+		expiry, last, rotAt, saved, since sql.NullInt64
 	)
 	err := q.QueryRowContext(ctx, s.db.q(query), conn).Scan(&r.Conn, &r.Subject, &scopes, &meta, &r.TokenType,
-		&access, &r.refreshCT, &prev, &expiry, &r.Version, &r.NeedsReauth, &r.Reason, &last, &rotAt)
+		&access, &r.refreshCT, &prev, &expiry, &r.Version, &r.NeedsReauth, &r.Reason, &last, &rotAt, &saved,
+		&r.RotatingBy, &since)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, noGrantErr(conn)
 	}
@@ -275,6 +396,7 @@ func (s *Store) loadGrant(ctx context.Context, q querier, conn string, forUpdate
 		return nil, fmt.Errorf("store: grant %q metadata: %w", conn, err)
 	}
 	r.Expiry, r.LastRefreshAt, r.RotatedAt = msTime(expiry), msTime(last), msTime(rotAt)
+	r.SavedAt, r.RotatingSince = msTime(saved), msTime(since)
 	seal := s.seal.Load()
 	var a, rt, p string
 	if a, err = seal.open(access, grantAD(conn, "access")); err == nil {
@@ -348,14 +470,15 @@ func (s *Store) Save(ctx context.Context, conn string, tok *oauth2.Token) error 
 	}
 	_, err = tx.ExecContext(ctx, s.db.q(`INSERT INTO {grants} AS g (connection, subject, scopes, meta, token_type,
 		access_token, refresh_token, expiry_ms, version, needs_reauth, reauth_reason, last_refresh_at_ms,
-		prev_refresh_token, rotated_at_ms, saved_at_ms, updated_at_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, FALSE, '', NULL, ?, NULL, ?, ?)
+		prev_refresh_token, rotated_at_ms, saved_at_ms, updated_at_ms, rotating_by, rotating_since_ms)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, FALSE, '', NULL, ?, NULL, ?, ?, '', NULL)
 		ON CONFLICT (connection) DO UPDATE SET subject = excluded.subject, scopes = excluded.scopes,
 			meta = excluded.meta, token_type = excluded.token_type, access_token = excluded.access_token,
 			refresh_token = excluded.refresh_token, expiry_ms = excluded.expiry_ms,
 			version = g.version + 1, needs_reauth = FALSE, reauth_reason = '',
 			last_refresh_at_ms = NULL, prev_refresh_token = excluded.prev_refresh_token,
-			rotated_at_ms = NULL, saved_at_ms = excluded.saved_at_ms, updated_at_ms = excluded.updated_at_ms`),
+			rotated_at_ms = NULL, saved_at_ms = excluded.saved_at_ms, updated_at_ms = excluded.updated_at_ms,
+			rotating_by = '', rotating_since_ms = NULL`),
 		conn, subjectOf(meta), strings.Join(scopesOf(meta), " "), string(metaJSON), tok.TokenType,
 		access, refresh, msOrNull(tok.Expiry), prev, now.UnixMilli(), now.UnixMilli())
 	if err != nil {
@@ -364,10 +487,11 @@ func (s *Store) Save(ctx context.Context, conn string, tok *oauth2.Token) error 
 	if _, err := tx.ExecContext(ctx, s.db.q(`DELETE FROM {accounts} WHERE connection = ?`), conn); err != nil {
 		return fmt.Errorf("store: save %q: %w", conn, err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.db.commit(tx); err != nil {
 		return fmt.Errorf("store: save %q: commit: %w", conn, err)
 	}
 	s.clearMarks(conn, true)
+	s.dropPending(conn) // the new login supersedes whatever this Store still had to write
 	s.log.Info("saved grant", slog.String("connection", conn), slog.String("subject", subjectOf(meta)),
 		slog.Time("expiry", tok.Expiry))
 	return nil
@@ -389,10 +513,11 @@ func (s *Store) Forget(ctx context.Context, conn string) error {
 	if _, err := tx.ExecContext(ctx, s.db.q(`DELETE FROM {accounts} WHERE connection = ?`), conn); err != nil {
 		return fmt.Errorf("store: forget %q: %w", conn, err)
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.db.commit(tx); err != nil {
 		return fmt.Errorf("store: forget %q: %w", conn, err)
 	}
 	s.clearMarks(conn, true)
+	s.dropPending(conn)
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("store: forget %q: %w", conn, ErrNoGrant)
 	}
@@ -406,17 +531,22 @@ type GrantStatus struct {
 	Scopes        []string          `json:"scopes"`
 	Meta          map[string]string `json:"meta,omitempty"` // vendor metadata (companyId, userType, ...)
 	Expiry        time.Time         `json:"expiry"`         // of the current access token
+	RefreshAt     time.Time         `json:"refresh_at"`     // when the store refreshes it, zero for never
 	LastRefreshAt time.Time         `json:"last_refresh_at"`
 	SavedAt       time.Time         `json:"saved_at"` // last `auth login`
 	NeedsReauth   bool              `json:"needs_reauth"`
 	Reason        string            `json:"reason,omitempty"`
 	AccountTokens int               `json:"account_tokens"` // minted per-account tokens cached
+	// RefreshingBy names the process (host/boot/pid/start/id) with a refresh of this grant
+	// in progress or not yet durable; no other process refreshes it meanwhile.
+	RefreshingBy    string    `json:"refreshing_by,omitempty"`
+	RefreshingSince time.Time `json:"refreshing_since,omitzero"`
 }
 
 // Status lists every grant, without decrypting anything.
 func (s *Store) Status(ctx context.Context) ([]GrantStatus, error) {
 	rows, err := s.db.sql.QueryContext(ctx, s.db.q(`SELECT g.connection, g.subject, g.scopes, g.meta, g.expiry_ms,
-		g.last_refresh_at_ms, g.saved_at_ms, g.needs_reauth, g.reauth_reason,
+		g.last_refresh_at_ms, g.saved_at_ms, g.needs_reauth, g.reauth_reason, g.rotating_by, g.rotating_since_ms,
 		(SELECT COUNT(*) FROM {accounts} a WHERE a.connection = g.connection)
 		FROM {grants} g ORDER BY g.connection`))
 	if err != nil {
@@ -426,17 +556,20 @@ func (s *Store) Status(ctx context.Context) ([]GrantStatus, error) {
 	var out []GrantStatus
 	for rows.Next() {
 		var (
-			g                   GrantStatus
-			scopes, meta        string
-			expiry, last, saved sql.NullInt64
+			g                          GrantStatus
+			scopes, meta               string
+			expiry, last, saved, since sql.NullInt64
 		)
 		if err := rows.Scan(&g.Connection, &g.Subject, &scopes, &meta, &expiry, &last, &saved, &g.NeedsReauth,
-			&g.Reason, &g.AccountTokens); err != nil {
+			&g.Reason, &g.RefreshingBy, &since, &g.AccountTokens); err != nil {
 			return nil, fmt.Errorf("store: status: %w", err)
 		}
 		g.Scopes = strings.Fields(scopes)
 		_ = json.Unmarshal([]byte(meta), &g.Meta)
 		g.Expiry, g.LastRefreshAt, g.SavedAt = msTime(expiry), msTime(last), msTime(saved)
+		g.RefreshingSince = msTime(since)
+		rec := grantRecord{Expiry: g.Expiry, LastRefreshAt: g.LastRefreshAt, SavedAt: g.SavedAt}
+		g.RefreshAt = rec.refreshAt(s.margin)
 		out = append(out, g)
 	}
 	if err := rows.Err(); err != nil {
@@ -522,7 +655,7 @@ func (s *Store) RotateKey(ctx context.Context, newKey []byte) error {
 			return fmt.Errorf("store: rotate key: %w", err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.db.commit(tx); err != nil {
 		return fmt.Errorf("store: rotate key: commit: %w", err)
 	}
 	s.seal.Store(next)

@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -28,6 +29,9 @@ import (
 
 // DefaultTimeout bounds the whole login when Config.Timeout is zero.
 const DefaultTimeout = 5 * time.Minute
+
+// answerGrace bounds the wait for the browser's page once the login has its outcome.
+const answerGrace = 2 * time.Second
 
 // Config is one login. AuthCodeURL and Exchange are the vendor package's functions.
 type Config struct {
@@ -81,12 +85,23 @@ func Run(ctx context.Context, cfg Config) (*oauth2.Token, error) {
 		done chan error // the exchange's outcome, for the browser page
 	}
 	callbacks := make(chan callback)
+	// over ends the login for every handler still running: the token is the caller's to
+	// save at once, and no stray callback may hold it up.
+	over := make(chan struct{})
+	// answered is closed once the accepted callback's page is written, so closing the
+	// server does not cut it off.
+	answered := make(chan struct{})
+	var taken atomic.Bool
 	mux := http.NewServeMux()
 	mux.HandleFunc(redirect.Path, func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1 {
 			log.Warn("ignored an authorization callback with a wrong state")
 			page(w, http.StatusBadRequest, "This authorization response does not belong to the running login (state mismatch).")
+			return
+		}
+		if !taken.CompareAndSwap(false, true) {
+			page(w, http.StatusConflict, "This login already received its authorization; this tab can be closed.")
 			return
 		}
 		cb := callback{code: q.Get("code"), done: make(chan error, 1)}
@@ -97,9 +112,11 @@ func Run(ctx context.Context, cfg Config) (*oauth2.Token, error) {
 		}
 		select {
 		case callbacks <- cb:
+			defer close(answered)
 		case <-r.Context().Done():
+			taken.Store(false) // the browser left before the login saw it: wait for another
 			return
-		case <-ctx.Done():
+		case <-over:
 			page(w, http.StatusGone, "This login is over; run `leadsync auth login` again.")
 			return
 		}
@@ -117,10 +134,20 @@ func Run(ctx context.Context, cfg Config) (*oauth2.Token, error) {
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
+	received := false // a handler owes answered
 	defer func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		_ = srv.Shutdown(sctx)
+		close(over)
+		if received {
+			// The browser's page is a few hundred bytes written at once; the bound is for a
+			// client that stopped reading.
+			select {
+			case <-answered:
+			case <-time.After(answerGrace):
+			}
+		}
+		// Close, not Shutdown: a browser's idle or speculative connection must not delay
+		// the caller, who saves the grant next.
+		_ = srv.Close()
 	}()
 
 	authURL := cfg.AuthCodeURL(state, redirect.String(), challenge)
@@ -133,6 +160,7 @@ func Run(ctx context.Context, cfg Config) (*oauth2.Token, error) {
 
 	select {
 	case cb := <-callbacks:
+		received = true
 		if cb.err != nil {
 			cb.done <- cb.err
 			return nil, cb.err
@@ -184,11 +212,18 @@ func listen(raw string) (net.Listener, *url.URL, error) {
 	return ln, u, nil
 }
 
+// page writes a complete response and flushes it, so it reaches the browser even when the
+// server is closed right after.
 func page(w http.ResponseWriter, status int, msg string) {
+	body := fmt.Sprintf("<!doctype html><title>leadsync</title><p>%s</p>\n", html.EscapeString(msg))
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
-	fmt.Fprintf(w, "<!doctype html><title>leadsync</title><p>%s</p>\n", html.EscapeString(msg))
+	_, _ = io.WriteString(w, body)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 func randomString(n int) string {

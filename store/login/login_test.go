@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,5 +211,65 @@ func TestLoginTimeout(t *testing.T) {
 	_, err := login.Run(context.Background(), cfg)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A second callback (a double click, a browser retry) arrives while the first one's code is
+// being exchanged. It is answered at once instead of holding the login, and neither it nor
+// an idle browser connection delays handing the token to the caller, who saves it.
+func TestStrayCallbackDoesNotHoldTheLogin(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	cfg := tb.config(nil)
+	var stray string
+	var idle net.Conn
+	t.Cleanup(func() {
+		if idle != nil {
+			idle.Close()
+		}
+	})
+	cfg.Open = func(u string) error {
+		au, _ := url.Parse(u)
+		q := au.Query()
+		stray = q.Get("redirect_uri") + "?code=again&state=" + url.QueryEscape(q.Get("state"))
+		var err error
+		// A browser's speculative connection that never sends a request.
+		if idle, err = net.Dial("tcp", strings.TrimPrefix(strings.SplitN(q.Get("redirect_uri"), "/callback", 2)[0], "http://")); err != nil {
+			return err
+		}
+		return tb.browser(t)(u)
+	}
+	exchange := cfg.Exchange
+	var strayStatus int
+	var strayErr error
+	cfg.Exchange = func(ctx context.Context, code, redirect, verifier string) (*oauth2.Token, error) {
+		c := &http.Client{Timeout: 3 * time.Second} // far longer than an answer takes
+		resp, err := c.Get(stray)
+		if err == nil {
+			resp.Body.Close()
+			strayStatus = resp.StatusCode
+		}
+		strayErr = err
+		return exchange(ctx, code, redirect, verifier)
+	}
+	tok, err := login.Run(context.Background(), cfg)
+	if err != nil || tok.AccessToken == "" {
+		t.Fatalf("login: %v", err)
+	}
+	if strayErr != nil || strayStatus < 400 {
+		t.Fatalf("the second callback was held or accepted: status %d, err %v", strayStatus, strayErr)
+	}
+	// The login is over: the callback server no longer holds the idle connection open.
+	_ = idle.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := idle.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the callback server still holds a connection after the login returned: %v", err)
+	}
+	waitFor(t, func() bool {
+		tb.mu.Lock()
+		defer tb.mu.Unlock()
+		return len(tb.pages) == 1
+	})
+	if !strings.HasPrefix(tb.pages[0], "200 ") {
+		t.Errorf("the browser's page: %q", tb.pages[0])
 	}
 }
