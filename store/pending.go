@@ -56,6 +56,7 @@ func (s *Store) write(ctx context.Context, conn string, p *pendingWrite) bool {
 	s.mu.Lock()
 	s.pending[conn] = p
 	s.mu.Unlock()
+	s.syncRecovery()
 	msg := p.what() + " not yet durable; retrying the write"
 	if p.next != nil {
 		msg = "rotated token not yet durable; using it from memory and retrying the write until the token store takes it"
@@ -121,10 +122,11 @@ func (s *Store) isPending(conn string, p *pendingWrite) bool {
 
 func (s *Store) donePending(conn string, p *pendingWrite) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.pending[conn] == p {
 		delete(s.pending, conn)
 	}
+	s.mu.Unlock()
+	s.syncRecovery()
 }
 
 func (s *Store) dropPending(conn string) {

@@ -74,8 +74,47 @@ func (e recoveryEntry) pending() *pendingWrite {
 	return p
 }
 
+func (s *Store) recoveryPath() string {
+	return filepath.Join(s.recoveryDir, recoveryPrefix+s.me.nonce+recoverySuffix)
+}
+
+func recoveryOf(pending map[string]*pendingWrite) *recoveryFile {
+	var f recoveryFile
+	for _, conn := range slices.Sorted(maps.Keys(pending)) {
+		f.Entries = append(f.Entries, entryOf(conn, pending[conn]))
+	}
+	return &f
+}
+
+// syncRecovery keeps this Store's recovery file equal to its pending writes from the moment
+// one is pending, so a pair the database did not take survives even a SIGKILL (when the
+// state directory can take it); the file goes once nothing is pending.
+func (s *Store) syncRecovery() {
+	if s.recoveryDir == "" {
+		return
+	}
+	s.recoveryMu.Lock()
+	defer s.recoveryMu.Unlock()
+	s.mu.Lock()
+	left := maps.Clone(s.pending)
+	s.mu.Unlock()
+	var err error
+	if len(left) == 0 {
+		if err = os.Remove(s.recoveryPath()); errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
+	} else {
+		err = s.writeRecovery(s.recoveryPath(), recoveryOf(left))
+	}
+	if err != nil {
+		s.log.Warn("could not update the token recovery file (retried at shutdown)", slog.String("error", err.Error()))
+	}
+}
+
 // saveRecovery seals the writes still pending into this Store's recovery file.
 func (s *Store) saveRecovery() error {
+	s.recoveryMu.Lock()
+	defer s.recoveryMu.Unlock()
 	s.mu.Lock()
 	left := maps.Clone(s.pending)
 	clear(s.pending)
@@ -83,14 +122,11 @@ func (s *Store) saveRecovery() error {
 	if len(left) == 0 {
 		return nil
 	}
-	var f recoveryFile
-	for _, conn := range slices.Sorted(maps.Keys(left)) {
-		f.Entries = append(f.Entries, entryOf(conn, left[conn]))
-	}
-	path := filepath.Join(s.recoveryDir, recoveryPrefix+s.me.nonce+recoverySuffix)
+	f := recoveryOf(left)
+	path := s.recoveryPath()
 	err := errors.New("no recovery directory is set (store.Options.RecoveryDir)")
 	if s.recoveryDir != "" {
-		err = s.writeRecovery(path, &f)
+		err = s.writeRecovery(path, f)
 	}
 	for _, e := range f.Entries {
 		if e.Next == nil {

@@ -251,28 +251,30 @@ func ctxErr(err error) error {
 func (s *Store) claim(ctx context.Context, conn string) (*grantRecord, string, error) {
 	deadline := time.Now().Add(s.db.lockTimeout)
 	poll := 20 * time.Millisecond
-	recovered, waited := false, false
+	takeOver, waited := "", false
 	for {
-		rec, intent, foreign, err := s.tryClaim(ctx, conn, recovered)
+		rec, intent, foreign, err := s.tryClaim(ctx, conn, takeOver)
 		if err != nil || foreign == "" {
+			s.forgetSeen(conn)
 			return rec, intent, err
 		}
 		o, _ := ownerOf(foreign)
-		if o.gone(s.me) {
-			// Its owner died during a refresh. Had it the new pair by then, it sealed it in a
-			// recovery file, which must win over the stored (then spent) refresh token.
+		if o.gone(s.me) || s.seenFor(conn, foreign) >= s.callTimeout+intentSlack+foreignWriteGrace {
+			// Its owner died during a refresh (or, on another host, has not written for far
+			// longer than a live one takes). Had it the new pair, a recovery file of this
+			// state directory must win over the stored (then spent) refresh token.
 			if err := s.applyRecovery(ctx); err != nil {
 				return nil, "", &refreshError{conn: conn, msg: err.Error()}
 			}
-			recovered = true
+			takeOver = foreign
 			continue
 		}
 		age := s.now().Sub(rec.RotatingSince)
 		if age >= s.callTimeout+intentSlack || !time.Now().Before(deadline) {
 			return nil, "", &refreshError{conn: conn, msg: fmt.Sprintf("the token pair rotated by process %s at %s is "+
 				"not yet durable, so the stored refresh token may be spent: not refreshing with it. This clears when that "+
-				"process's write lands or it restarts; if it is gone for good, run `leadsync auth login %s`",
-				foreign, rec.RotatingSince.UTC().Format(time.RFC3339), conn)}
+				"process's write lands or it restarts; if it stays for another %v, this process takes the refresh over",
+				foreign, rec.RotatingSince.UTC().Format(time.RFC3339), foreignWriteGrace)}
 		}
 		if !waited {
 			waited = true
@@ -290,9 +292,25 @@ func (s *Store) claim(ctx context.Context, conn string) (*grantRecord, string, e
 	}
 }
 
+// seenFor is how long this Store has been reading intent on conn's row, unchanged.
+func (s *Store) seenFor(conn, intent string) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen[conn].intent != intent {
+		s.seen[conn] = seenIntent{intent: intent, since: s.now()}
+	}
+	return s.now().Sub(s.seen[conn].since)
+}
+
+func (s *Store) forgetSeen(conn string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.seen, conn)
+}
+
 // tryClaim is one attempt of claim. foreign names another process's intent that stopped
-// it; takeOver lets it replace the intent of a process that is gone.
-func (s *Store) tryClaim(ctx context.Context, conn string, takeOver bool) (rec *grantRecord, intent, foreign string, err error) {
+// it; takeOver is the intent of a process that is gone, which it may replace.
+func (s *Store) tryClaim(ctx context.Context, conn string, takeOver string) (rec *grantRecord, intent, foreign string, err error) {
 	tx, release, err := s.db.begin(ctx)
 	if err != nil {
 		return nil, "", "", &refreshError{conn: conn, msg: err.Error(), ctxErr: ctxErr(err)}
@@ -317,10 +335,10 @@ func (s *Store) tryClaim(ctx context.Context, conn string, takeOver bool) (rec *
 		o, ok := ownerOf(rec.RotatingBy)
 		switch {
 		case ok && o == s.me: // a release of ours not written yet: this claim replaces it
-		case takeOver && o.gone(s.me):
-			s.log.Warn("taking over the refresh of a grant from a process of this host that exited during one; "+
-				"if the vendor had rotated the pair by then, this refresh gets invalid_grant",
-				slog.String("connection", conn), slog.String("process", rec.RotatingBy))
+		case takeOver != "" && rec.RotatingBy == takeOver:
+			s.log.Warn("taking over the refresh of a grant from a process that exited during one, or that has not "+
+				"written it for far longer than a live process takes; if the vendor had rotated the pair by then, this "+
+				"refresh gets invalid_grant", slog.String("connection", conn), slog.String("process", rec.RotatingBy))
 		default:
 			return rec, "", rec.RotatingBy, nil
 		}

@@ -500,3 +500,82 @@ func TestStoreUpgradesInPlace(t *testing.T) {
 		tb.apiOK(t, mustToken(t, tb.grant(st)))
 	})
 }
+
+// A process killed (SIGKILL, no Shutdown) while its rotated pair is not yet durable has
+// already sealed it into its recovery file, which the next start applies.
+func TestKilledWithAPendingPairLeavesItsRecoveryFile(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		tb := setup(t, b)
+		ctx := context.Background()
+		opts := tb.opts
+		opts.RecoveryDir = filepath.Join(t.TempDir(), "state")
+		killed, err := store.Open(ctx, tb.url, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tb.srv.OnRefresh(func(p tokensrv.Phase) bool {
+			if p == tokensrv.PhaseRotated {
+				store.FailWrites(killed, errDiskFull) // for good: this process never writes again
+			}
+			return false
+		})
+		tb.expire()
+		tb.clock.Advance(store.DefaultRefreshMargin)
+		tok := mustToken(t, tb.grant(killed))
+		tb.srv.OnRefresh(nil)
+		t.Cleanup(func() { killed.Close() })
+		if files, _ := filepath.Glob(filepath.Join(opts.RecoveryDir, "*")); len(files) != 1 {
+			t.Fatalf("recovery files while the pair is pending: %q, want this process's one", files)
+		}
+
+		calls := tb.tokenRequests()
+		next, err := store.Open(ctx, tb.url, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { next.Close() })
+		if got := mustToken(t, tb.grant(next)); got.AccessToken != tok.AccessToken || tb.tokenRequests() != calls {
+			t.Fatal("the next start does not use the pair the killed process had received")
+		}
+	})
+}
+
+// An intent left by a process on another host (which this one cannot check) is taken over
+// once it has stayed unchanged, while this process reads the database, far longer than a
+// live owner takes to call the vendor and land its write: a worker lost for good must not
+// leave its grant stuck until someone runs `leadsync auth login`.
+func TestForeignIntentIsTakenOverWhenItStaysTooLong(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		tb := setup(t, b)
+		ctx := context.Background()
+		rw := tb.raw
+		if len(tb.files) > 0 { // the SQLite handle is read-only
+			var err error
+			if rw, err = sql.Open("sqlite3", "file:"+tb.files[0]+"?_busy_timeout=5000"); err != nil {
+				t.Fatal(err)
+			}
+			defer rw.Close()
+		}
+		tb.clock.Advance(time.Hour + time.Second) // the token has expired
+		// Another host's process claimed the grant, then vanished before calling the vendor.
+		if _, err := rw.ExecContext(ctx, `UPDATE grants SET rotating_by = 'elsewhere/boot/42/7/cafe#1', rotating_since_ms = $1`,
+			tb.clock.Now().UnixMilli()); err != nil {
+			t.Fatal(err)
+		}
+		// The refresh waits on the intent (in the background; this caller gives up first).
+		wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		if _, err := tb.grant(tb.st).Token(wctx); err == nil {
+			t.Fatal("a token from a grant another process is refreshing")
+		}
+		if n := tb.tokenRequests(); n != 0 {
+			t.Fatalf("%d token requests while another process may hold the rotated pair", n)
+		}
+		tb.clock.Advance(store.DefaultTokenCallTimeout + 45*time.Second)
+		tok := mustToken(t, tb.grant(tb.st))
+		tb.apiOK(t, tok)
+		if n := tb.srv.Counters.Get(simkit.CountRefreshReuse); n != 0 || tb.refreshes() != 1 {
+			t.Fatalf("takeover: reuse=%d refreshes=%d, want 0 and 1", n, tb.refreshes())
+		}
+	})
+}

@@ -21,12 +21,13 @@
 //     deadline, then seals what is left into a recovery file that the next Open applies
 //     (with the same compare-and-swap) before anything else.
 //
-// An intent whose owner died is taken over only when that is provably so: a process of this
+// An intent whose owner died is taken over at once when that is provable: a process of this
 // host (same boot) that has exited. Recovery files in RecoveryDir are applied first. If it
 // died after the vendor rotated and before anything was saved, the refresh reports
-// invalid_grant, the one unavoidable loss. An intent of a process on another host is never
-// taken over: restart that process (its recovery file is applied), or run `leadsync auth
-// login`, which replaces the grant and clears the intent.
+// invalid_grant, the one unavoidable loss. An intent of a process on another host is taken
+// over once this Store has read it, unchanged, for TokenCallTimeout + intentSlack +
+// foreignWriteGrace: a live owner that reaches the database would have landed its write by
+// then. `leadsync auth login` also replaces the grant and clears the intent.
 //
 // invalid_grant is terminal: the grant is marked needs_reauth and the vendor is not asked
 // again until `leadsync auth login` saves a new one.
@@ -66,6 +67,11 @@ const (
 	// intentSlack is how much longer than TokenCallTimeout a foreign rotation intent may be
 	// in flight: past it, its owner has its answer (or died), and waiting is pointless.
 	intentSlack = 10 * time.Second
+	// foreignWriteGrace is how long, past TokenCallTimeout + intentSlack, a foreign intent
+	// this process cannot check the owner of (another host) may stay unchanged while this
+	// process reads the database before it is taken over: an owner that is alive and reaches
+	// the database retries its pending write every few seconds and would have landed it.
+	foreignWriteGrace = 30 * time.Second
 	// minRefreshInterval: a token a refresh or mint returned already expired is not renewed
 	// again sooner than this, unless an API rejected it.
 	minRefreshInterval = 10 * time.Second
@@ -121,6 +127,7 @@ type Store struct {
 	me          owner
 	intents     atomic.Uint64
 	recoveryDir string
+	recoveryMu  sync.Mutex // serializes writes of this Store's recovery file
 	closing     chan struct{}   // closed when Shutdown starts
 	writers     sync.WaitGroup  // goroutines retrying pending writes
 	stopWriters context.Context // cancelled at the Shutdown deadline
@@ -135,6 +142,14 @@ type Store struct {
 	cooldown map[string]time.Time
 	// pending holds, per grant, what this Store still has to write after a refresh.
 	pending map[string]*pendingWrite
+	// seen holds, per grant, another process's intent and when this Store first read it
+	// (for foreignWriteGrace).
+	seen map[string]seenIntent
+}
+
+type seenIntent struct {
+	intent string
+	since  time.Time
 }
 
 // Open opens (creating and migrating as needed) the token store at url: sqlite:///abs/path,
@@ -163,6 +178,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		invalid:     map[string][32]byte{},
 		cooldown:    map[string]time.Time{},
 		pending:     map[string]*pendingWrite{},
+		seen:        map[string]seenIntent{},
 	}
 	if s.now == nil {
 		s.now = time.Now
