@@ -13,7 +13,6 @@ import (
 	"github.com/leadsync/leadsync/internal/testenv"
 	"github.com/leadsync/leadsync/sink"
 	"github.com/leadsync/leadsync/sources"
-	"github.com/leadsync/leadsync/store"
 	"github.com/leadsync/leadsync/worker"
 )
 
@@ -158,10 +157,10 @@ func TestProofFaultsOnTokenRefresh(t *testing.T) {
 			t.Parallel()
 			seed := proofFaultSeed(t)
 			opts := testenv.Small(seed)
-			opts.TokenTTL = store.DefaultRefreshMargin + 5*time.Second
+			opts.TokenTTL = 10 * time.Second // refreshed half-way: every 5 s
 			env := testenv.New(t, opts, testenv.SQLite)
 			a := env.Authorized(t)
-			proofAwaitRefreshDue(t, a)
+			testenv.AwaitRefreshDue(t, a.Store)
 			tokenCalls := func() int64 {
 				var n int64
 				for _, c := range []*simkit.Counters{env.Sandbox.LC.Counters(), env.Sandbox.LIQ.Counters(), env.Sandbox.LACRM.Counters()} {
@@ -255,29 +254,3 @@ func BenchmarkProofNoopIncremental(b *testing.B) {
 	b.ReportMetric(float64(written)/float64(b.N), "leads-rewritten")
 }
 
-// proofAwaitRefreshDue waits (polling, with a deadline) until every grant is inside the
-// store's refresh margin, so the run's first calls refresh each grant through the faults
-// however fast the run is.
-func proofAwaitRefreshDue(t *testing.T, a *app.App) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		st, err := a.Store.Status(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		due := len(st) > 0
-		for _, g := range st {
-			due = due && time.Until(g.Expiry) < store.DefaultRefreshMargin
-		}
-		if due {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the grants never came due for a refresh")
-		}
-		<-tick.C
-	}
-}

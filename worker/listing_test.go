@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"database/sql"
 	"iter"
 	"path/filepath"
 	"slices"
@@ -66,13 +67,19 @@ func (o *listedObserver) AccountsListed(connection, source string, accounts []st
 }
 
 func openToySink(t *testing.T) sink.Sink {
+	s, _ := openToySinkAt(t)
+	return s
+}
+
+func openToySinkAt(t *testing.T) (sink.Sink, string) {
 	t.Helper()
-	s, err := sink.Open(context.Background(), filepath.Join(t.TempDir(), "leads.db"), sink.Options{})
+	path := filepath.Join(t.TempDir(), "leads.db")
+	s, err := sink.Open(context.Background(), path, sink.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s
+	return s, path
 }
 
 // A soft stop (SIGTERM) must end a listing at once: it commits nothing, so there is no page
@@ -116,5 +123,44 @@ func TestCompleteListingIsReported(t *testing.T) {
 	}
 	if want := [][]string{{"A", "B"}, {"A"}}; !slices.EqualFunc(obs.listed, want, slices.Equal) {
 		t.Errorf("listings reported %v, want %v", obs.listed, want)
+	}
+}
+
+// A run that a crash or a database outage left "running" is closed as abandoned by the next
+// process's first run, so the ledger never shows a run in progress that is not.
+func TestFirstRunClosesAbandonedRuns(t *testing.T) {
+	t.Parallel()
+	s, path := openToySinkAt(t)
+	ctx := context.Background()
+	stale, err := s.BeginRun(ctx, sink.TriggerCron) // its process died before FinishRun
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &worker.Worker{Sink: s, Connections: []worker.Connection{{Name: "toy", Source: &listingSource{lists: [][]string{{"A"}}}}}}
+	res, err := w.Run(ctx, worker.RunOptions{Trigger: sink.TriggerOnce})
+	if err != nil || !res.OK() {
+		t.Fatalf("run: %v %v", res.Status, err)
+	}
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT id, status FROM sync_runs`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[sink.RunID]string{}
+	for rows.Next() {
+		var id sink.RunID
+		var status string
+		if err := rows.Scan(&id, &status); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = status
+	}
+	if got[stale] != sink.RunAbandoned || got[res.Run] != sink.RunOK {
+		t.Errorf("runs after restart: %v, want run %d %s and run %d %s", got, stale, sink.RunAbandoned, res.Run, sink.RunOK)
 	}
 }

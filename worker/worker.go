@@ -60,6 +60,8 @@ type Worker struct {
 	// (default 90).
 	AggregateDays int
 	Now           func() time.Time
+
+	abandoned sync.Once // runs a crash or an outage left "running" are closed before the first run
 }
 
 // RunOptions select what one run does.
@@ -99,6 +101,17 @@ func (w *Worker) Run(ctx context.Context, opts RunOptions) (Result, error) {
 	stats := &httpx.Stats{}
 	work = httpx.WithStats(work, stats)
 
+	w.abandoned.Do(func() {
+		// Before this process's first run, so none of its own runs can be running yet.
+		n, err := w.Sink.CloseAbandonedRuns(work)
+		switch {
+		case err != nil:
+			w.logger().Warn("closing abandoned runs failed", slog.String("error", err.Error()))
+		case n > 0:
+			w.logger().Warn("closed runs left running by a crash or a database outage", slog.Int64("runs", n),
+				slog.String("status", sink.RunAbandoned))
+		}
+	})
 	run, err := w.Sink.BeginRun(work, cmp.Or(opts.Trigger, sink.TriggerOnce))
 	if err != nil {
 		return Result{}, fmt.Errorf("worker: begin run: %w", err)

@@ -243,20 +243,23 @@ func TestProofBadVendorPages(t *testing.T) {
 		dialect string
 		mangle  func([]byte) []byte
 		want    []string // in the run's output, all of them
+		// quarantined: the page is read, its one bad record kept in rejected_records, and
+		// the run succeeds.
+		quarantined bool
 	}{
 		{"wrong types contacts not a list", testenv.SQLite, func([]byte) []byte {
 			return []byte(`{"contacts":"none today","total":"many"}`)
-		}, []string{"leadconnector", "contacts/search"}},
+		}, []string{"leadconnector", "contacts/search"}, false},
 		{"wrong types id an object", testenv.SQLite, func([]byte) []byte {
 			return []byte(`{"contacts":[{"id":{"oid":1},"dateUpdated":[2025]}],"total":1}`)
-		}, []string{"leadconnector", "contacts/search", "contact 0"}},
+		}, []string{"quarantined: 1 vendor records"}, true},
 		{"not json", testenv.SQLite, func([]byte) []byte { return []byte("<html>maintenance</html>") },
-			[]string{"leadconnector", "contacts/search"}},
+			[]string{"leadconnector", "contacts/search"}, false},
 		{"truncated json", testenv.SQLite, func(b []byte) []byte { return b[:len(b)/2] },
-			[]string{"leadconnector", "contacts/search"}},
-		{"huge body", testenv.SQLite, huge, []string{"leadconnector", "contacts/search"}},
-		{"invalid utf-8 sqlite", testenv.SQLite, proofInvalidUTF8, nil},
-		{"invalid utf-8 postgres", testenv.Postgres, proofInvalidUTF8, nil},
+			[]string{"leadconnector", "contacts/search"}, false},
+		{"huge body", testenv.SQLite, huge, []string{"leadconnector", "contacts/search"}, false},
+		{"invalid utf-8 sqlite", testenv.SQLite, proofInvalidUTF8, nil, false},
+		{"invalid utf-8 postgres", testenv.Postgres, proofInvalidUTF8, nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -265,11 +268,21 @@ func TestProofBadVendorPages(t *testing.T) {
 			code, stdout, stderr := runCLI(t, "run", "--once", "--progress", "off", "--config", env.ConfigPath)
 			out := stdout + "\n" + stderr
 			t.Logf("%s: exit %d: %s", tc.name, code, proofFirstFailure(stdout))
-			if tc.want == nil { // a page the warehouse stores (invalid UTF-8 becomes U+FFFD)
+			switch {
+			case tc.want == nil: // a page the warehouse stores (invalid UTF-8 becomes U+FFFD)
 				if code != exitOK {
 					t.Fatalf("exit %d\n%s", code, proofTail(out))
 				}
-			} else {
+			case tc.quarantined:
+				if code != exitOK || !strings.Contains(stdout, tc.want[0]) {
+					t.Fatalf("exit %d, want %d and the summary saying %q\n%s", code, exitOK, tc.want[0], proofTail(out))
+				}
+				db := env.OpenDB(t)
+				var n int
+				if err := db.QueryRow(`SELECT count(*) FROM rejected_records WHERE source = 'leadconnector'`).Scan(&n); err != nil || n != 1 {
+					t.Errorf("rejected_records holds %d LeadConnector records (%v), want the 1 bad one", n, err)
+				}
+			default:
 				if code != exitFailed {
 					t.Fatalf("exit %d, want %d\n%s", code, exitFailed, proofTail(out))
 				}
@@ -295,6 +308,9 @@ func TestProofBadVendorPages(t *testing.T) {
 					if got != len(at.Leads) {
 						t.Errorf("%s: %d of %d leads: another vendor suffered from a bad LeadConnector page", k, got, len(at.Leads))
 					}
+				case tc.quarantined:
+					// The vendor's page held only the bad record: its real leads come with
+					// the healthy run below.
 				case code == exitOK:
 					if got != len(at.Leads) {
 						t.Errorf("%s: run ok but %d of %d leads", k, got, len(at.Leads))

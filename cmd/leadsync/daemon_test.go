@@ -424,9 +424,10 @@ func TestDaemonReadyzWithoutGrant(t *testing.T) {
 func TestDaemonTokenRefreshMetrics(t *testing.T) {
 	t.Parallel()
 	opts := testenv.Small(19)
-	// Shorter than the store's refresh margin: every use of the LACRM grant refreshes it.
-	opts.LACRM.TokenTTL = time.Minute
+	// The store refreshes half-way through a token's life: after 2 s here.
+	opts.LACRM.TokenTTL = 4 * time.Second
 	b := daemonSetup(t, opts)
+	testenv.AwaitRefreshDue(t, b.app.Store)
 	res := b.run(t, "sandbox-lacrm")
 	if res.Status != sink.RunOK {
 		t.Fatalf("run: %s %v", res.Status, res.Failures)

@@ -116,8 +116,10 @@ func report(stderr io.Writer, err error) int {
 	var ce *config.Error
 	var ces config.Errors
 	var ae *app.ConfigError
-	// A token store key that does not match is a configuration mistake too (key_file).
-	if errors.As(err, &ue) || errors.As(err, &ce) || errors.As(err, &ces) || errors.As(err, &ae) || errors.Is(err, store.ErrKeyMismatch) {
+	// A token store key that does not match, or cannot be read, is a configuration mistake
+	// too (key_file).
+	if errors.As(err, &ue) || errors.As(err, &ce) || errors.As(err, &ces) || errors.As(err, &ae) || errors.Is(err, store.ErrKeyMismatch) ||
+		errors.Is(err, store.ErrBadKey) {
 		return exitUsage
 	}
 	return exitFailed

@@ -61,7 +61,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if err != nil {
 		return exitFailed, err
 	}
-	defer a.Close()
+	defer func() {
+		// A rotated token the token store has not taken yet gets this long more (part of
+		// ops.StopMargin), then goes to the recovery file.
+		ctx, cancel := context.WithTimeout(context.Background(), ops.TokenWriteWait)
+		defer cancel()
+		a.Shutdown(ctx)
+	}()
 	soft, hard, stop := stopContexts(ctx, a.Config.ShutdownTimeout.D(), stderr)
 	defer stop()
 
@@ -109,6 +115,9 @@ func printSummary(w io.Writer, res worker.Result) {
 	s := res.Stats
 	fmt.Fprintf(w, "run %d %s: %d accounts ok, %d restricted, %d failed; %d leads written; %d requests (%d throttled)\n",
 		res.Run, res.Status, s.AccountsOK, s.AccountsRestricted, s.AccountsFailed, s.LeadsWritten, s.Requests, s.Throttled)
+	if s.RecordsRejected > 0 {
+		fmt.Fprintf(w, "  quarantined: %d vendor records that could not be read, kept in rejected_records\n", s.RecordsRejected)
+	}
 	for _, e := range res.Failures {
 		fmt.Fprintln(w, "  failed:", e)
 	}

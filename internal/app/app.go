@@ -90,7 +90,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Option
 		sourceOf[cc.Name] = cc.Source
 	}
 	a.Store, err = store.Open(ctx, cfg.TokenStore.URL, store.Options{Key: key, Logger: log,
-		PostgresSchema: cfg.TokenStore.Schema,
+		PostgresSchema: cfg.TokenStore.Schema, RecoveryDir: cfg.StateDir,
 		OnRefresh: func(conn string, err error) {
 			a.Metrics.TokenRefreshed(sourceOf[conn], err)
 			if ops.RefreshResult(err) == ops.RefreshInvalidGrant {
@@ -128,6 +128,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Option
 	}
 	a.Worker = &worker.Worker{Sink: a.Sink, Connections: wconns, Logger: log, Observer: observer{a.Metrics}}
 	a.Metrics.WatchGrants(a.Grants)
+	rotations := make([]ops.GrantState, len(a.Conns))
+	for i, c := range a.Conns {
+		rotations[i] = ops.GrantState{Connection: c.Config.Name, Source: c.Config.Source}
+	}
+	a.Metrics.WatchRotations(rotations, a.Store.PendingRotations)
 	return a, nil
 }
 
@@ -189,14 +194,24 @@ func (a *App) connection(i int, cc config.Connection, opts Options) (Conn, error
 	return c, nil
 }
 
-// Close releases everything Open acquired.
+// Close releases everything Open acquired, waiting up to store.DefaultCloseTimeout for
+// rotated tokens not yet durable (see Shutdown).
 func (a *App) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), store.DefaultCloseTimeout)
+	defer cancel()
+	a.Shutdown(ctx)
+}
+
+// Shutdown is Close within ctx's deadline: a rotated token pair that the token store could
+// not write yet is retried until then, and what is still unwritten goes to the recovery
+// file in the state directory, which the next start applies first.
+func (a *App) Shutdown(ctx context.Context) {
 	var errs []error
 	if a.Sink != nil {
 		errs = append(errs, a.Sink.Close())
 	}
 	if a.Store != nil {
-		errs = append(errs, a.Store.Close())
+		errs = append(errs, a.Store.Shutdown(ctx))
 	}
 	if err := errors.Join(errs...); err != nil && a.Logger != nil {
 		a.Logger.Warn("closing", slog.String("error", err.Error()))
@@ -213,11 +228,15 @@ func (a *App) Ready(ctx context.Context) error {
 			return fmt.Errorf("warehouse: %w", err)
 		}
 	}
+	// From the store's memory, so it is said even while the store's database is down.
+	var bad []string
+	for _, conn := range a.Store.PendingRotations() {
+		bad = append(bad, fmt.Sprintf("connection %s: its rotated token is not yet durable in the token store (retrying the write; check the token store's disk or database)", conn))
+	}
 	gs, err := a.grantStatus(ctx)
 	if err != nil {
-		return err
+		bad = append(bad, err.Error())
 	}
-	var bad []string
 	for _, g := range gs {
 		switch {
 		case g.missing:

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -52,11 +53,14 @@ type Metrics struct {
 	retries         *prometheus.CounterVec
 	refreshes       *prometheus.CounterVec
 	needsReauth     *prometheus.GaugeVec
+	rotationPending *prometheus.GaugeVec
 	accounts        *accountCollector
 
 	mu         sync.Mutex
 	inProgress map[string]int // runs started and not finished, by trigger
 	grants     func(ctx context.Context) ([]GrantState, error)
+	rotations  []GrantState
+	pending    func() []string
 }
 
 // GrantState is one configured connection's grant, for leadsync_grant_needs_reauth.
@@ -131,6 +135,10 @@ func NewMetrics(version string) *Metrics {
 			Namespace: ns, Name: "grant_needs_reauth",
 			Help: "1 when a connection's grant was rejected (invalid_grant) and needs `leadsync auth login`.",
 		}, []string{"connection", "source"}),
+		rotationPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "token_rotation_pending",
+			Help: "1 while a connection's rotated token pair is held in memory only: the token store refused its write, which is retried until it lands.",
+		}, []string{"connection", "source"}),
 		accounts:   newAccountCollector(time.Now),
 		inProgress: map[string]int{},
 	}
@@ -141,7 +149,7 @@ func NewMetrics(version string) *Metrics {
 	m.Registry.MustRegister(
 		m.runs, m.runsInProgress, m.runDuration, m.runLastFinished, m.leadsWritten,
 		m.accountsSynced, m.accountDuration, m.requests, m.requestDuration, m.throttled,
-		m.retries, m.refreshes, m.needsReauth, m.accounts, buildInfo,
+		m.retries, m.refreshes, m.needsReauth, m.rotationPending, m.accounts, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -155,6 +163,7 @@ func (m *Metrics) Handler() http.Handler {
 	h := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m.syncGrants(r.Context())
+		m.syncRotations()
 		h.ServeHTTP(w, r)
 	})
 }
@@ -169,6 +178,35 @@ func (m *Metrics) WatchGrants(list func(ctx context.Context) ([]GrantState, erro
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.grants = list
+}
+
+// WatchRotations sets where leadsync_token_rotation_pending comes from: pending names the
+// connections whose rotated pair is not yet durable (the token store's own memory, so it
+// answers while the store's database is down), read before each scrape.
+func (m *Metrics) WatchRotations(conns []GrantState, pending func() []string) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rotations, m.pending = conns, pending
+}
+
+func (m *Metrics) syncRotations() {
+	m.mu.Lock()
+	conns, pending := m.rotations, m.pending
+	m.mu.Unlock()
+	if pending == nil {
+		return
+	}
+	now := pending()
+	for _, c := range conns {
+		v := 0.0
+		if slices.Contains(now, c.Connection) {
+			v = 1
+		}
+		m.rotationPending.WithLabelValues(c.Connection, c.Source).Set(v)
+	}
 }
 
 func (m *Metrics) syncGrants(ctx context.Context) {

@@ -67,7 +67,12 @@ func watchdog(ctx context.Context, ticks <-chan time.Time, alive func() bool, pi
 
 // StopMargin is how long the daemon may still take once its soft stop (shutdown_timeout)
 // is over: aborting the requests in flight, closing the run ledger (10 s at most), stopping
-// the HTTP server, and waiting for a token refresh in flight (the token store bounds one
-// vendor call to 30 s; abandoning it could lose a rotated refresh token). The unit's
-// TimeoutStopSec= must be at least shutdown_timeout + StopMargin.
+// the HTTP server, waiting for a token refresh in flight (the token store bounds one vendor
+// call to 30 s; abandoning it could lose a rotated refresh token) and for the write of a
+// rotated token (TokenWriteWait; the recovery file holds it already). These rarely add up:
+// the unit's TimeoutStopSec= must be at least shutdown_timeout + StopMargin.
 const StopMargin = 30 * time.Second
+
+// TokenWriteWait is how long a stopping process waits for the token store to take a rotated
+// token pair it refused so far, before sealing the pair into the recovery file.
+const TokenWriteWait = 10 * time.Second

@@ -25,6 +25,7 @@ import (
 	"github.com/leadsync/leadsync/internal/pgtest"
 	"github.com/leadsync/leadsync/internal/sandbox"
 	"github.com/leadsync/leadsync/internal/simkit"
+	"github.com/leadsync/leadsync/store"
 )
 
 // Dialects of the warehouse.
@@ -272,4 +273,31 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// AwaitRefreshDue waits (polling, with a deadline) until every grant of st is due for a
+// refresh (past its RefreshAt), so the next run's first calls refresh each one. Use it with a
+// token lifetime of a few seconds (the store refreshes half-way through a token's life).
+func AwaitRefreshDue(t testing.TB, st *store.Store) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		gs, err := st.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		due := len(gs) > 0
+		for _, g := range gs {
+			due = due && !time.Now().Before(g.RefreshAt)
+		}
+		if due {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the grants never came due for a refresh")
+		}
+		<-tick.C
+	}
 }
