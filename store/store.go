@@ -127,7 +127,7 @@ type Store struct {
 	me          owner
 	intents     atomic.Uint64
 	recoveryDir string
-	recoveryMu  sync.Mutex // serializes writes of this Store's recovery file
+	recoveryMu  sync.Mutex      // serializes writes of this Store's recovery file
 	closing     chan struct{}   // closed when Shutdown starts
 	writers     sync.WaitGroup  // goroutines retrying pending writes
 	stopWriters context.Context // cancelled at the Shutdown deadline

@@ -253,4 +253,3 @@ func BenchmarkProofNoopIncremental(b *testing.B) {
 	b.ReportMetric(float64(total)/float64(b.N)/float64(all), "req/acct")
 	b.ReportMetric(float64(written)/float64(b.N), "leads-rewritten")
 }
-
