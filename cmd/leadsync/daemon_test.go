@@ -427,7 +427,7 @@ func TestDaemonTokenRefreshMetrics(t *testing.T) {
 	// The store refreshes half-way through a token's life: after 2 s here.
 	opts.LACRM.TokenTTL = 4 * time.Second
 	b := daemonSetup(t, opts)
-	testenv.AwaitRefreshDue(t, b.app.Store)
+	testenv.AwaitRefreshDue(t, b.app.Store, "sandbox-lacrm")
 	res := b.run(t, "sandbox-lacrm")
 	if res.Status != sink.RunOK {
 		t.Fatalf("run: %s %v", res.Status, res.Failures)

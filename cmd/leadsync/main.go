@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/term"
 
@@ -70,6 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return exitOK
 	}
+	stderr = &serialWriter{w: stderr}
 	cmd, rest := args[0], args[1:]
 	var code int
 	var err error
@@ -219,8 +221,24 @@ func (e strictError) Unwrap() error { return e.Errors }
 
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
+	if s, ok := w.(*serialWriter); ok {
+		w = s.w
+	}
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// serialWriter makes the writes of the logger and of the progress display to one stream
+// whole and one at a time, so neither cuts into a line of the other.
+type serialWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *serialWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
 
 // newLogger logs text on a terminal and JSON otherwise (journald keeps the fields).

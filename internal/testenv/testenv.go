@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -275,10 +276,11 @@ func (b *Buffer) String() string {
 	return b.buf.String()
 }
 
-// AwaitRefreshDue waits (polling, with a deadline) until every grant of st is due for a
-// refresh (past its RefreshAt), so the next run's first calls refresh each one. Use it with a
-// token lifetime of a few seconds (the store refreshes half-way through a token's life).
-func AwaitRefreshDue(t testing.TB, st *store.Store) {
+// AwaitRefreshDue waits (polling, with a deadline) until every grant of st (or of the
+// connections named) is due for a refresh (past its RefreshAt), so the next run's first calls
+// refresh each one. Use it with a token lifetime of a few seconds (the store refreshes
+// half-way through a token's life).
+func AwaitRefreshDue(t testing.TB, st *store.Store, conns ...string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -290,7 +292,9 @@ func AwaitRefreshDue(t testing.TB, st *store.Store) {
 		}
 		due := len(gs) > 0
 		for _, g := range gs {
-			due = due && !time.Now().Before(g.RefreshAt)
+			if len(conns) == 0 || slices.Contains(conns, g.Connection) {
+				due = due && !time.Now().Before(g.RefreshAt)
+			}
 		}
 		if due {
 			return

@@ -262,8 +262,9 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 			start, page = next, c.Page
 		default:
 			// Re-read the last days before where the previous run stopped, but not before the
-			// backfill start unless the cursor itself is earlier.
-			start = next.AddDate(0, 0, -days(s.cfg.ReRead))
+			// backfill start unless the cursor itself is earlier. The cursor stands a day past
+			// the last UTC day read (see end), so the re-read reaches one day further back.
+			start = next.AddDate(0, 0, -days(s.cfg.ReRead)-1)
 			start = maxTime(start, minTime(backfill, next))
 			winEnd = time.Time{}
 		}
