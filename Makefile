@@ -5,15 +5,19 @@ GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20000x
 
-.PHONY: test vet staticcheck unit fuzz bench proof-full flake systemd-check build install ci
+.PHONY: test vet staticcheck tidy unit fuzz bench proof-full flake systemd-check build install ci
 
-test: vet staticcheck unit
+test: vet staticcheck tidy unit
 
 vet:
 	$(GO) vet ./...
 
 staticcheck:
 	$(STATICCHECK) ./...
+
+# go.mod and go.sum must be what `go mod tidy` makes of them (it prints the diff otherwise).
+tidy:
+	$(GO) mod tidy -diff
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
