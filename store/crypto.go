@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -130,10 +131,23 @@ func LoadKey(keyFile, stateDir string, log *slog.Logger) ([]byte, error) {
 	return generateKeyFile(p, log)
 }
 
+// maxKeyFileSize bounds a key file: 64 hex characters or base64 of 32 bytes, with room for
+// whitespace.
+const maxKeyFileSize = 1024
+
 func readKeyFile(path string, log *slog.Logger) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("store: read token key: %w: %w", ErrBadKey, err)
+	}
+	defer f.Close()
+	// No key format is longer than this; /dev/zero or a wrong path must not fill memory.
+	b, err := io.ReadAll(io.LimitReader(f, maxKeyFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("store: read token key: %w: %w", ErrBadKey, err)
+	}
+	if len(b) > maxKeyFileSize {
+		return nil, fmt.Errorf("store: token key file %s: larger than %d bytes: %w", path, maxKeyFileSize, ErrBadKey)
 	}
 	if log != nil {
 		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {

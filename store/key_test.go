@@ -120,6 +120,7 @@ func TestBadKeyFileIsErrBadKey(t *testing.T) {
 		"33 bytes":           write("long.key", bytes.Repeat([]byte{0x9c}, 33)),
 		"hex of 31 bytes":    write("hex31.key", []byte(hex.EncodeToString(bytes.Repeat([]byte{1}, 31))+"\n")),
 		"base64 of 31 bytes": write("b64.key", []byte(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 31)))),
+		"endless":            "/dev/zero",
 	} {
 		_, err := store.LoadKey(path, dir, nil)
 		if !errors.Is(err, store.ErrBadKey) || !strings.Contains(err.Error(), "token_store.key_file") {
