@@ -488,31 +488,62 @@ func (c *core) Cursor(ctx context.Context, source, account string) (sources.Curs
 // this close to the pass's start may have moved to a page the pass had already read.
 const fullPassSkew = time.Minute
 
+// fullPassMissing is the condition on leads of the account's live leads that the full pass of a run did not see
+// and that nobody changed since the run began (args: source, account, the run's start, the
+// start less fullPassSkew, run): the ones a completed pass may soft-delete.
+const fullPassMissing = `source = ? AND account_id = ? AND deleted_at IS NULL
+  AND last_synced_at < ? AND (updated_at IS NULL OR updated_at < ?)
+  AND NOT EXISTS (SELECT 1 FROM full_pass_seen s
+                  WHERE s.source = leads.source AND s.account_id = leads.account_id
+                    AND s.run_id = ? AND s.lead_id = leads.lead_id)`
+
+// fullPassRun reads the run of a full pass, which must still be running, and its start.
+func (c *core) fullPassRun(ctx context.Context, q sqlx.QueryerContext, run RunID) (time.Time, error) {
+	var r struct {
+		Status  string   `db:"status"`
+		Started nullTime `db:"started_at"`
+	}
+	err := sqlx.GetContext(ctx, q, &r, c.q(`SELECT status, started_at FROM sync_runs WHERE id = ?`), run)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("run %d: %w", run, ErrUnknownRun)
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	if r.Status != RunRunning {
+		return time.Time{}, fmt.Errorf("run %d is %s, not running: its full pass cannot delete", run, r.Status)
+	}
+	return r.Started.Time, nil
+}
+
+// FullPassMissing implements Sink.
+func (c *core) FullPassMissing(ctx context.Context, run RunID, source, account string) ([]string, error) {
+	started, err := c.fullPassRun(ctx, c.w, run)
+	if err != nil {
+		return nil, fmt.Errorf("sink: full pass of %s/%s: %w", source, account, err)
+	}
+	var ids []string
+	if err := c.w.SelectContext(ctx, &ids, c.q(`SELECT lead_id FROM leads WHERE `+fullPassMissing+` ORDER BY lead_id`),
+		source, account, c.ts(started), c.ts(started.Add(-fullPassSkew)), run); err != nil {
+		return nil, fmt.Errorf("sink: full pass of %s/%s: %w", source, account, err)
+	}
+	return ids, nil
+}
+
 // FinishFullPass implements Sink. It deletes (softly) only when the run is still running
 // and its pass saw at least one lead: an empty "complete" pass is far more likely a vendor
-// glitch than an account whose every lead was deleted. It never deletes a lead written (by
-// any run) since the run began, nor one the vendor updated since then: either may have
-// moved to a page the pass had already read. The run's seen ids are dropped either way;
-// another run's are left alone, since its pass may still be going.
+// glitch than an account whose every lead was deleted. It spares what another run wrote,
+// or the vendor updated, since the run began: a pass cannot prove those gone. The run's own
+// seen ids are dropped either way (other runs' belong to passes still under way).
 func (c *core) FinishFullPass(ctx context.Context, run RunID, source, account string) (int64, error) {
 	var deleted int64
 	err := c.tx(ctx, func(tx *sqlx.Tx) error {
 		if err := c.fence(ctx, tx, source, account); err != nil {
 			return err
 		}
-		var r struct {
-			Status  string   `db:"status"`
-			Started nullTime `db:"started_at"`
-		}
-		err := tx.GetContext(ctx, &r, c.q(`SELECT status, started_at FROM sync_runs WHERE id = ?`), run)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("run %d: %w", run, ErrUnknownRun)
-		}
+		started, err := c.fullPassRun(ctx, tx, run)
 		if err != nil {
 			return err
-		}
-		if r.Status != RunRunning {
-			return fmt.Errorf("run %d is %s, not running: its full pass cannot delete", run, r.Status)
 		}
 		var seen int64
 		if err := tx.GetContext(ctx, &seen, c.q(`SELECT count(*) FROM full_pass_seen
@@ -520,13 +551,8 @@ WHERE source = ? AND account_id = ? AND run_id = ?`), source, account, run); err
 			return err
 		}
 		if seen > 0 {
-			res, err := tx.ExecContext(ctx, c.q(`UPDATE leads SET deleted_at = ?, sync_run_id = ?
-WHERE source = ? AND account_id = ? AND deleted_at IS NULL
-  AND last_synced_at < ? AND (updated_at IS NULL OR updated_at < ?)
-  AND NOT EXISTS (SELECT 1 FROM full_pass_seen s
-                  WHERE s.source = leads.source AND s.account_id = leads.account_id
-                    AND s.run_id = ? AND s.lead_id = leads.lead_id)`),
-				c.ts(c.clock()), run, source, account, c.ts(r.Started.Time), c.ts(r.Started.Add(-fullPassSkew)), run)
+			res, err := tx.ExecContext(ctx, c.q(`UPDATE leads SET deleted_at = ?, sync_run_id = ? WHERE `+fullPassMissing),
+				c.ts(c.clock()), run, source, account, c.ts(started), c.ts(started.Add(-fullPassSkew)), run)
 			if err != nil {
 				return err
 			}

@@ -112,6 +112,9 @@ func TestFullPassSparesLeadsChangedDuringThePass(t *testing.T) {
 		b.write(t, PageWrite{Run: b.run(t), Account: acct, Leads: []sources.Lead{edited}, Next: "c2"})
 		b.clock.Advance(2 * time.Minute)
 
+		if missing, err := b.s.FullPassMissing(b.ctx, pass, sources.LocaliQ, acct); err != nil || !slices.Equal(missing, []string{"gone"}) {
+			t.Fatalf("FullPassMissing = %q, %v; want only gone", missing, err)
+		}
 		n, err := b.s.FinishFullPass(b.ctx, pass, sources.LocaliQ, acct)
 		if err != nil || n != 1 {
 			t.Fatalf("FinishFullPass = %d, %v; want only gone deleted", n, err)

@@ -94,6 +94,9 @@ type Sink interface {
 	// FinishFullPass soft-deletes the account's leads that the full pass of run did not
 	// see. Call it only after the pass completed without error.
 	FinishFullPass(ctx context.Context, run RunID, source, account string) (deleted int64, err error)
+	// FullPassMissing lists, sorted, the leads FinishFullPass would soft-delete now, for a
+	// source that confirms them first (sources.Confirmer).
+	FullPassMissing(ctx context.Context, run RunID, source, account string) ([]string, error)
 
 	// UpsertAccount records an account as listed by its source.
 	UpsertAccount(ctx context.Context, acct sources.Account) error

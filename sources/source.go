@@ -45,6 +45,16 @@ type Source interface {
 	Leads(ctx context.Context, acct Account, cur Cursor, opts LeadOptions) iter.Seq2[Page, error]
 }
 
+// Confirmer is implemented by sources whose full pass alone cannot prove a lead gone: with
+// page-number paging, a record deleted during the pass from a page already read pulls the
+// rest one place forward, and the pass can miss a live lead at the next page boundary. Before
+// the worker soft-deletes the leads a complete full pass did not see (missing, sorted), it
+// reads Confirm's pages as part of the pass: they must hold every lead of missing that the
+// vendor still has (they may hold others). Their Next cursors are ignored.
+type Confirmer interface {
+	Confirm(ctx context.Context, acct Account, missing []string) iter.Seq2[Page, error]
+}
+
 // Aggregator is implemented by sources that offer PII-free lead counts (LocaliQ), which are
 // synced even for accounts whose lead endpoints are restricted.
 type Aggregator interface {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -334,7 +335,42 @@ func (rs *runState) syncAccount(c Connection, a sources.Account, written *int64)
 		}
 	}
 	lopts := sources.LeadOptions{Full: rs.opts.Full, Since: rs.opts.Since}
-	for page, err := range c.Source.Leads(rs.work, a, cur, lopts) {
+	if outcome, err := rs.pages(c, a, c.Source.Leads(rs.work, a, cur, lopts), &cur, false, written); outcome != "" {
+		return outcome, err
+	}
+	if rs.opts.Full {
+		if cf, ok := c.Source.(sources.Confirmer); ok {
+			missing, err := s.FullPassMissing(rs.work, rs.run, a.Source, a.ID)
+			if err != nil {
+				return OutcomeFailed, fmt.Errorf("finish full pass: %w", err)
+			}
+			if len(missing) > 0 && cur != "" {
+				rs.w.logger().Info("confirming leads missing from the full pass before deleting them",
+					slog.String("connection", c.Name), slog.String("account", a.ID), slog.Int("missing", len(missing)))
+				if outcome, err := rs.pages(c, a, cf.Confirm(rs.work, a, missing), &cur, true, written); outcome != "" {
+					return outcome, err
+				}
+			}
+		}
+		n, err := s.FinishFullPass(rs.work, rs.run, a.Source, a.ID)
+		if err != nil {
+			return OutcomeFailed, fmt.Errorf("finish full pass: %w", err)
+		}
+		if n > 0 {
+			rs.w.logger().Info("soft-deleted leads missing from a full pass", slog.String("connection", c.Name),
+				slog.String("account", a.ID), slog.Int64("deleted", n))
+		}
+	}
+	return OutcomeOK, nil
+}
+
+// pages writes a source's pages into the sink, each with its cursor (or, with keepCursor,
+// with *cur unchanged), and leaves *cur at the last cursor written. It returns an outcome
+// only when the account's sync ends here (restricted, failed, cancelled).
+func (rs *runState) pages(c Connection, a sources.Account, seq iter.Seq2[sources.Page, error], cur *sources.Cursor,
+	keepCursor bool, written *int64) (string, error) {
+	s := rs.w.Sink
+	for page, err := range seq {
 		if err != nil {
 			if r, ok := errors.AsType[*sources.RestrictedError](err); ok {
 				return rs.restrict(c, a, r)
@@ -344,8 +380,11 @@ func (rs *runState) syncAccount(c Connection, a sources.Account, written *int64)
 			}
 			return OutcomeFailed, err
 		}
+		if !keepCursor {
+			*cur = page.Next
+		}
 		res, err := s.WritePage(rs.work, sink.PageWrite{Run: rs.run, Source: a.Source, Account: a.ID,
-			Leads: page.Leads, Rejected: page.Rejected, Next: page.Next, FullPass: rs.opts.Full})
+			Leads: page.Leads, Rejected: page.Rejected, Next: *cur, FullPass: rs.opts.Full})
 		if err != nil {
 			if rs.work.Err() != nil {
 				return OutcomeCancelled, rs.work.Err()
@@ -365,17 +404,7 @@ func (rs *runState) syncAccount(c Connection, a sources.Account, written *int64)
 			return OutcomeCancelled, rs.soft.Err()
 		}
 	}
-	if rs.opts.Full {
-		n, err := s.FinishFullPass(rs.work, rs.run, a.Source, a.ID)
-		if err != nil {
-			return OutcomeFailed, fmt.Errorf("finish full pass: %w", err)
-		}
-		if n > 0 {
-			rs.w.logger().Info("soft-deleted leads missing from a full pass", slog.String("connection", c.Name),
-				slog.String("account", a.ID), slog.Int64("deleted", n))
-		}
-	}
-	return OutcomeOK, nil
+	return "", nil
 }
 
 // restrict handles a 403 per DESIGN §6: tag the account, keep its cursor, sync its PII-free

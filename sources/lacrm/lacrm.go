@@ -14,7 +14,9 @@
 // LastUpdate pages until they hold nothing edited since the pass began, which under a steady
 // stream of edits may never happen. What remains is a record deleted mid-pass from a page
 // already read: it pulls the rest one place forward, so the first record of the next page
-// can be missed, once per such delete (the API has no keyset paging to avoid it).
+// can be missed, once per such delete (the API has no keyset paging to avoid it). So the
+// source is a sources.Confirmer: what a pass missed is deleted only if a second read misses
+// it too.
 package lacrm
 
 import (
@@ -285,6 +287,14 @@ type stream struct {
 	fn     string
 	params map[string]any
 	decode recordDecoder
+}
+
+// Confirm implements sources.Confirmer with a second full read (one page of LastUpdate order
+// per stream would not do: a missed record may be old). A delete during the first read can
+// make it miss a live record (see the package comment); to be deleted, a record must be
+// missing from both reads. It costs a full read only in the runs whose pass missed something.
+func (s *Source) Confirm(ctx context.Context, acct sources.Account, _ []string) iter.Seq2[sources.Page, error] {
+	return s.Leads(ctx, acct, "", sources.LeadOptions{Full: true})
 }
 
 // Leads pages the account's contacts, then each pipeline's items: newest first on
