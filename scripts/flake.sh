@@ -23,8 +23,8 @@ for p in "${pkgs[@]}"; do
   fi
 done
 
-# The load: the whole suite, again and again, until the gate ends. Its results are reported
-# but do not count (they are the same tests, measured by the gate itself or by make test).
+# The load: the whole suite, again and again, until the gate ends. Its failures count too:
+# they are the same tests, under even more load.
 load_log="$DIR/load.log"
 # In a session of its own, so that stopping it stops every test process it started.
 GO=$GO setsid bash -c 'while true; do $GO test -race -count=1 ./... || echo "load: a run of the suite failed"; done' \
@@ -50,5 +50,9 @@ for p in "${pkgs[@]}"; do
   total=$((total + failed))
   printf '%-56s %5d %6d %8d\n' "$path" "$RUNS" "$failed" $((SECONDS - start))
 done
-echo "flake: $total failed run(s) of $((RUNS * ${#pkgs[@]})); the load ran $(grep -cE '^(ok|FAIL)[[:space:]]' "$load_log") package results (log: $load_log)"
-[ "$total" -eq 0 ]
+kill -TERM -- -$load 2>/dev/null; wait $load 2>/dev/null
+# A package the gate stopped mid-run is not a failure; a test that failed is.
+load_fails=$(grep -E -- '^--- FAIL' "$load_log" | sort | uniq -c)
+echo "flake: $total failed run(s) of $((RUNS * ${#pkgs[@]})); the load ran $(grep -cE '^(ok|FAIL)[[:space:]]' "$load_log") package results, $(grep -cE -- '^--- FAIL' "$load_log") failed tests (log: $load_log)"
+[ -n "$load_fails" ] && printf 'flake: failed in the load:\n%s\n' "$load_fails"
+[ "$total" -eq 0 ] && [ -z "$load_fails" ]
