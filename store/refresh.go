@@ -24,14 +24,6 @@ type Refresher interface {
 	Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error)
 }
 
-// RefresherFunc adapts a function to Refresher.
-type RefresherFunc func(ctx context.Context, refreshToken string) (*oauth2.Token, error)
-
-// Refresh calls f.
-func (f RefresherFunc) Refresh(ctx context.Context, rt string) (*oauth2.Token, error) {
-	return f(ctx, rt)
-}
-
 // Tokens gives a source the credentials of connection conn, refreshed with r.
 func (s *Store) Tokens(conn string, r Refresher) sources.Tokens {
 	return &connTokens{s: s, conn: conn, r: r}

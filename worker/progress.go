@@ -107,13 +107,6 @@ func (p *Progress) Leads(conn string, n int64) {
 	p.conn(conn).leads += n
 }
 
-// Line renders the current state in one line.
-func (p *Progress) Line() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.lineLocked()
-}
-
 func (p *Progress) lineLocked() string {
 	elapsed := p.now().Sub(p.start)
 	var parts []string

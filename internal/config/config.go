@@ -236,9 +236,6 @@ func Parse(data []byte, name string) (*Config, error) {
 	return c.WithDefaults(), nil
 }
 
-// Defaults is a configuration with every default and no connections.
-func Defaults() *Config { return (&Config{}).WithDefaults() }
-
 // WithDefaults returns a copy with every zero value replaced by its default, read from the
 // environment where the default depends on it ($STATE_DIRECTORY, $CREDENTIALS_DIRECTORY).
 // It is idempotent.

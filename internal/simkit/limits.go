@@ -36,13 +36,6 @@ func (l *Limiter) Set(w Window) {
 	l.w = w
 }
 
-// Window returns the current window.
-func (l *Limiter) Window() Window {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w
-}
-
 // Take spends one request from bucket. It reports whether the request is allowed, how many
 // remain in the current window, and when the window resets.
 func (l *Limiter) Take(bucket string) (ok bool, remaining int, reset time.Time) {
