@@ -60,6 +60,7 @@ type listedObserver struct {
 func (o *listedObserver) RunStarted(string)                                                  {}
 func (o *listedObserver) AccountSynced(string, string, string, string, int64, time.Duration) {}
 func (o *listedObserver) RunFinished(string, string, sink.RunStats, time.Duration)           {}
+func (o *listedObserver) RecordsRejected(string, string, int)                                {}
 func (o *listedObserver) AccountsListed(connection, source string, accounts []string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -38,6 +38,8 @@ type Observer interface {
 	// AccountsListed reports a connection's complete account listing: accounts of the
 	// connection missing from it were uninstalled or removed.
 	AccountsListed(connection, source string, accounts []string)
+	// RecordsRejected counts vendor records quarantined in rejected_records.
+	RecordsRejected(connection, source string, n int)
 	AccountSynced(connection, source, account, outcome string, leads int64, d time.Duration)
 	RunFinished(trigger, status string, stats sink.RunStats, d time.Duration)
 }
@@ -395,6 +397,9 @@ func (rs *runState) pages(c Connection, a sources.Account, seq iter.Seq2[sources
 		*written += n
 		if res.Rejected > 0 {
 			rs.rejected.Add(int64(res.Rejected))
+			if rs.w.Observer != nil {
+				rs.w.Observer.RecordsRejected(c.Name, a.Source, res.Rejected)
+			}
 			rs.w.logger().Warn("records quarantined in rejected_records", slog.String("connection", c.Name),
 				slog.String("account", a.ID), slog.Int("rejected", res.Rejected))
 		}

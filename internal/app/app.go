@@ -321,6 +321,8 @@ func (o observer) AccountSynced(conn, source, account, outcome string, leads int
 	o.m.LeadsWritten(source, int(leads))
 }
 
+func (o observer) RecordsRejected(_, source string, n int) { o.m.RecordsRejected(source, n) }
+
 func (o observer) AccountsListed(conn, source string, accounts []string) {
 	o.m.AccountsListed(conn, source, accounts)
 }

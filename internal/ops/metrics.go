@@ -45,6 +45,7 @@ type Metrics struct {
 	runDuration     *prometheus.HistogramVec
 	runLastFinished *prometheus.GaugeVec
 	leadsWritten    *prometheus.CounterVec
+	recordsRejected *prometheus.CounterVec
 	accountsSynced  *prometheus.CounterVec
 	accountDuration *prometheus.HistogramVec
 	requests        *prometheus.CounterVec
@@ -101,6 +102,10 @@ func NewMetrics(version string) *Metrics {
 			Namespace: ns, Name: "leads_written_total",
 			Help: "Leads inserted or changed in the warehouse, by source.",
 		}, []string{"source"}),
+		recordsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "records_rejected_total",
+			Help: "Vendor records that could not be read (no id, too deeply nested, refused by the database), quarantined in rejected_records, by source.",
+		}, []string{"source"}),
 		accountsSynced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "accounts_synced_total",
 			Help: "Account syncs finished, by source and outcome (ok, failed, restricted).",
@@ -147,7 +152,7 @@ func NewMetrics(version string) *Metrics {
 	}, []string{"version"})
 	buildInfo.WithLabelValues(version).Set(1)
 	m.Registry.MustRegister(
-		m.runs, m.runsInProgress, m.runDuration, m.runLastFinished, m.leadsWritten,
+		m.runs, m.runsInProgress, m.runDuration, m.runLastFinished, m.leadsWritten, m.recordsRejected,
 		m.accountsSynced, m.accountDuration, m.requests, m.requestDuration, m.throttled,
 		m.retries, m.refreshes, m.needsReauth, m.rotationPending, m.accounts, buildInfo,
 		collectors.NewGoCollector(),
@@ -282,6 +287,14 @@ func (m *Metrics) SeedAccount(connection, source, account string, lastSuccess ti
 		return
 	}
 	m.accounts.seed(accountKey{connection, source, account}, lastSuccess)
+}
+
+// RecordsRejected counts records quarantined in rejected_records.
+func (m *Metrics) RecordsRejected(source string, n int) {
+	if m == nil {
+		return
+	}
+	m.recordsRejected.WithLabelValues(source).Add(float64(n))
 }
 
 // AccountsListed drops the series of the connection's accounts missing from its complete

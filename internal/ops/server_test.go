@@ -133,6 +133,7 @@ func TestMetricsScrape(t *testing.T) {
 	m.Retry("leadconnector", "contacts/search", "429")
 	m.LeadsWritten("leadconnector", 42)
 	m.LeadsWritten("leadconnector", 0)
+	m.RecordsRejected("localiq", 2)
 	m.AccountSynced("agency", "leadconnector", "LOC1", OutcomeOK, 3*time.Second)
 	m.AccountSynced("agency", "leadconnector", "LOC2", OutcomeFailed, time.Second)
 	m.AccountSynced("liq", "localiq", "USA_1", OutcomeRestricted, time.Second)
@@ -162,6 +163,7 @@ func TestMetricsScrape(t *testing.T) {
 		`leadsync_http_retries_total{endpoint="contacts/search",reason="429",vendor="leadconnector"} 1`,
 		`leadsync_http_request_duration_seconds_count{endpoint="contacts/search",vendor="leadconnector"} 2`,
 		`leadsync_leads_written_total{source="leadconnector"} 42`,
+		`leadsync_records_rejected_total{source="localiq"} 2`,
 		`leadsync_accounts_synced_total{outcome="ok",source="leadconnector"} 1`,
 		`leadsync_accounts_synced_total{outcome="failed",source="leadconnector"} 1`,
 		`leadsync_accounts_synced_total{outcome="restricted",source="localiq"} 1`,
@@ -214,6 +216,7 @@ func TestNilMetricsIsANoOp(t *testing.T) {
 	m.SeedAccount("c", "lacrm", "1", time.Now())
 	m.AccountsListed("c", "lacrm", nil)
 	m.LeadsWritten("lacrm", 1)
+	m.RecordsRejected("lacrm", 1)
 	m.TokenRefreshed("lacrm", nil)
 	m.SetNeedsReauth("c", "lacrm", true)
 }
