@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -247,7 +248,8 @@ type call struct {
 	stats    *Stats
 	start    time.Time
 	attempts int
-	tok      *oauth2.Token
+	tok      *oauth2.Token // the token of the attempt under way
+	next     *oauth2.Token // the token reauth chose for the next attempt
 	// refreshed: this call has had the store refresh a refused token (once per call);
 	// rotations counts re-sends after a 401 for a token rotated elsewhere.
 	refreshed bool
@@ -294,18 +296,24 @@ func (c *Client) do(ctx context.Context, req *Request, decode func([]byte) error
 		if err := ctx.Err(); err != nil {
 			return nil, cl.cancelled(err, nil)
 		}
-		if req.Auth != nil && cl.tok == nil {
-			tok, err := req.Auth.Token(ctx)
-			if err != nil {
-				if err := cl.tokenFailed(ctx, err); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			cl.use(tok)
-		}
 		if err := c.gate(ctx, cl.b); err != nil {
 			return nil, cl.cancelled(err, nil)
+		}
+		// The token is taken after the rate limiter's wait, and again for each attempt: a
+		// wait or a backoff may outlast the token used before.
+		if req.Auth != nil {
+			tok := cl.next // chosen by reauth after a 401
+			cl.next = nil
+			if tok == nil {
+				var err error
+				if tok, err = req.Auth.Token(ctx); err != nil {
+					if err := cl.tokenFailed(ctx, err); err != nil {
+						return nil, err
+					}
+					continue
+				}
+			}
+			cl.use(tok)
 		}
 		cl.attempts++
 		o := cl.send(ctx)
@@ -395,7 +403,6 @@ func (cl *call) reauth(ctx context.Context, last *Error) error {
 		return last
 	}
 	refused := cl.tok.AccessToken
-	cl.tok = nil
 	tok, err := cl.req.Auth.Token(ctx)
 	switch {
 	case err != nil:
@@ -415,7 +422,7 @@ func (cl *call) reauth(ctx context.Context, last *Error) error {
 	if err != nil {
 		return cl.tokenFailed(ctx, err)
 	}
-	cl.use(tok)
+	cl.next = tok
 	return cl.retryWait(ctx, "auth", 0, last)
 }
 
@@ -435,7 +442,9 @@ func (cl *call) tokenFailed(ctx context.Context, err error) error {
 
 func (cl *call) use(tok *oauth2.Token) {
 	cl.tok = tok
-	cl.tokens = append(cl.tokens, tok.AccessToken)
+	if !slices.Contains(cl.tokens, tok.AccessToken) {
+		cl.tokens = append(cl.tokens, tok.AccessToken)
+	}
 }
 
 // retryWait decides whether the call may try again after last and waits before it: wait

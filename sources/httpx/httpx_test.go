@@ -1115,3 +1115,32 @@ func TestNeedsReauthIsNotRetried(t *testing.T) {
 		t.Fatalf("err %v, waits %v, hits %d", err, b.clock.Waits(), b.hits.Load())
 	}
 }
+
+// Each attempt takes the current token, after its wait: a token taken before a backoff or a
+// rate-limit wait may have been rotated (or have expired) by the time the request goes,
+// which would cost a needless 401 and a retry.
+func TestEachAttemptTakesTheCurrentToken(t *testing.T) {
+	t.Parallel()
+	g := newRotatingGrant()
+	var refused atomic.Int64
+	b := setup(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		if !g.accepts(r) {
+			refused.Add(1)
+			status(w, 401, `{"error":"invalid_token"}`)
+			return
+		}
+		if n == 1 {
+			g.rotate() // another caller refreshes while this one backs off
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		ok(w, `{"ok":true}`)
+	}, nil)
+	if _, err := b.client.Do(b.ctx, Request{Path: "x", Endpoint: "x", Auth: g}); err != nil {
+		t.Fatal(err)
+	}
+	if b.hits.Load() != 2 || refused.Load() != 0 {
+		t.Fatalf("requests %d, of which refused %d: the retry after the backoff must carry the rotated token",
+			b.hits.Load(), refused.Load())
+	}
+}
