@@ -185,6 +185,7 @@ func proofEmptyWarehouse(t *testing.T, env *testenv.Env) {
 	}
 	schema := searchPath(env.WarehouseURL)
 	db := env.OpenDB(t)
+	defer db.Close() // 30 times a run at full size: each handle kept would hold a connection
 	if _, err := db.Exec(fmt.Sprintf(`DROP SCHEMA %q CASCADE; CREATE SCHEMA %q`, schema, schema)); err != nil {
 		t.Fatal(err)
 	}

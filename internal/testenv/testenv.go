@@ -144,6 +144,7 @@ func (e *Env) OpenDB(t testing.TB) *sql.DB {
 func (e *Env) Stored(t testing.TB) map[string][]simkit.LeadTruth {
 	t.Helper()
 	db := e.OpenDB(t)
+	defer db.Close() // called in loops: a handle left to the test's end holds a connection
 	rows, err := db.Query(`SELECT source, account_id, lead_id, kind, updated_at FROM leads WHERE deleted_at IS NULL ORDER BY source, account_id, lead_id`)
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +248,9 @@ func (e *Env) RequireTruth(t testing.TB) {
 func (e *Env) LeadCount(t testing.TB) int {
 	t.Helper()
 	var n int
-	if err := e.OpenDB(t).QueryRow(`SELECT COUNT(*) FROM leads WHERE deleted_at IS NULL`).Scan(&n); err != nil {
+	db := e.OpenDB(t)
+	defer db.Close()
+	if err := db.QueryRow(`SELECT COUNT(*) FROM leads WHERE deleted_at IS NULL`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
