@@ -12,12 +12,13 @@ import (
 	"github.com/leadsync/leadsync/sources"
 )
 
-// scaleWorkers opens n Postgres sinks on one schema, each a worker with its own identity.
-func scaleWorkers(t *testing.T, n int, lease time.Duration) []*Postgres {
+// scaleWorkers opens Postgres sinks on one schema, each a worker with its own identity and
+// its lease duration.
+func scaleWorkers(t *testing.T, leases ...time.Duration) []*Postgres {
 	t.Helper()
 	dsn, _ := pgtest.Schema(t)
 	var out []*Postgres
-	for i := range n {
+	for i, lease := range leases {
 		s, err := Open(context.Background(), dsn, Options{Worker: "w" + string(rune('a'+i)), LeaseDuration: lease})
 		if err != nil {
 			t.Fatal(err)
@@ -36,7 +37,9 @@ func scalePage(run RunID, acct, cursor string) PageWrite {
 func TestLeaseFencesPageCommits(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	w := scaleWorkers(t, 2, 200*time.Millisecond)
+	// a's leases expire at once (it will stop heartbeating); b's outlast the test, however
+	// slow a loaded machine makes it.
+	w := scaleWorkers(t, 200*time.Millisecond, time.Minute)
 	a, b := w[0], w[1]
 	slot, err := a.OpenSlot(ctx, SlotRequest{Connection: "c", Kind: SlotIncremental, Trigger: TriggerOnce})
 	if err != nil {
@@ -120,7 +123,7 @@ func TestLeaseFencesPageCommits(t *testing.T) {
 func TestSlotsAreSharedAcrossWorkers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	w := scaleWorkers(t, 2, time.Minute)
+	w := scaleWorkers(t, time.Minute, time.Minute)
 	a, b := w[0], w[1]
 	tick := time.Date(2026, 3, 1, 10, 15, 0, 0, time.UTC)
 	sa, err := a.OpenSlot(ctx, SlotRequest{Connection: "c", Kind: SlotIncremental, At: tick, Trigger: TriggerCron})
