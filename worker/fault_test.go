@@ -37,10 +37,14 @@ func proofFaultSeed(t testing.TB) uint64 {
 	return seed
 }
 
-// proofSync runs one sync under a 2-minute deadline.
+// proofSync runs one sync under a 5-minute deadline. Under the fault mix a LeadConnector
+// account can legitimately take over a minute: each injected 429 reports a spent bucket, so
+// the client waits the vendor's whole 10 s interval, and with the 10 s tokens of
+// TestProofFaultsOnTokenRefresh each wait also needs a new location token (another request
+// the faults can refuse). 81 s was seen for one 150-contact location on an idle machine.
 func proofSync(t testing.TB, a *app.App) worker.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	res, err := a.Worker.Run(ctx, worker.RunOptions{Trigger: sink.TriggerOnce})
 	if err != nil {

@@ -31,11 +31,12 @@ import (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultMaxAttempts = 8
-	DefaultMaxElapsed  = 3 * time.Minute
-	DefaultMaxWait     = 60 * time.Second
-	DefaultMaxBody     = 32 << 20
-	DefaultTimeout     = 30 * time.Second
+	DefaultMaxAttempts  = 8
+	DefaultMaxThrottled = 32
+	DefaultMaxElapsed   = 3 * time.Minute
+	DefaultMaxWait      = 60 * time.Second
+	DefaultMaxBody      = 32 << 20
+	DefaultTimeout      = 30 * time.Second
 )
 
 // Config configures a Client; zero values mean the defaults.
@@ -44,11 +45,16 @@ type Config struct {
 	BaseURL string       // requests use paths relative to it (absolute URLs are accepted too)
 	HTTP    *http.Client // default: 30 s per request, shared connection pool, no retries of its own
 	// UserAgent defaults to "leadsync/<module version>".
-	UserAgent   string
-	MaxAttempts int           // total attempts per request including the first; default 8
-	MaxElapsed  time.Duration // stop retrying after this; default 3 min
-	MaxWait     time.Duration // cap for one wait (Retry-After etc.); default 60 s
-	MaxBody     int64         // response size limit; default 32 MiB
+	UserAgent string
+	// MaxAttempts bounds the attempts that failed (5xx, 408, network, malformed body, token)
+	// per request, the first included; default 8. A 429 is not a failure: the vendor refused
+	// without doing anything, and said to slow down. 429s are bounded by MaxThrottled and,
+	// like everything, by MaxElapsed.
+	MaxAttempts  int
+	MaxThrottled int           // 429 answers per request before giving up; default 32
+	MaxElapsed   time.Duration // stop retrying after this; default 3 min
+	MaxWait      time.Duration // cap for one wait (Retry-After etc.); default 60 s
+	MaxBody      int64         // response size limit; default 32 MiB
 	// Limit gives the proactive limit of a bucket (requests per second and burst), asked once
 	// per bucket. nil: no proactive limit.
 	Limit func(bucket string) (rate.Limit, int)
@@ -145,6 +151,9 @@ type Client struct {
 func New(cfg Config) *Client {
 	if cfg.MaxAttempts < 1 {
 		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.MaxThrottled < 1 {
+		cfg.MaxThrottled = DefaultMaxThrottled
 	}
 	if cfg.MaxElapsed <= 0 {
 		cfg.MaxElapsed = DefaultMaxElapsed
@@ -247,9 +256,12 @@ type call struct {
 	b        *bucket
 	stats    *Stats
 	start    time.Time
-	attempts int
-	tok      *oauth2.Token // the token of the attempt under way
-	next     *oauth2.Token // the token reauth chose for the next attempt
+	attempts int // every request sent (and token fetch failed), for messages
+	// throttled counts the attempts answered 429, which MaxThrottled bounds instead of
+	// MaxAttempts.
+	throttled int
+	tok       *oauth2.Token // the token of the attempt under way
+	next      *oauth2.Token // the token reauth chose for the next attempt
 	// refreshed: this call has had the store refresh a refused token (once per call);
 	// rotations counts re-sends after a 401 for a token rotated elsewhere.
 	refreshed bool
@@ -366,6 +378,7 @@ func (c *Client) do(ctx context.Context, req *Request, decode func([]byte) error
 			if cl.stats != nil {
 				cl.stats.Throttled.Add(1)
 			}
+			cl.throttled++
 			reason, last = "429", cl.fail(o.status, cl.message(o.body), nil)
 			now := c.cfg.Clock()
 			if d, ok := ParseRetryAfter(o.header.Get("Retry-After"), now); ok {
@@ -462,7 +475,13 @@ func (cl *call) retryWait(ctx context.Context, reason string, wait time.Duration
 		// (even when this call gives up).
 		cl.b.hold(now.Add(wait))
 	}
-	if req.NoRetry || cl.attempts >= c.cfg.MaxAttempts || now.Sub(cl.start)+wait > c.cfg.MaxElapsed {
+	spent := cl.attempts-cl.throttled >= c.cfg.MaxAttempts
+	if reason == "429" {
+		// With 20 % of answers throttled, 8 attempts in a row would be refused once in
+		// ~400,000 requests; a vendor asking us to slow down is waited out, within bounds.
+		spent = cl.throttled >= c.cfg.MaxThrottled
+	}
+	if req.NoRetry || spent || now.Sub(cl.start)+wait > c.cfg.MaxElapsed {
 		return last
 	}
 	if cl.stats != nil {

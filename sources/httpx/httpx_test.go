@@ -1144,3 +1144,36 @@ func TestEachAttemptTakesTheCurrentToken(t *testing.T) {
 			b.hits.Load(), refused.Load())
 	}
 }
+
+func TestThrottledAnswersDoNotSpendAttempts(t *testing.T) {
+	t.Parallel()
+	// Ten 429s, two 502s, then success: the 429s are waited out (MaxThrottled), and the two
+	// failures fit in MaxAttempts = 3.
+	b := setup(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		switch {
+		case n <= 10:
+			status(w, 429, `{}`)
+		case n <= 12:
+			status(w, 502, `{}`)
+		default:
+			ok(w, `{}`)
+		}
+	}, func(c *Config) { c.MaxAttempts = 3 })
+	if _, err := b.client.Do(b.ctx, Request{Path: "x"}); err != nil {
+		t.Fatalf("gave up on a vendor that only asked to slow down: %v", err)
+	}
+	if b.hits.Load() != 13 {
+		t.Fatalf("%d hits, want 13", b.hits.Load())
+	}
+}
+
+func TestMaxThrottledBounds429s(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		status(w, 429, `{}`)
+	}, func(c *Config) { c.MaxThrottled = 5 })
+	_, err := b.client.Do(b.ctx, Request{Path: "x"})
+	if e := asError(t, err); e.Status != 429 || e.Attempts != 5 || b.hits.Load() != 5 {
+		t.Fatalf("got %+v after %d hits", e, b.hits.Load())
+	}
+}
