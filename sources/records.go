@@ -439,6 +439,9 @@ func (s *scanner) literal() error {
 // account needs, and still an end to a vendor that keeps saying "more".
 const DefaultMaxPages = 100_000
 
+// MaxPagesLimit is the largest page budget a configuration may set.
+const MaxPagesLimit = 100_000_000
+
 // ErrEndlessPaging is the error of a listing stopped by its PageGuard.
 var ErrEndlessPaging = errors.New("paging does not end")
 

@@ -15,6 +15,7 @@ import (
 	"github.com/leadsync/leadsync/internal/testenv"
 	"github.com/leadsync/leadsync/sink"
 	"github.com/leadsync/leadsync/sources"
+	"github.com/leadsync/leadsync/sources/lacrm"
 	"github.com/leadsync/leadsync/worker"
 )
 
@@ -69,7 +70,7 @@ func TestFullPassConfirmsWhatItMissedBeforeDeleting(t *testing.T) {
 	cfg := env.Config(t)
 	for i := range cfg.Connections {
 		if cfg.Connections[i].Source == sources.LACRM {
-			cfg.Connections[i].PageSize = 20 // several pages, so a shift crosses a page boundary
+			cfg.Connections[i].Options.(*lacrm.Options).PageSize = 20 // several pages, so a shift crosses a page boundary
 		}
 	}
 	a, err := app.Open(context.Background(), cfg, testenv.Logger(t), app.Options{Version: "test"})

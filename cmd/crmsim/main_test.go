@@ -14,6 +14,7 @@ import (
 
 	"github.com/leadsync/leadsync/internal/config"
 	"github.com/leadsync/leadsync/internal/simkit"
+	_ "github.com/leadsync/leadsync/sources/all" // the written config names every vendor
 )
 
 func TestHelpDocumentsEveryFlag(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/leadsync/leadsync/internal/app"
+	"github.com/leadsync/leadsync/internal/vendors"
 	"github.com/leadsync/leadsync/store"
 	"github.com/leadsync/leadsync/store/login"
 )
@@ -102,7 +103,7 @@ func authPassword(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	defer a.Close()
 	name := c.Config.Name
-	if _, ok := c.Vendor.(app.PasswordGranter); !ok {
+	if _, ok := c.Vendor.(vendors.PasswordGranter); !ok {
 		return exitUsage, usageError{fmt.Sprintf("connection %s (%s) has no password grant: use `leadsync auth login %s`", name, c.Config.Source, name)}
 	}
 	pw, err := readPassword(*pwFile, c, stderr)
@@ -112,12 +113,14 @@ func authPassword(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := a.PasswordLogin(ctx, c, pw); err != nil {
 		return exitFailed, err
 	}
-	fmt.Fprintf(stdout, "connection %s authorized as %s; its tokens are stored encrypted\n", name, c.Config.Username)
+	user, _, _ := c.Config.PasswordGrant()
+	fmt.Fprintf(stdout, "connection %s authorized as %s; its tokens are stored encrypted\n", name, user)
 	return exitOK, nil
 }
 
 // readPassword reads from a file, the configured secret, or a no-echo prompt — never argv.
 func readPassword(file string, c *app.Conn, prompt io.Writer) (string, error) {
+	user, configured, ok := c.Config.PasswordGrant()
 	switch {
 	case file != "":
 		b, err := os.ReadFile(file)
@@ -125,10 +128,10 @@ func readPassword(file string, c *app.Conn, prompt io.Writer) (string, error) {
 			return "", usageError{fmt.Sprintf("--password-file: %v", err)}
 		}
 		return strings.TrimRight(string(b), "\r\n"), nil
-	case !c.Config.Password.IsZero():
-		return c.Config.Password.Resolve()
+	case ok:
+		return configured.Resolve()
 	case term.IsTerminal(int(os.Stdin.Fd())):
-		fmt.Fprintf(prompt, "password for %s: ", c.Config.Username)
+		fmt.Fprintf(prompt, "password for %s: ", user)
 		b, err := term.ReadPassword(int(os.Stdin.Fd()))
 		fmt.Fprintln(prompt)
 		return string(b), err

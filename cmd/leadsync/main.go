@@ -16,11 +16,22 @@ import (
 
 	"github.com/leadsync/leadsync/internal/app"
 	"github.com/leadsync/leadsync/internal/config"
+	"github.com/leadsync/leadsync/internal/vendors"
+	_ "github.com/leadsync/leadsync/sources/all" // every vendor leadsync ships
 	"github.com/leadsync/leadsync/store"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
 var version = "dev"
+
+// vendorTitles lists the registered vendors for people.
+func vendorTitles() string {
+	var titles []string
+	for _, v := range vendors.All() {
+		titles = append(titles, v.Title)
+	}
+	return strings.Join(titles, ", ")
+}
 
 // Exit codes, as documented in `leadsync --help`.
 const (
@@ -30,7 +41,8 @@ const (
 	exitInterrupted = 3 // stopped by a signal before the work was complete
 )
 
-const usage = `leadsync keeps your CRM leads (LeadConnector, LocaliQ, Less Annoying CRM) in your own
+// usage is the global help; vendorTitles fills in the registered vendors.
+var usage = `leadsync keeps your CRM leads (` + vendorTitles() + `) in your own
 SQLite or PostgreSQL database.
 
 Usage:

@@ -453,11 +453,8 @@ func cmdConfig(_ context.Context, args []string, stdout, stderr io.Writer) (int,
 	}
 	var secretErrs []error
 	for _, c := range cfg.Connections {
-		if _, err := c.ClientSecret.Resolve(); err != nil {
-			secretErrs = append(secretErrs, err)
-		}
-		if !c.Password.IsZero() {
-			if _, err := c.Password.Resolve(); err != nil {
+		for _, s := range c.Secrets() {
+			if _, err := s.Resolve(); err != nil {
 				secretErrs = append(secretErrs, err)
 			}
 		}

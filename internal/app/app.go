@@ -12,37 +12,22 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/leadsync/leadsync/internal/config"
 	"github.com/leadsync/leadsync/internal/ops"
+	"github.com/leadsync/leadsync/internal/vendors"
 	"github.com/leadsync/leadsync/sink"
 	"github.com/leadsync/leadsync/sources"
 	"github.com/leadsync/leadsync/sources/httpx"
-	"github.com/leadsync/leadsync/sources/lacrm"
-	"github.com/leadsync/leadsync/sources/leadconnector"
-	"github.com/leadsync/leadsync/sources/localiq"
 	"github.com/leadsync/leadsync/store"
 	"github.com/leadsync/leadsync/store/login"
 	"github.com/leadsync/leadsync/worker"
 )
 
-// Vendor is what `leadsync auth` needs of a connection's vendor: its OAuth endpoints.
-type Vendor interface {
-	AuthCodeURL(state, redirectURI, pkceChallenge string) string
-	Exchange(ctx context.Context, code, redirectURI, pkceVerifier string) (*oauth2.Token, error)
-}
-
-// PasswordGranter is a vendor with a password grant (LocaliQ "direct access").
-type PasswordGranter interface {
-	PasswordGrant(ctx context.Context, username, password string) (*oauth2.Token, error)
-}
-
 // Conn is one configured connection, wired.
 type Conn struct {
 	Config    config.Connection
 	Source    sources.Source
-	Vendor    Vendor
+	Vendor    vendors.Auth // its OAuth endpoints, for `leadsync auth`
 	Refresher store.Refresher
 }
 
@@ -159,39 +144,17 @@ func (a *App) connection(i int, cc config.Connection, opts Options) (Conn, error
 			opts.HTTPX(h)
 		}
 	}
-	var c Conn
-	c.Config = cc
-	var src sources.Source
-	switch cc.Source {
-	case sources.LeadConnector:
-		vc := leadconnector.Config{BaseURL: cc.BaseURL, AuthURL: cc.AuthURL, TokenURL: cc.TokenURL,
-			ClientID: cc.ClientID, ClientSecret: secret, APIVersion: cc.APIVersion, CompanyID: cc.CompanyID,
-			AppID: cc.AppID, BackfillStart: cc.BackfillStart.Time, Lookback: cc.Lookback.D(), PageSize: cc.PageSize,
-			Scopes: cc.Scopes, Logger: log}
-		c.Vendor, c.Refresher = vc, vc.Refresher()
-		src, err = leadconnector.New(vc, a.Store.Tokens(cc.Name, c.Refresher), leadconnector.WithHTTPX(hx))
-	case sources.LocaliQ:
-		vc := localiq.Config{BaseURL: cc.BaseURL, AuthURL: cc.AuthURL, TokenURL: cc.TokenURL,
-			ClientID: cc.ClientID, ClientSecret: secret, User: cc.User, BackfillStart: cc.BackfillStart.Time,
-			ReRead: time.Duration(cc.RereadDays) * 24 * time.Hour}
-		c.Vendor, c.Refresher = vc, vc.Refresher()
-		src, err = localiq.New(vc, a.Store.Tokens(cc.Name, c.Refresher), localiq.WithLogger(log),
-			localiq.WithObserver(a.Metrics))
-	case sources.LACRM:
-		vc := lacrm.Config{BaseURL: cc.BaseURL, AuthURL: cc.AuthURL, TokenURL: cc.TokenURL,
-			ClientID: cc.ClientID, ClientSecret: secret, Since: cc.BackfillStart.Time, Lookback: cc.Lookback.D(),
-			PageSize: cc.PageSize, PipelineIDs: cc.Pipelines, Logger: log}
-		c.Vendor, c.Refresher = vc, vc.Refresher()
-		src, err = lacrm.New(vc, a.Store.Tokens(cc.Name, c.Refresher), lacrm.WithHTTPX(hx))
-	default:
+	v, ok := vendors.Lookup(cc.Source)
+	if !ok {
 		return Conn{}, &ConfigError{&config.Error{Field: fmt.Sprintf("connections[%d].source", i),
 			Msg: fmt.Sprintf("unknown source %q", cc.Source)}}
 	}
+	o, err := v.Open(vendors.Conn{Config: cc, ClientSecret: secret, Logger: log, HTTPX: hx,
+		Tokens: func(r store.Refresher) sources.Tokens { return a.Store.Tokens(cc.Name, r) }})
 	if err != nil {
 		return Conn{}, &ConfigError{fmt.Errorf("connections[%d] (%s): %w", i, cc.Name, err)}
 	}
-	c.Source = src
-	return c, nil
+	return Conn{Config: cc, Source: o.Source, Vendor: o.Auth, Refresher: o.Refresher}, nil
 }
 
 // Close releases everything Open acquired, waiting up to store.DefaultCloseTimeout for
@@ -354,14 +317,15 @@ func (a *App) Login(ctx context.Context, c *Conn, open func(string) error, out i
 
 // PasswordLogin authorizes c with its vendor's password grant and stores the grant.
 func (a *App) PasswordLogin(ctx context.Context, c *Conn, password string) error {
-	pg, ok := c.Vendor.(PasswordGranter)
+	pg, ok := c.Vendor.(vendors.PasswordGranter)
 	if !ok {
 		return &ConfigError{fmt.Errorf("connection %s (%s) has no password grant: use `leadsync auth login %s`", c.Config.Name, c.Config.Source, c.Config.Name)}
 	}
-	if c.Config.Username == "" {
+	username, _, _ := c.Config.PasswordGrant()
+	if username == "" {
 		return &ConfigError{fmt.Errorf("connection %s: username is not set", c.Config.Name)}
 	}
-	tok, err := pg.PasswordGrant(ctx, c.Config.Username, password)
+	tok, err := pg.PasswordGrant(ctx, username, password)
 	if err != nil {
 		return err
 	}
@@ -374,8 +338,8 @@ func (a *App) PasswordLogin(ctx context.Context, c *Conn, password string) error
 func (a *App) AuthorizeAll(ctx context.Context, open func(string) error, out io.Writer) error {
 	for i := range a.Conns {
 		c := &a.Conns[i]
-		if _, ok := c.Vendor.(PasswordGranter); ok && c.Config.Username != "" && !c.Config.Password.IsZero() {
-			pw, err := c.Config.Password.Resolve()
+		if _, pw, ok := c.Config.PasswordGrant(); ok {
+			pw, err := pw.Resolve()
 			if err != nil {
 				return &ConfigError{err}
 			}

@@ -68,7 +68,7 @@ func (c *Config) Warnings() []*Error {
 func (c *Config) secrets() []Secret {
 	var out []Secret
 	for _, conn := range c.Connections {
-		out = append(out, conn.ClientSecret, conn.Password)
+		out = append(out, conn.Secrets()...)
 	}
 	return out
 }

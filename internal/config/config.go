@@ -15,8 +15,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/leadsync/leadsync/sources"
 )
 
 // Defaults. Exported so docs, the CLI and tests can refer to them.
@@ -33,23 +31,6 @@ const (
 	// Off disables an optional address or schedule (http.listen, full_schedule).
 	Off = "off"
 )
-
-// Per-vendor defaults.
-const (
-	DefaultLCAPIVersion  = "v3"
-	LCAPIVersion20210728 = "2021-07-28"
-	DefaultLCPageSize    = 100
-	DefaultLCLookback    = 10 * time.Minute // the contact search index lags writes by seconds
-	DefaultLIQRereadDays = 3                // the vendor's recommendation
-	DefaultLACRMPageSize = 500
-	DefaultLACRMLookback = time.Hour
-)
-
-// DefaultLCScopes are the LeadConnector scopes leadsync needs.
-var DefaultLCScopes = []string{"oauth.readonly", "oauth.write", "contacts.readonly"}
-
-// DefaultConcurrency is how many accounts of one connection sync at once, per vendor.
-var DefaultConcurrency = Concurrency{LeadConnector: 4, LocaliQ: 4, LACRM: 1}
 
 // Config is the whole configuration file.
 type Config struct {
@@ -101,25 +82,9 @@ type TokenStore struct {
 	KeyAutoCreate bool `yaml:"-"`
 }
 
-// Concurrency is the default number of accounts synced at once per connection, by vendor.
-type Concurrency struct {
-	LeadConnector int `yaml:"leadconnector"`
-	LocaliQ       int `yaml:"localiq"`
-	LACRM         int `yaml:"lacrm"`
-}
-
-// For returns the value for a vendor.
-func (c Concurrency) For(source string) int {
-	switch source {
-	case sources.LeadConnector:
-		return c.LeadConnector
-	case sources.LocaliQ:
-		return c.LocaliQ
-	case sources.LACRM:
-		return c.LACRM
-	}
-	return 0
-}
+// Concurrency is the default number of accounts synced at once per connection, by vendor
+// name (each vendor declares its own default).
+type Concurrency map[string]int
 
 // HTTP is the metrics and health endpoint.
 type HTTP struct {
@@ -157,11 +122,12 @@ type Worker struct {
 	LeaseDuration Duration `yaml:"lease_duration"` // default 60s
 }
 
-// Connection is one vendor grant and its options. Vendor options are flat; setting one on
-// another vendor's connection is an error.
+// Connection is one vendor grant and its options. The keys every vendor has are fields
+// here; a vendor's own keys are written next to them, flat, and decoded into Options (the
+// vendor's type): setting one on another vendor's connection is an error.
 type Connection struct {
 	Name   string `yaml:"name"`   // unique, [a-z0-9_-]; used in commands and the token store
-	Source string `yaml:"source"` // leadconnector | localiq | lacrm
+	Source string `yaml:"source"` // a registered vendor: leadconnector | localiq | lacrm
 	// Enabled defaults to true; a disabled connection is kept (and its grant) but not synced.
 	Enabled     *bool  `yaml:"enabled"`
 	Schedule    string `yaml:"schedule"`    // overrides the global schedule
@@ -178,24 +144,30 @@ type Connection struct {
 	// BackfillStart is where an empty cursor starts (all vendors); zero: the source's default.
 	BackfillStart Date `yaml:"backfill_start"`
 
-	// LeadConnector.
-	APIVersion string   `yaml:"api_version"` // v3 (default) | 2021-07-28
-	CompanyID  string   `yaml:"company_id"`  // default: the companyId of the agency grant
-	AppID      string   `yaml:"app_id"`      // required: the Marketplace app id
-	Scopes     []string `yaml:"scopes"`
+	// Options are the vendor's own options (nil for a source no vendor registered).
+	Options Options `yaml:"-"`
+}
 
-	// LeadConnector and LACRM.
-	Lookback Duration `yaml:"lookback"`  // re-read window of each incremental run
-	PageSize int      `yaml:"page_size"` // leads per request
+// Secrets are the connection's configured secret references: the client secret and any of
+// its vendor's options (a LocaliQ password), for `config check` to resolve and inspect.
+func (c *Connection) Secrets() []Secret {
+	out := []Secret{c.ClientSecret}
+	_, secrets := optionSecrets(c.Options)
+	for _, s := range secrets {
+		if !s.IsZero() {
+			out = append(out, *s)
+		}
+	}
+	return out
+}
 
-	// LocaliQ.
-	User       string `yaml:"user"`     // the business user's email (identities listing)
-	Username   string `yaml:"username"` // password grant ("direct access")
-	Password   Secret `yaml:"password"`
-	RereadDays int    `yaml:"reread_days"` // days re-read each run (default 3)
-
-	// LACRM.
-	Pipelines []string `yaml:"pipelines"` // pipeline ids or names; empty: all pipelines
+// PasswordGrant is the connection's password-grant login, when its vendor has one and both
+// the username and the password are configured.
+func (c *Connection) PasswordGrant() (username string, password Secret, ok bool) {
+	if pg, is := c.Options.(PasswordGrantOptions); is {
+		return pg.PasswordGrant()
+	}
+	return "", Secret{}, false
 }
 
 // IsEnabled reports whether the connection is synced (default true).
@@ -264,9 +236,14 @@ func (c *Config) withDefaults(getenv func(string) string) *Config {
 	}
 	d.Schedule = cmp.Or(d.Schedule, DefaultSchedule)
 	d.FullSchedule = cmp.Or(d.FullSchedule, DefaultFullSchedule)
-	d.Concurrency.LeadConnector = cmp.Or(d.Concurrency.LeadConnector, DefaultConcurrency.LeadConnector)
-	d.Concurrency.LocaliQ = cmp.Or(d.Concurrency.LocaliQ, DefaultConcurrency.LocaliQ)
-	d.Concurrency.LACRM = cmp.Or(d.Concurrency.LACRM, DefaultConcurrency.LACRM)
+	d.Concurrency = make(Concurrency, len(c.Concurrency))
+	for name, n := range c.Concurrency {
+		d.Concurrency[name] = n
+	}
+	for _, name := range VendorNames() {
+		s, _ := section(name)
+		d.Concurrency[name] = cmp.Or(d.Concurrency[name], s.Concurrency, 1)
+	}
 	d.ShutdownTimeout = cmp.Or(d.ShutdownTimeout, Duration(DefaultShutdownTimeout))
 	_, listenSet := c.lines["http.listen"]
 	switch {
@@ -285,22 +262,18 @@ func (c *Config) withDefaults(getenv func(string) string) *Config {
 			conn.Enabled = &t
 		}
 		conn.Schedule = cmp.Or(conn.Schedule, d.Schedule)
-		conn.Concurrency = cmp.Or(conn.Concurrency, d.Concurrency.For(conn.Source), 1)
+		conn.Concurrency = cmp.Or(conn.Concurrency, d.Concurrency[conn.Source], 1)
 		conn.ClientSecret.setField(fmt.Sprintf("connections[%d].client_secret", i), 0)
-		conn.Password.setField(fmt.Sprintf("connections[%d].password", i), 0)
-		switch conn.Source {
-		case sources.LeadConnector:
-			conn.APIVersion = cmp.Or(conn.APIVersion, DefaultLCAPIVersion)
-			conn.PageSize = cmp.Or(conn.PageSize, DefaultLCPageSize)
-			conn.Lookback = cmp.Or(conn.Lookback, Duration(DefaultLCLookback))
-			if len(conn.Scopes) == 0 {
-				conn.Scopes = append([]string(nil), DefaultLCScopes...)
+		if sec, ok := section(conn.Source); ok && conn.Options == nil {
+			conn.Options = sec.NewOptions()
+		}
+		if conn.Options != nil {
+			conn.Options = cloneOptions(conn.Options)
+			conn.Options.Defaults()
+			keys, secrets := optionSecrets(conn.Options)
+			for j, s := range secrets {
+				s.setField(fmt.Sprintf("connections[%d].%s", i, keys[j]), 0)
 			}
-		case sources.LocaliQ:
-			conn.RereadDays = cmp.Or(conn.RereadDays, DefaultLIQRereadDays)
-		case sources.LACRM:
-			conn.PageSize = cmp.Or(conn.PageSize, DefaultLACRMPageSize)
-			conn.Lookback = cmp.Or(conn.Lookback, Duration(DefaultLACRMLookback))
 		}
 	}
 	return &d

@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"errors"
@@ -7,6 +7,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/leadsync/leadsync/internal/config"
+	"github.com/leadsync/leadsync/internal/vendors"
+	_ "github.com/leadsync/leadsync/sources/all"
+	"github.com/leadsync/leadsync/sources/lacrm"
+	"github.com/leadsync/leadsync/sources/leadconnector"
+	"github.com/leadsync/leadsync/sources/localiq"
 )
 
 // lcConn is a valid LeadConnector connection; its lines are 1 (connections:) to 6 (app_id),
@@ -48,7 +55,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown top-level key", "shedule: '@hourly'\n" + lcConn, "shedule", 1, `unknown field (did you mean "schedule"?)`},
 		{"unknown nested key", "warehouse:\n  uri: sqlite:///x.db\n", "warehouse.uri", 2, "unknown field"},
 		{"unknown key in second connection", lcConn + "  - name: b\n    sorce: lacrm\n", "connections[1].sorce", 8, "unknown field"},
-		{"unknown key in a secret", lcConn + "    password: {fiel: /x}\n", "connections[0].password.fiel", 7, "unknown field"},
+		{"unknown key in a secret", liqConn + "    password: {fiel: /x}\n", "connections[0].password.fiel", 7, "unknown field"},
 		{"int as string", "concurrency:\n  localiq: four\n", "concurrency.localiq", 2, `expected a whole number, got "four"`},
 		{"bool as string", lcConn + "    enabled: yes\n", "connections[0].enabled", 7, `expected true or false, got "yes"`},
 		{"list expected", lcConn + "    scopes: contacts.readonly\n", "connections[0].scopes", 7, "expected a list"},
@@ -98,7 +105,7 @@ func TestParseErrors(t *testing.T) {
 		{"lc option on localiq", liqConn + "    api_version: v3\n", "connections[0].api_version", 7, "is a leadconnector option; this connection's source is localiq"},
 		{"localiq option on lacrm", lacrmConn + "    reread_days: 3\n", "connections[0].reread_days", 6, "is a localiq option; this connection's source is lacrm"},
 		{"lacrm option on leadconnector", lcConn + "    pipelines: [sales]\n", "connections[0].pipelines", 7, "is a lacrm option"},
-		{"page_size on localiq", liqConn + "    page_size: 10\n", "connections[0].page_size", 7, "is a leadconnector/lacrm option"},
+		{"page_size on localiq", liqConn + "    page_size: 10\n", "connections[0].page_size", 7, "is a lacrm/leadconnector option"},
 		{"localiq without user", strings.Replace(liqConn, "    user: reports@agency.example\n", "", 1), "connections[0].user", 2, "required for localiq"},
 		{"localiq user not an email", strings.Replace(liqConn, "reports@agency.example", "reports", 1), "connections[0].user", 6, "not an email address"},
 		{"username without password", liqConn + "    username: me@agency.example\n", "connections[0].password", 2, "required with username"},
@@ -111,8 +118,8 @@ func TestParseErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := Parse([]byte(tt.yaml), "test.yaml")
-			var ce *Error
+			_, err := config.Parse([]byte(tt.yaml), "test.yaml")
+			var ce *config.Error
 			if !errors.As(err, &ce) {
 				t.Fatalf("Parse: got %v, want a *config.Error", err)
 			}
@@ -131,7 +138,7 @@ func TestErrorFormat(t *testing.T) {
 	t.Parallel()
 	yaml := lcConn + "  - name: b\n    source: leadconnector\n    client_id: id\n    client_secret: {env: B}\n    app_id: app\n" +
 		strings.Repeat("    # padding\n", 11) + "    api_verison: v3\n"
-	_, err := Parse([]byte(yaml), "")
+	_, err := config.Parse([]byte(yaml), "")
 	want := `connections[1].api_verison (line 23): unknown field (did you mean "api_version"?)`
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
@@ -140,8 +147,8 @@ func TestErrorFormat(t *testing.T) {
 
 func TestSeveralErrorsAreAllReported(t *testing.T) {
 	t.Parallel()
-	_, err := Parse([]byte("schedule: nope\nlog:\n  level: loud\n"+lcConn+"    page_size: 0x\n    lookback: 3d\n"), "c.yaml")
-	var es Errors
+	_, err := config.Parse([]byte("schedule: nope\nlog:\n  level: loud\n"+lcConn+"    page_size: 0x\n    lookback: 3d\n"), "c.yaml")
+	var es config.Errors
 	if !errors.As(err, &es) {
 		t.Fatalf("got %T %v, want Errors", err, err)
 	}
@@ -149,7 +156,7 @@ func TestSeveralErrorsAreAllReported(t *testing.T) {
 	if len(es) != 2 || es[0].Line != 10 || es[1].Line != 11 {
 		t.Fatalf("got %d errors:\n%v", len(es), err)
 	}
-	_, err = Parse([]byte("schedule: nope\nlog:\n  level: loud\n"), "c.yaml")
+	_, err = config.Parse([]byte("schedule: nope\nlog:\n  level: loud\n"), "c.yaml")
 	if !errors.As(err, &es) || len(es) != 2 || es[0].Field != "schedule" || es[1].Field != "log.level" {
 		t.Fatalf("got %v", err)
 	}
@@ -160,7 +167,7 @@ func TestSeveralErrorsAreAllReported(t *testing.T) {
 
 func TestExampleConfig(t *testing.T) {
 	t.Parallel()
-	c, err := Load("../../config.example.yaml")
+	c, err := config.Load("../../config.example.yaml")
 	if err != nil {
 		t.Fatalf("config.example.yaml: %v", err)
 	}
@@ -168,7 +175,7 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatalf("want the 3 example connections, got %d", len(c.Connections))
 	}
 	lc := c.Connection("agency")
-	if lc == nil || lc.Source != "leadconnector" || lc.APIVersion != "v3" || lc.BackfillStart.String() != "2024-01-01" {
+	if lc == nil || lc.Source != "leadconnector" || lcOpts(lc).APIVersion != "v3" || lc.BackfillStart.String() != "2024-01-01" {
 		t.Errorf("agency connection: %+v", lc)
 	}
 	if lc.ClientSecret.Credential != "agency-client-secret" || lc.ClientSecret.Field() != "connections[0].client_secret" {
@@ -177,11 +184,13 @@ func TestExampleConfig(t *testing.T) {
 	if crm := c.Connection("lacrm"); crm == nil || crm.IsEnabled() {
 		t.Errorf("the example's lacrm connection should be disabled: %+v", crm)
 	}
-	if c.Schedule != DefaultSchedule || c.ShutdownTimeout.D() != DefaultShutdownTimeout || c.HTTP.Listen != DefaultListen {
+	if c.Schedule != config.DefaultSchedule || c.ShutdownTimeout.D() != config.DefaultShutdownTimeout || c.HTTP.Listen != config.DefaultListen {
 		t.Errorf("example disagrees with the defaults: %q %s %q", c.Schedule, c.ShutdownTimeout, c.HTTP.Listen)
 	}
-	if c.Concurrency != DefaultConcurrency {
-		t.Errorf("example concurrency %+v, defaults %+v", c.Concurrency, DefaultConcurrency)
+	for _, v := range vendors.All() {
+		if c.Concurrency[v.Name] != v.Concurrency {
+			t.Errorf("example concurrency of %s: %d, the vendor's default %d", v.Name, c.Concurrency[v.Name], v.Concurrency)
+		}
 	}
 }
 
@@ -200,34 +209,34 @@ func TestUnitStopTimeoutCoversShutdownTimeout(t *testing.T) {
 			}
 		}
 	}
-	if stop < DefaultShutdownTimeout+10*time.Second {
-		t.Errorf("TimeoutStopSec=%s leaves no margin over shutdown_timeout %s", stop, DefaultShutdownTimeout)
+	if stop < config.DefaultShutdownTimeout+10*time.Second {
+		t.Errorf("TimeoutStopSec=%s leaves no margin over shutdown_timeout %s", stop, config.DefaultShutdownTimeout)
 	}
 }
 
 func TestDefaults(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"STATE_DIRECTORY": "/var/lib/leadsync:/var/lib/other"}
-	raw, err := decodeConfig([]byte(lcConn+liqConn[len("connections:\n"):]+lacrmConn[len("connections:\n"):]), "c.yaml")
+	raw, err := config.DecodeConfig([]byte(lcConn+liqConn[len("connections:\n"):]+lacrmConn[len("connections:\n"):]), "c.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := raw.withDefaults(func(k string) string { return env[k] })
+	d := raw.WithDefaultsFrom(func(k string) string { return env[k] })
 	checks := []struct{ name, got, want string }{
 		{"state_dir", d.StateDir, "/var/lib/leadsync"},
 		{"warehouse", d.Warehouse.URL, "sqlite:///var/lib/leadsync/leads.db"},
 		{"token store", d.TokenStore.URL, "sqlite:///var/lib/leadsync/tokens.db"},
 		{"key file", d.TokenStore.KeyFile, ""},
 		{"key path", d.KeyPath(), "/var/lib/leadsync/token.key"},
-		{"schedule", d.Schedule, DefaultSchedule},
-		{"full schedule", d.FullSchedule, DefaultFullSchedule},
-		{"listen", d.HTTP.Listen, DefaultListen},
+		{"schedule", d.Schedule, config.DefaultSchedule},
+		{"full schedule", d.FullSchedule, config.DefaultFullSchedule},
+		{"listen", d.HTTP.Listen, config.DefaultListen},
 		{"log", d.Log.Level + "/" + d.Log.Format, "info/auto"},
-		{"lc version", d.Connections[0].APIVersion, "v3"},
-		{"lc scopes", strings.Join(d.Connections[0].Scopes, " "), "oauth.readonly oauth.write contacts.readonly"},
-		{"lc lookback", d.Connections[0].Lookback.String(), "10m0s"},
-		{"lacrm lookback", d.Connections[2].Lookback.String(), "1h0m0s"},
-		{"connection schedule", d.Connections[1].Schedule, DefaultSchedule},
+		{"lc version", lcOpts(&d.Connections[0]).APIVersion, "v3"},
+		{"lc scopes", strings.Join(lcOpts(&d.Connections[0]).Scopes, " "), "contacts.readonly oauth.readonly oauth.write"},
+		{"lc lookback", lcOpts(&d.Connections[0]).Lookback.String(), "10m0s"},
+		{"lacrm lookback", d.Connections[2].Options.(*lacrm.Options).Lookback.String(), "1h0m0s"},
+		{"connection schedule", d.Connections[1].Schedule, config.DefaultSchedule},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -240,20 +249,21 @@ func TestDefaults(t *testing.T) {
 	if d.Connections[0].Concurrency != 4 || d.Connections[1].Concurrency != 4 || d.Connections[2].Concurrency != 1 {
 		t.Errorf("per-vendor concurrency: %d %d %d", d.Connections[0].Concurrency, d.Connections[1].Concurrency, d.Connections[2].Concurrency)
 	}
-	if d.Connections[0].PageSize != 100 || d.Connections[2].PageSize != 500 || d.Connections[1].RereadDays != 3 {
+	if lcOpts(&d.Connections[0]).PageSize != 100 || d.Connections[2].Options.(*lacrm.Options).PageSize != 500 ||
+		d.Connections[1].Options.(*localiq.Options).RereadDays != 3 {
 		t.Errorf("vendor defaults: %+v", d.Connections)
 	}
 	if !d.Connections[0].IsEnabled() || d.ShutdownTimeout.D() != time.Minute {
 		t.Errorf("enabled %v, shutdown %s", d.Connections[0].IsEnabled(), d.ShutdownTimeout)
 	}
-	if again := d.withDefaults(func(k string) string { return env[k] }); again.HTTP.Listen != d.HTTP.Listen || again.StateDir != d.StateDir {
+	if again := d.WithDefaultsFrom(func(k string) string { return env[k] }); again.HTTP.Listen != d.HTTP.Listen || again.StateDir != d.StateDir {
 		t.Errorf("WithDefaults is not idempotent")
 	}
 	if err := d.Validate(); err != nil {
 		t.Errorf("the defaults do not validate: %v", err)
 	}
 	// The raw config is untouched: defaults are applied to a copy.
-	if raw.Connections[0].APIVersion != "" {
+	if lcOpts(&raw.Connections[0]).APIVersion != "" {
 		t.Errorf("WithDefaults modified its receiver")
 	}
 }
@@ -268,7 +278,7 @@ func TestDefaultsOverrides(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(credDir, "token-key"), make([]byte, 32), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := decodeConfig([]byte(`
+	raw, err := config.DecodeConfig([]byte(`
 state_dir: `+dir+`
 token_store:
   url: postgres://leadsync@db/leads
@@ -280,26 +290,26 @@ concurrency:
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := raw.withDefaults(func(k string) string {
+	d := raw.WithDefaultsFrom(func(k string) string {
 		return map[string]string{"CREDENTIALS_DIRECTORY": credDir, "STATE_DIRECTORY": "/elsewhere"}[k]
 	})
 	if d.StateDir != dir || d.TokenStore.KeyFile != filepath.Join(credDir, "token-key") || d.TokenStore.KeyAutoCreate {
 		t.Errorf("state dir %q, key %q (auto %v)", d.StateDir, d.TokenStore.KeyFile, d.TokenStore.KeyAutoCreate)
 	}
-	if d.TokenStore.Schema != DefaultTokenSchema {
+	if d.TokenStore.Schema != config.DefaultTokenSchema {
 		t.Errorf("postgres token store schema: %q", d.TokenStore.Schema)
 	}
-	if d.HTTP.Enabled() || d.HTTP.Listen != Off {
+	if d.HTTP.Enabled() || d.HTTP.Listen != config.Off {
 		t.Errorf(`listen: "" should disable the server, got %q`, d.HTTP.Listen)
 	}
-	if d.Connections[0].Concurrency != 2 || d.Connections[0].IsEnabled() || d.Concurrency.LeadConnector != 9 {
+	if d.Connections[0].Concurrency != 2 || d.Connections[0].IsEnabled() || d.Concurrency["leadconnector"] != 9 {
 		t.Errorf("overrides lost: %+v", d.Connections[0])
 	}
 }
 
 func TestMergeKeys(t *testing.T) {
 	t.Parallel()
-	c, err := Parse([]byte(`
+	c, err := config.Parse([]byte(`
 x-common: &common
   source: leadconnector
   client_secret: {env: LC}
@@ -309,7 +319,7 @@ x-common: &common
 	if err == nil {
 		t.Fatalf("unknown top-level anchor key accepted: %+v", c)
 	}
-	c, err = Parse([]byte(`
+	c, err = config.Parse([]byte(`
 connections:
   - &common
     name: a
@@ -324,7 +334,7 @@ connections:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b := c.Connection("b"); b == nil || b.AppID != "app" || b.PageSize != 50 || b.ClientSecret.Env != "LC" {
+	if b := c.Connection("b"); b == nil || lcOpts(b).AppID != "app" || lcOpts(b).PageSize != 50 || b.ClientSecret.Env != "LC" {
 		t.Errorf("merged connection: %+v", b)
 	}
 }
@@ -344,33 +354,33 @@ func TestSecretResolve(t *testing.T) {
 	noCreds := func(string) string { return "" }
 	tests := []struct {
 		name   string
-		s      Secret
+		s      config.Secret
 		getenv func(string) string
 		want   string
 		errMsg string
 	}{
-		{"file", Secret{File: filepath.Join(dir, "secret")}, env, "s3cr3t-value", ""},
-		{"env", Secret{Env: "LEADSYNC_TEST_SECRET"}, env, "from-env", ""},
-		{"credential", Secret{Credential: "secret"}, env, "s3cr3t-value", ""},
-		{"missing file", Secret{File: filepath.Join(dir, "nope")}, env, "", "no such file"},
-		{"empty file", Secret{File: filepath.Join(dir, "empty")}, env, "", "is empty"},
-		{"unset env", Secret{Env: "LEADSYNC_TEST_UNSET"}, env, "", "LEADSYNC_TEST_UNSET is not set"},
-		{"no credentials directory", Secret{Credential: "secret"}, noCreds, "", "$CREDENTIALS_DIRECTORY is not set"},
-		{"missing credential", Secret{Credential: "other"}, env, "", "LoadCredential=other"},
-		{"not configured", Secret{}, env, "", "secret not configured"},
+		{"file", config.Secret{File: filepath.Join(dir, "secret")}, env, "s3cr3t-value", ""},
+		{"env", config.Secret{Env: "LEADSYNC_TEST_SECRET"}, env, "from-env", ""},
+		{"credential", config.Secret{Credential: "secret"}, env, "s3cr3t-value", ""},
+		{"missing file", config.Secret{File: filepath.Join(dir, "nope")}, env, "", "no such file"},
+		{"empty file", config.Secret{File: filepath.Join(dir, "empty")}, env, "", "is empty"},
+		{"unset env", config.Secret{Env: "LEADSYNC_TEST_UNSET"}, env, "", "LEADSYNC_TEST_UNSET is not set"},
+		{"no credentials directory", config.Secret{Credential: "secret"}, noCreds, "", "$CREDENTIALS_DIRECTORY is not set"},
+		{"missing credential", config.Secret{Credential: "other"}, env, "", "LoadCredential=other"},
+		{"not configured", config.Secret{}, env, "", "secret not configured"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			tt.s.setField("connections[3].client_secret", 12)
-			got, err := tt.s.resolve(tt.getenv)
+			tt.s.SetField("connections[3].client_secret", 12)
+			got, err := tt.s.ResolveFrom(tt.getenv)
 			if tt.errMsg == "" {
 				if err != nil || got != tt.want {
 					t.Fatalf("got %q, %v; want %q", got, err, tt.want)
 				}
 				return
 			}
-			var ce *Error
+			var ce *config.Error
 			if !errors.As(err, &ce) || ce.Field != "connections[3].client_secret" || ce.Line != 12 || !strings.Contains(ce.Msg, tt.errMsg) {
 				t.Fatalf("got %v; want an error at connections[3].client_secret (line 12) containing %q", err, tt.errMsg)
 			}
@@ -383,8 +393,8 @@ func TestSecretResolve(t *testing.T) {
 
 func TestLoadMissingFile(t *testing.T) {
 	t.Parallel()
-	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
-	var ce *Error
+	_, err := config.Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	var ce *config.Error
 	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "nope.yaml: read: no such file") {
 		t.Errorf("got %v", err)
 	}
@@ -393,12 +403,12 @@ func TestLoadMissingFile(t *testing.T) {
 func TestSplitURL(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct{ in, dialect, dsn string }{
-		{"sqlite:///var/lib/leadsync/leads.db", DialectSQLite, "/var/lib/leadsync/leads.db"},
-		{"sqlite://rel/leads.db?_busy_timeout=5000", DialectSQLite, "rel/leads.db?_busy_timeout=5000"},
-		{"postgres://u@h:5432/db?sslmode=disable", DialectPostgres, "postgres://u@h:5432/db?sslmode=disable"},
-		{"postgresql://u@h/db", DialectPostgres, "postgresql://u@h/db"},
+		{"sqlite:///var/lib/leadsync/leads.db", config.DialectSQLite, "/var/lib/leadsync/leads.db"},
+		{"sqlite://rel/leads.db?_busy_timeout=5000", config.DialectSQLite, "rel/leads.db?_busy_timeout=5000"},
+		{"postgres://u@h:5432/db?sslmode=disable", config.DialectPostgres, "postgres://u@h:5432/db?sslmode=disable"},
+		{"postgresql://u@h/db", config.DialectPostgres, "postgresql://u@h/db"},
 	} {
-		d, dsn, err := SplitURL(tt.in)
+		d, dsn, err := config.SplitURL(tt.in)
 		if err != nil || d != tt.dialect || dsn != tt.dsn {
 			t.Errorf("SplitURL(%q) = %q, %q, %v", tt.in, d, dsn, err)
 		}
@@ -407,12 +417,14 @@ func TestSplitURL(t *testing.T) {
 
 func TestWorkerSection(t *testing.T) {
 	t.Parallel()
-	cfg, err := Parse([]byte("worker:\n  id: box-1\n  lease_duration: 30s\n"), "w.yaml")
+	cfg, err := config.Parse([]byte("worker:\n  id: box-1\n  lease_duration: 30s\n"), "w.yaml")
 	if err != nil || cfg.Worker.ID != "box-1" || cfg.Worker.LeaseDuration.D() != 30*time.Second {
 		t.Fatalf("worker section: %+v, %v", cfg.Worker, err)
 	}
-	_, err = Parse([]byte("worker:\n  lease_duration: 10ms\n"), "w.yaml")
+	_, err = config.Parse([]byte("worker:\n  lease_duration: 10ms\n"), "w.yaml")
 	if err == nil || !strings.Contains(err.Error(), "worker.lease_duration") {
 		t.Fatalf("a 10ms lease must be refused naming the field, got %v", err)
 	}
 }
+
+func lcOpts(c *config.Connection) *leadconnector.Options { return c.Options.(*leadconnector.Options) }

@@ -155,7 +155,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		d.decode(n, v.Elem(), path)
 	case reflect.Struct:
-		d.decodeStruct(n, v, path)
+		if conn, ok := v.Addr().Interface().(*Connection); ok {
+			d.decodeConnection(n, conn, path)
+			return
+		}
+		d.decodeStruct(n, []reflect.Value{v}, path, nil)
+	case reflect.Map:
+		d.decodeMap(n, v, path)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			d.fail(path, n, "expected a list, got %s", kindName(n))
@@ -195,12 +201,79 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
-func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+// decodeConnection decodes one connection: the common keys into conn, the vendor's own
+// (written flat next to them) into a new Options of the vendor its source names.
+func (d *decoder) decodeConnection(n *yaml.Node, conn *Connection, path string) {
+	targets := []reflect.Value{reflect.ValueOf(conn).Elem()}
+	source := scalarAt(n, "source", 0)
+	if len(VendorNames()) == 0 {
+		// A programming error, said plainly rather than as "unknown field" for every option.
+		panic("config: no vendor is registered: import github.com/leadsync/leadsync/sources/all")
+	}
+	if s, ok := section(source); ok {
+		conn.Options = s.NewOptions()
+		targets = append(targets, reflect.ValueOf(conn.Options).Elem())
+	}
+	d.decodeStruct(n, targets, path, &source)
+}
+
+// scalarAt is the scalar value of key in mapping n, following aliases and merge keys as
+// decodeStruct does (keys written next to << win; of several merged mappings, the first),
+// or "" when there is none. depth bounds merges of merges.
+func scalarAt(n *yaml.Node, key string, depth int) string {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n.Kind != yaml.MappingNode || depth > 16 {
+		return ""
+	}
+	var merged string
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		switch {
+		case k.Value == "<<" && k.Tag == "!!merge":
+			for val.Kind == yaml.AliasNode {
+				val = val.Alias
+			}
+			list := []*yaml.Node{val}
+			if val.Kind == yaml.SequenceNode {
+				list = val.Content
+			}
+			for _, m := range list {
+				if merged == "" {
+					merged = scalarAt(m, key, depth+1)
+				}
+			}
+		case k.Value == key:
+			for val.Kind == yaml.AliasNode {
+				val = val.Alias
+			}
+			if val.Kind == yaml.ScalarNode {
+				return val.Value
+			}
+			return ""
+		}
+	}
+	return merged
+}
+
+// decodeStruct decodes mapping n into targets: each key goes to the first target struct
+// with a field of that name. source is set for a connection (to its source, maybe ""): a key
+// that a vendor's options have is then not a typo.
+func (d *decoder) decodeStruct(n *yaml.Node, targets []reflect.Value, path string, source *string) {
 	if n.Kind != yaml.MappingNode {
 		d.fail(path, n, "expected a mapping (key: value lines), got %s", describe(n))
 		return
 	}
-	fields := yamlFields(v.Type())
+	type field struct{ target, index int }
+	fields, names := map[string]field{}, map[string]int{}
+	for t, v := range targets {
+		for name, idx := range yamlFields(v.Type()) {
+			if _, ok := fields[name]; !ok {
+				fields[name], names[name] = field{t, idx}, idx
+			}
+		}
+	}
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if !d.spend() {
@@ -208,7 +281,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		}
 		k, val := n.Content[i], n.Content[i+1]
 		if k.Value == "<<" && k.Tag == "!!merge" {
-			d.merge(val, v, path)
+			d.merge(val, targets, path, source)
 			continue
 		}
 		key := join(path, k.Value)
@@ -217,26 +290,75 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		seen[k.Value] = k.Line
-		idx, ok := fields[k.Value]
+		fd, ok := fields[k.Value]
 		if !ok {
-			msg := "unknown field"
-			if s := suggest(k.Value, fields); s != "" {
-				msg += fmt.Sprintf(" (did you mean %q?)", s)
-			}
-			d.fail(key, k, "%s", msg)
+			d.unknownKey(key, k, names, source)
 			continue
 		}
 		d.lines[key] = k.Line
-		d.decode(val, v.Field(idx), key)
+		d.decode(val, targets[fd.target].Field(fd.index), key)
 	}
-	if fs, ok := v.Addr().Interface().(fieldSetter); ok {
-		fs.setField(path, n.Line)
+	for _, v := range targets {
+		if fs, ok := v.Addr().Interface().(fieldSetter); ok {
+			fs.setField(path, n.Line)
+		}
+	}
+}
+
+// unknownKey reports a key no target has: another vendor's option on a connection, a key
+// of an unregistered source (its source is the error), or a typo.
+func (d *decoder) unknownKey(key string, k *yaml.Node, names map[string]int, source *string) {
+	if source != nil {
+		if owners := vendorsWithKey(k.Value); len(owners) > 0 {
+			if _, known := section(*source); known {
+				d.fail(key, k, "is a %s option; this connection's source is %s", strings.Join(owners, "/"), *source)
+			}
+			return
+		}
+	}
+	msg := "unknown field"
+	if s := suggest(k.Value, names); s != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", s)
+	}
+	d.fail(key, k, "%s", msg)
+}
+
+// decodeMap decodes a mapping with string keys (concurrency: {vendor: n}); the keys are
+// checked by Validate.
+func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.MappingNode {
+		d.fail(path, n, "expected a mapping (key: value lines), got %s", describe(n))
+		return
+	}
+	if v.IsNil() {
+		v.Set(reflect.MakeMap(v.Type()))
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if !d.spend() {
+			return
+		}
+		k, val := n.Content[i], n.Content[i+1]
+		key := join(path, k.Value)
+		if k.Kind != yaml.ScalarNode || k.Tag == "!!merge" {
+			d.fail(key, k, "expected a name here, got %s", describe(k))
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			d.fail(key, k, "duplicate key (first set on line %d)", first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		d.lines[key] = k.Line
+		elem := reflect.New(v.Type().Elem()).Elem()
+		d.decode(val, elem, key)
+		v.SetMapIndex(reflect.ValueOf(k.Value), elem)
 	}
 }
 
 // merge applies a YAML merge key (`<<: *defaults`): the merged mappings are decoded first,
 // so the keys written next to `<<` win.
-func (d *decoder) merge(n *yaml.Node, v reflect.Value, path string) {
+func (d *decoder) merge(n *yaml.Node, targets []reflect.Value, path string, source *string) {
 	n, leave := d.enter(n, path)
 	defer leave()
 	if !d.spend() {
@@ -244,10 +366,10 @@ func (d *decoder) merge(n *yaml.Node, v reflect.Value, path string) {
 	}
 	switch n.Kind {
 	case yaml.MappingNode:
-		d.decodeStruct(n, v, path)
+		d.decodeStruct(n, targets, path, source)
 	case yaml.SequenceNode:
 		for i := len(n.Content) - 1; i >= 0; i-- {
-			d.merge(n.Content[i], v, path)
+			d.merge(n.Content[i], targets, path, source)
 		}
 	default:
 		d.fail(path, n, "a merge key (<<) needs a mapping or a list of mappings, got %s", describe(n))

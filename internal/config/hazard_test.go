@@ -1,4 +1,4 @@
-package config
+package config_test
 
 import (
 	"errors"
@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/leadsync/leadsync/internal/config"
+	"github.com/leadsync/leadsync/sources/lacrm"
 )
 
 // aliasBomb is a configuration of about 600 bytes whose merge keys, each level merging the
@@ -27,12 +30,12 @@ func TestAliasBombIsRefused(t *testing.T) {
 	if len(bomb) > 700 {
 		t.Fatalf("the bomb is %d bytes; the point is that it is small", len(bomb))
 	}
-	_, err := Parse([]byte(bomb), "bomb.yaml")
-	var ce *Error
+	_, err := config.Parse([]byte(bomb), "bomb.yaml")
+	var ce *config.Error
 	if !errors.As(err, &ce) {
 		t.Fatalf("Parse: got %v, want a *config.Error", err)
 	}
-	var found *Error
+	var found *config.Error
 	for _, e := range errorList(err) {
 		if strings.Contains(e.Msg, "expand to more values than") {
 			found = e
@@ -46,14 +49,14 @@ func TestAliasBombIsRefused(t *testing.T) {
 	}
 }
 
-func errorList(err error) []*Error {
-	var es Errors
+func errorList(err error) []*config.Error {
+	var es config.Errors
 	if errors.As(err, &es) {
 		return es
 	}
-	var e *Error
+	var e *config.Error
 	if errors.As(err, &e) {
-		return []*Error{e}
+		return []*config.Error{e}
 	}
 	return nil
 }
@@ -65,11 +68,11 @@ func TestModestAliasUseIsAccepted(t *testing.T) {
 	for i := 1; i < 1000; i++ {
 		fmt.Fprintf(&b, "  - <<: *base\n    name: c%d\n", i)
 	}
-	c, err := Parse([]byte(b.String()), "many.yaml")
+	c, err := config.Parse([]byte(b.String()), "many.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Connection("c999"); got == nil || len(got.Pipelines) != 3 {
+	if got := c.Connection("c999"); got == nil || len(got.Options.(*lacrm.Options).Pipelines) != 3 {
 		t.Fatalf("connection c999: %+v", got)
 	}
 }
@@ -77,14 +80,14 @@ func TestModestAliasUseIsAccepted(t *testing.T) {
 func TestSecretFileSizeIsBounded(t *testing.T) {
 	t.Parallel()
 	big := filepath.Join(t.TempDir(), "big")
-	if err := os.WriteFile(big, []byte(strings.Repeat("x", MaxFileSize+1)), 0o600); err != nil {
+	if err := os.WriteFile(big, []byte(strings.Repeat("x", config.MaxFileSize+1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, path := range []string{"/dev/zero", big} {
-		s := Secret{File: path}
-		s.setField("connections[0].client_secret", 5)
+		s := config.Secret{File: path}
+		s.SetField("connections[0].client_secret", 5)
 		_, err := s.Resolve()
-		var ce *Error
+		var ce *config.Error
 		if !errors.As(err, &ce) || ce.Field != "connections[0].client_secret" || !strings.Contains(ce.Msg, "larger than 64 KiB") {
 			t.Errorf("%s: got %v, want a size error naming the field", path, err)
 		}
@@ -92,14 +95,14 @@ func TestSecretFileSizeIsBounded(t *testing.T) {
 }
 
 // keyConfig writes a config whose token_store.key_file is key (line 3) and loads it.
-func keyConfig(t *testing.T, dir, key string) *Config {
+func keyConfig(t *testing.T, dir, key string) *config.Config {
 	t.Helper()
 	path := filepath.Join(dir, "config.yaml")
 	body := "state_dir: " + dir + "/state\ntoken_store:\n  key_file: " + key + "\n"
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Load(path)
+	c, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +133,7 @@ func TestCheckKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			err := keyConfig(t, t.TempDir(), tc.key).CheckKey()
-			var ce *Error
+			var ce *config.Error
 			if !errors.As(err, &ce) || ce.Field != "token_store.key_file" || ce.Line != 3 || !strings.Contains(ce.Msg, tc.msg) {
 				t.Fatalf("got %v, want token_store.key_file (line 3) ... %q", err, tc.msg)
 			}
@@ -140,7 +143,7 @@ func TestCheckKey(t *testing.T) {
 		t.Errorf("a good key: %v", err)
 	}
 	// No key_file: the token store generates one on first use; checking must not create it.
-	c, err := Parse([]byte("state_dir: "+dir+"/fresh\n"), "c.yaml")
+	c, err := config.Parse([]byte("state_dir: "+dir+"/fresh\n"), "c.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +180,7 @@ func TestWarnings(t *testing.T) {
 	body := "warehouse:\n  url: postgres://leadsync:hunter2@db.internal/leads\n" +
 		"token_store:\n  url: postgres://leadsync@db.internal/leads?password=hunter2\n  key_file: " + open + "\n" +
 		"connections:\n" + conn("a", private) + conn("b", open) + conn("c", link)
-	c, err := Parse([]byte(body), "w.yaml")
+	c, err := config.Parse([]byte(body), "w.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package config
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
@@ -12,8 +13,6 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
-
-	"github.com/leadsync/leadsync/sources"
 )
 
 const maxConcurrency = 64
@@ -21,28 +20,7 @@ const maxConcurrency = 64
 var (
 	nameRE       = regexp.MustCompile(`^[a-z0-9_-]+$`)
 	identifierRE = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
-	knownSources = []string{sources.LeadConnector, sources.LocaliQ, sources.LACRM}
 )
-
-// vendorOptions says which vendor each vendor-specific option belongs to, so that an option
-// on the wrong connection is an error rather than silently ignored.
-var vendorOptions = []struct {
-	key     string
-	vendors []string
-	set     func(*Connection) bool
-}{
-	{"api_version", []string{sources.LeadConnector}, func(c *Connection) bool { return c.APIVersion != "" }},
-	{"company_id", []string{sources.LeadConnector}, func(c *Connection) bool { return c.CompanyID != "" }},
-	{"app_id", []string{sources.LeadConnector}, func(c *Connection) bool { return c.AppID != "" }},
-	{"scopes", []string{sources.LeadConnector}, func(c *Connection) bool { return len(c.Scopes) > 0 }},
-	{"lookback", []string{sources.LeadConnector, sources.LACRM}, func(c *Connection) bool { return c.Lookback != 0 }},
-	{"page_size", []string{sources.LeadConnector, sources.LACRM}, func(c *Connection) bool { return c.PageSize != 0 }},
-	{"user", []string{sources.LocaliQ}, func(c *Connection) bool { return c.User != "" }},
-	{"username", []string{sources.LocaliQ}, func(c *Connection) bool { return c.Username != "" }},
-	{"password", []string{sources.LocaliQ}, func(c *Connection) bool { return !c.Password.IsZero() }},
-	{"reread_days", []string{sources.LocaliQ}, func(c *Connection) bool { return c.RereadDays != 0 }},
-	{"pipelines", []string{sources.LACRM}, func(c *Connection) bool { return len(c.Pipelines) > 0 }},
-}
 
 type validator struct {
 	c    *Config
@@ -78,9 +56,13 @@ func (c *Config) Validate() error {
 	v.tokenStore()
 	v.schedule("schedule", c.Schedule, false)
 	v.schedule("full_schedule", c.FullSchedule, true)
-	v.count("concurrency.leadconnector", c.Concurrency.LeadConnector, maxConcurrency)
-	v.count("concurrency.localiq", c.Concurrency.LocaliQ, maxConcurrency)
-	v.count("concurrency.lacrm", c.Concurrency.LACRM, maxConcurrency)
+	for _, name := range slices.Sorted(maps.Keys(c.Concurrency)) {
+		if _, ok := section(name); !ok {
+			v.fail("concurrency."+name, "unknown source %q: want one of %s", name, knownSources())
+			continue
+		}
+		v.count("concurrency."+name, c.Concurrency[name], maxConcurrency)
+	}
 	if d := c.ShutdownTimeout.D(); d < 0 || d > time.Hour {
 		v.fail("shutdown_timeout", "must be between 1s and 1h, got %s", d)
 	}
@@ -187,12 +169,12 @@ func (v *validator) connection(i int, conn *Connection, names map[string]string)
 		names[conn.Name] = p
 	}
 
-	known := slices.Contains(knownSources, conn.Source)
+	sec, known := section(conn.Source)
 	switch {
 	case conn.Source == "":
-		v.fail(f("source"), "required: one of %s", strings.Join(knownSources, ", "))
+		v.fail(f("source"), "required: one of %s", knownSources())
 	case !known:
-		v.fail(f("source"), "unknown source %q: want one of %s", conn.Source, strings.Join(knownSources, ", "))
+		v.fail(f("source"), "unknown source %q: want one of %s", conn.Source, knownSources())
 	}
 
 	v.schedule(f("schedule"), conn.Schedule, false)
@@ -213,47 +195,11 @@ func (v *validator) connection(i int, conn *Connection, names map[string]string)
 		return
 	}
 
-	for _, o := range vendorOptions {
-		if o.set(conn) && !slices.Contains(o.vendors, conn.Source) {
-			v.fail(f(o.key), "is a %s option; this connection's source is %s", strings.Join(o.vendors, "/"), conn.Source)
-		}
+	opts := conn.Options
+	if opts == nil { // built by hand, not parsed: the zero options
+		opts = sec.NewOptions()
 	}
-	switch conn.Source {
-	case sources.LeadConnector:
-		v.oneOf(f("api_version"), conn.APIVersion, DefaultLCAPIVersion, LCAPIVersion20210728)
-		if conn.AppID == "" {
-			v.fail(f("app_id"), "required for leadconnector: the Marketplace app id (listing installed locations needs it)")
-		}
-		v.count(f("page_size"), conn.PageSize, 100)
-		v.lookback(f("lookback"), conn.Lookback)
-		for j, s := range conn.Scopes {
-			if strings.TrimSpace(s) == "" || strings.ContainsAny(s, " \t") {
-				v.fail(fmt.Sprintf("%s[%d]", f("scopes"), j), "%q is not a scope (one scope per list item)", s)
-			}
-		}
-	case sources.LocaliQ:
-		if conn.User == "" {
-			v.fail(f("user"), "required for localiq: the business user's email (lists the advertisers)")
-		} else if !strings.Contains(conn.User, "@") {
-			v.fail(f("user"), "%q is not an email address", conn.User)
-		}
-		if conn.Username != "" && conn.Password.IsZero() {
-			v.fail(f("password"), "required with username (the password grant needs both)")
-		}
-		if conn.Username == "" && !conn.Password.IsZero() {
-			v.fail(f("username"), "required with password (the password grant needs both)")
-		}
-		v.secret(f("password"), conn.Password, false)
-		v.count(f("reread_days"), conn.RereadDays, 31)
-	case sources.LACRM:
-		v.count(f("page_size"), conn.PageSize, 10000)
-		v.lookback(f("lookback"), conn.Lookback)
-		for j, s := range conn.Pipelines {
-			if strings.TrimSpace(s) == "" {
-				v.fail(fmt.Sprintf("%s[%d]", f("pipelines"), j), "empty pipeline")
-			}
-		}
-	}
+	opts.Validate(&Checker{v: v, prefix: p})
 }
 
 func (v *validator) secret(field string, s Secret, required bool) {
@@ -272,12 +218,6 @@ func (v *validator) secret(field string, s Secret, required bool) {
 		v.fail(field+".credential", "%q is not a credential name (a file name, no /)", s.Credential)
 	case s.Env != "" && strings.ContainsAny(s.Env, "= \t"):
 		v.fail(field+".env", "%q is not an environment variable name", s.Env)
-	}
-}
-
-func (v *validator) lookback(field string, d Duration) {
-	if d < 0 || d.D() > 30*24*time.Hour {
-		v.fail(field, "must be between 0s and 720h, got %s", d)
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/leadsync/leadsync/internal/pgtest"
 	"github.com/leadsync/leadsync/internal/sandbox"
 	"github.com/leadsync/leadsync/internal/simkit"
+	_ "github.com/leadsync/leadsync/sources/all" // the vendors the sandbox serves
 	"github.com/leadsync/leadsync/store"
 )
 

@@ -47,7 +47,9 @@ const (
 
 // Defaults of the zero Config fields.
 const (
-	DefaultLookback = 10 * time.Minute
+	// DefaultLookback is what configured connections have always had (the configuration's
+	// default was an hour while the source's said 10 min; the one default is here now).
+	DefaultLookback = time.Hour
 	DefaultPageSize = 500
 	MaxPageSize     = 10000
 	// DefaultRateLimit stays just under the 120 requests/minute per grant [sandbox]: a token

@@ -47,31 +47,32 @@ const (
 
 // Config is one LocaliQ connection. Zero values mean the defaults.
 type Config struct {
-	BaseURL  string `yaml:"base_url"`  // default https://api.localiqservices.com
-	AuthURL  string `yaml:"auth_url"`  // default BaseURL + /oauth/authorize
-	TokenURL string `yaml:"token_url"` // default BaseURL + /oauth/token
+	BaseURL  string // default https://api.localiqservices.com
+	AuthURL  string // default BaseURL + /oauth/authorize
+	TokenURL string // default BaseURL + /oauth/token
 
-	ClientID     string `yaml:"client_id"`
-	ClientSecret string `yaml:"client_secret"`
+	ClientID     string
+	ClientSecret string
 	// User is the business user's email, whose advertisers the identities call lists.
-	User string `yaml:"user"`
+	User string
 
 	// BackfillStart is where an empty cursor starts; zero: two years before today.
-	BackfillStart time.Time `yaml:"backfill_start"`
+	BackfillStart time.Time
 	// ReRead is how far back each incremental run re-reads; default 3 days (whole days).
-	ReRead time.Duration `yaml:"reread"`
+	ReRead time.Duration
 	// Window is the date range of one request window; default 30 days (whole days, >= 1).
-	Window time.Duration `yaml:"window"`
+	Window time.Duration
 	// RateLimit is the client's requests per second; default 20.
-	RateLimit float64 `yaml:"rate_limit"`
+	RateLimit float64
 	// AccountsPageSize is the identities page size; default 1000.
-	AccountsPageSize int `yaml:"accounts_page_size"`
+	AccountsPageSize int
 	// MaxPages is the page budget of the advertisers listing and of each date window of
 	// interactions; default sources.DefaultMaxPages.
-	MaxPages int `yaml:"max_pages"`
+	MaxPages int
 
 	// HTTPClient overrides the HTTP client (tests, proxies).
-	HTTPClient *http.Client `yaml:"-"`
+	HTTPClient *http.Client
+	Logger     *slog.Logger // nil: slog.Default()
 }
 
 func (c Config) withDefaults() Config {
@@ -91,20 +92,20 @@ type Option func(*Source)
 // WithClock sets the clock deciding "today" (tests).
 func WithClock(now func() time.Time) Option { return func(s *Source) { s.now = now } }
 
-// WithLogger sets the logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option { return func(s *Source) { s.log = l } }
-
-// WithObserver receives HTTP metrics.
-func WithObserver(o httpx.Observer) Option { return func(s *Source) { s.observer = o } }
+// WithHTTPX lets the caller adjust the HTTP layer (observer, logger, sleep, attempts) after
+// the source has set it up.
+func WithHTTPX(f func(*httpx.Config)) Option {
+	return func(s *Source) { s.httpx = append(s.httpx, f) }
+}
 
 // Source is a LocaliQ connection. Safe for concurrent use.
 type Source struct {
-	cfg      Config
-	tokens   sources.Tokens
-	client   *httpx.Client
-	now      func() time.Time
-	log      *slog.Logger
-	observer httpx.Observer
+	cfg    Config
+	tokens sources.Tokens
+	client *httpx.Client
+	now    func() time.Time
+	log    *slog.Logger
+	httpx  []func(*httpx.Config)
 }
 
 var (
@@ -123,12 +124,12 @@ func New(cfg Config, tokens sources.Tokens, opts ...Option) (*Source, error) {
 	case cfg.ReRead < 0 || cfg.Window < 0 || cfg.RateLimit < 0 || cfg.AccountsPageSize < 0 || cfg.MaxPages < 0:
 		return nil, errors.New("localiq: reread, window, rate_limit, accounts_page_size and max_pages must not be negative")
 	}
-	s := &Source{cfg: cfg, tokens: tokens, now: time.Now, log: slog.Default()}
+	s := &Source{cfg: cfg, tokens: tokens, now: time.Now, log: cmp.Or(cfg.Logger, slog.Default())}
 	for _, o := range opts {
 		o(s)
 	}
 	limit := rate.Limit(cfg.RateLimit * rateHeadroom)
-	s.client = httpx.New(httpx.Config{
+	hc := httpx.Config{
 		Vendor:  sources.LocaliQ,
 		BaseURL: cfg.BaseURL,
 		HTTP:    cfg.HTTPClient,
@@ -139,10 +140,13 @@ func New(cfg Config, tokens sources.Tokens, opts ...Option) (*Source, error) {
 		Wait429: func(_ http.Header, now time.Time) time.Duration {
 			return now.Truncate(time.Second).Add(time.Second).Sub(now)
 		},
-		Clock:    s.now,
-		Logger:   s.log,
-		Observer: s.observer,
-	})
+		Clock:  s.now,
+		Logger: s.log,
+	}
+	for _, f := range s.httpx {
+		f(&hc)
+	}
+	s.client = httpx.New(hc)
 	return s, nil
 }
 

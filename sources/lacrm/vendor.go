@@ -1,0 +1,63 @@
+package lacrm
+
+import (
+	"cmp"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/leadsync/leadsync/internal/config"
+	"github.com/leadsync/leadsync/internal/vendors"
+	"github.com/leadsync/leadsync/sources"
+)
+
+func init() {
+	vendors.Register(vendors.Vendor{
+		Name:        sources.LACRM,
+		Title:       "Less Annoying CRM",
+		Concurrency: 1, // one account per grant
+		Options:     func() config.Options { return new(Options) },
+		Open:        open,
+	})
+}
+
+// Options are a Less Annoying CRM connection's own keys in the configuration file.
+type Options struct {
+	Lookback  config.Duration `yaml:"lookback"`  // re-read window of each incremental run
+	PageSize  int             `yaml:"page_size"` // records per request (1..10,000)
+	MaxPages  int             `yaml:"max_pages"` // page budget of one stream's pass
+	Pipelines []string        `yaml:"pipelines"` // pipeline ids or names; empty: all pipelines
+}
+
+// Defaults fills the zero values.
+func (o *Options) Defaults() {
+	o.Lookback = cmp.Or(o.Lookback, config.Duration(DefaultLookback))
+	o.PageSize = cmp.Or(o.PageSize, DefaultPageSize)
+	o.MaxPages = cmp.Or(o.MaxPages, sources.DefaultMaxPages)
+}
+
+// Validate reports what is wrong.
+func (o *Options) Validate(c *config.Checker) {
+	c.Count("page_size", o.PageSize, MaxPageSize)
+	c.Within("lookback", o.Lookback, 30*24*time.Hour)
+	c.Count("max_pages", o.MaxPages, sources.MaxPagesLimit)
+	for j, s := range o.Pipelines {
+		if strings.TrimSpace(s) == "" {
+			c.Fail(fmt.Sprintf("pipelines[%d]", j), "empty pipeline")
+		}
+	}
+}
+
+func open(c vendors.Conn) (vendors.Opened, error) {
+	o := c.Config.Options.(*Options)
+	vc := Config{BaseURL: c.Config.BaseURL, AuthURL: c.Config.AuthURL, TokenURL: c.Config.TokenURL,
+		ClientID: c.Config.ClientID, ClientSecret: c.ClientSecret, Since: c.Config.BackfillStart.Time,
+		Lookback: o.Lookback.D(), PageSize: o.PageSize, MaxPages: o.MaxPages, PipelineIDs: o.Pipelines,
+		Logger: c.Logger}
+	r := vc.Refresher()
+	src, err := New(vc, c.Tokens(r), WithHTTPX(c.HTTPX))
+	if err != nil {
+		return vendors.Opened{}, err
+	}
+	return vendors.Opened{Source: src, Auth: vc, Refresher: r}, nil
+}
