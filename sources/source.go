@@ -91,8 +91,6 @@ type Cursor string
 type Page struct {
 	Leads []Lead
 	Next  Cursor
-	// Requests is how many HTTP requests this page cost, for the run ledger.
-	Requests int
 	// Rejected are the page's records that could not be decoded into a Lead (no id, too
 	// deeply nested, not an object): quarantined in rejected_records in the same
 	// transaction as Leads, and counted, so one bad record never blocks the stream.

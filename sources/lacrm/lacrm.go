@@ -193,24 +193,17 @@ func New(cfg Config, tokens sources.Tokens, opts ...Option) (*Source, error) {
 func (s *Source) Name() string { return sources.LACRM }
 
 // call runs one API function; decode reads its answer (a *json.SyntaxError from it is
-// retried like a truncated body). It returns how many HTTP requests it took (for
-// Page.Requests), and also adds them to the caller's httpx.Stats.
-func (s *Source) call(ctx context.Context, fn string, params map[string]any, decode func(body []byte) error) (int, error) {
+// retried like a truncated body). The caller's httpx.Stats count its requests.
+func (s *Source) call(ctx context.Context, fn string, params map[string]any, decode func(body []byte) error) error {
 	body, err := json.Marshal(map[string]any{"Function": fn, "Parameters": params})
 	if err != nil {
-		return 0, fmt.Errorf("lacrm: %s: %w", fn, err)
+		return fmt.Errorf("lacrm: %s: %w", fn, err)
 	}
-	var st httpx.Stats
-	_, err = s.http.Decode(httpx.WithStats(ctx, &st), httpx.Request{
+	_, err = s.http.Decode(ctx, httpx.Request{
 		Method: http.MethodPost, Endpoint: fn, Body: body, ContentType: "application/json",
 		Bucket: "grant", Auth: s.tokens.Grant(),
 	}, decode)
-	if parent := httpx.StatsFrom(ctx); parent != nil {
-		parent.Requests.Add(st.Requests.Load())
-		parent.Throttled.Add(st.Throttled.Load())
-		parent.Retries.Add(st.Retries.Load())
-	}
-	return int(st.Requests.Load()), err
+	return err
 }
 
 func into(out any) func([]byte) error {
@@ -229,7 +222,7 @@ func (s *Source) Accounts(ctx context.Context) iter.Seq2[sources.Account, error]
 		acct := sources.Account{Source: sources.LACRM, ID: s.cfg.AccountID, Name: s.cfg.AccountName, Active: true}
 		if acct.ID == "" {
 			var u userJSON
-			if _, err := s.call(ctx, "GetUser", map[string]any{}, into(&u)); err != nil {
+			if err := s.call(ctx, "GetUser", map[string]any{}, into(&u)); err != nil {
 				yield(sources.Account{}, fmt.Errorf("lacrm: identify the account: %w", err))
 				return
 			}
@@ -254,12 +247,12 @@ type pipelineJSON struct {
 
 // pipelineIDs returns the configured pipelines, or all of the account's. An entry that is
 // not a pipeline is skipped with a warning: it must not stop the account's other pipelines.
-func (s *Source) pipelineIDs(ctx context.Context) ([]string, int, error) {
+func (s *Source) pipelineIDs(ctx context.Context) ([]string, error) {
 	if len(s.cfg.PipelineIDs) > 0 {
-		return s.cfg.PipelineIDs, 0, nil
+		return s.cfg.PipelineIDs, nil
 	}
 	var recs []sources.Record
-	n, err := s.call(ctx, "GetPipelines", map[string]any{}, func(b []byte) (err error) {
+	err := s.call(ctx, "GetPipelines", map[string]any{}, func(b []byte) (err error) {
 		// The list is bare; accept a {"Results":[...]} wrapper too.
 		key := ""
 		if b = bytes.TrimSpace(b); len(b) > 0 && b[0] == '{' {
@@ -269,7 +262,7 @@ func (s *Source) pipelineIDs(ctx context.Context) ([]string, int, error) {
 		return err
 	})
 	if err != nil {
-		return nil, n, fmt.Errorf("lacrm: list pipelines: %w", err)
+		return nil, fmt.Errorf("lacrm: list pipelines: %w", err)
 	}
 	ids := make([]string, 0, len(recs))
 	for i, r := range recs {
@@ -280,7 +273,7 @@ func (s *Source) pipelineIDs(ctx context.Context) ([]string, int, error) {
 		}
 		ids = append(ids, string(p.PipelineID))
 	}
-	return ids, n, nil
+	return ids, nil
 }
 
 // stream is one listing: the contacts, or one pipeline's items.
@@ -308,9 +301,9 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 			yield(sources.Page{}, err)
 			return
 		}
-		pipelines, pending, err := s.pipelineIDs(ctx)
+		pipelines, err := s.pipelineIDs(ctx)
 		if err != nil {
-			yield(sources.Page{Requests: pending}, err)
+			yield(sources.Page{}, err)
 			return
 		}
 		streams := []stream{{
@@ -358,18 +351,17 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 					params[k] = v
 				}
 				var list listPage
-				n, err := s.call(ctx, st.fn, params, func(b []byte) (err error) {
+				err := s.call(ctx, st.fn, params, func(b []byte) (err error) {
 					list, err = decodeList(b)
 					return err
 				})
-				pending += n
 				if err != nil {
-					yield(sources.Page{Requests: pending}, fmt.Errorf("lacrm: account %s: %s page %d: %w", acct.ID, st.fn, p.Page, err))
+					yield(sources.Page{}, fmt.Errorf("lacrm: account %s: %s page %d: %w", acct.ID, st.fn, p.Page, err))
 					return
 				}
 				leads, rejected, keys := decodeRecords(acct.ID, list.recs, st.decode)
 				if err := guard.Check("", keys); err != nil {
-					yield(sources.Page{Requests: pending}, err)
+					yield(sources.Page{}, err)
 					return
 				}
 				for _, r := range rejected {
@@ -397,14 +389,14 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 				}
 				next, err := c.encode()
 				if err != nil {
-					yield(sources.Page{Requests: pending}, err)
+					yield(sources.Page{}, err)
 					return
 				}
 				if len(kept) > 0 || len(rejected) > 0 || next != last {
-					if !yield(sources.Page{Leads: kept, Rejected: rejected, Next: next, Requests: pending}, nil) {
+					if !yield(sources.Page{Leads: kept, Rejected: rejected, Next: next}, nil) {
 						return
 					}
-					pending, last = 0, next
+					last = next
 				}
 				if done {
 					break

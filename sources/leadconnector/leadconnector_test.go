@@ -232,9 +232,6 @@ func TestEveryLeadArrivesExactlyOnce(t *testing.T) {
 					}
 					got[l.ID] = l.UpdatedAt
 				}
-				if p.Requests < 1 {
-					t.Fatalf("page without request count")
-				}
 			}
 			truth := truthOf(b, acct.ID)
 			if len(got) != len(truth.Leads) || len(pages) != 5 {
@@ -449,9 +446,6 @@ func TestExpiredTokensAreRefreshedAndReminted(t *testing.T) {
 	}
 	if r, m := b.tokens.refreshes.Load(), b.tokens.mints.Load(); r != 1 || m != 2 {
 		t.Fatalf("refreshes %d (want 1), mints %d (want 2)", r, m)
-	}
-	if pages[0].Requests < 4 { // search 401, mint 401, mint, search
-		t.Fatalf("page 1 cost %d requests", pages[0].Requests)
 	}
 }
 

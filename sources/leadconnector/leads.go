@@ -115,7 +115,7 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 		}
 		for {
 			body.SearchAfter = after
-			page, requests, err := s.search(ctx, acct, creds, body)
+			page, err := s.search(ctx, acct, creds, body)
 			if err != nil {
 				yield(sources.Page{}, s.leadsError(acct, err))
 				return
@@ -143,7 +143,7 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 				yield(sources.Page{}, err)
 				return
 			}
-			if !yield(sources.Page{Leads: page.leads, Rejected: page.rejected, Next: encodeCursor(wm, next), Requests: requests}, nil) || done {
+			if !yield(sources.Page{Leads: page.leads, Rejected: page.rejected, Next: encodeCursor(wm, next)}, nil) || done {
 				return
 			}
 			after = next
@@ -160,29 +160,21 @@ func afterKey(after []json.RawMessage) string {
 	return "[" + strings.Join(parts, ",") + "]"
 }
 
-// search posts one search request and returns the decoded page and the HTTP requests it
-// cost (token minting and retries included). The caller's Stats still see every request.
-func (s *Source) search(ctx context.Context, acct sources.Account, creds sources.Credentials, body searchBody) (searchPage, int, error) {
+// search posts one search request and returns the decoded page. The caller's httpx.Stats
+// count its requests (token minting and retries included).
+func (s *Source) search(ctx context.Context, acct sources.Account, creds sources.Credentials, body searchBody) (searchPage, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
-		return searchPage{}, 0, fmt.Errorf("leadconnector: encode search: %w", err)
+		return searchPage{}, fmt.Errorf("leadconnector: encode search: %w", err)
 	}
-	local := &httpx.Stats{}
-	defer func() {
-		if parent := httpx.StatsFrom(ctx); parent != nil {
-			parent.Requests.Add(local.Requests.Load())
-			parent.Throttled.Add(local.Throttled.Load())
-			parent.Retries.Add(local.Retries.Load())
-		}
-	}()
 	var page searchPage // a malformed body is retried by httpx
-	_, err = s.api.Decode(httpx.WithStats(ctx, local), httpx.Request{Method: http.MethodPost, Path: "/contacts/search",
+	_, err = s.api.Decode(ctx, httpx.Request{Method: http.MethodPost, Path: "/contacts/search",
 		Endpoint: "contacts/search", Header: s.cfg.versionHeader(), Body: b, ContentType: "application/json",
 		Bucket: locationBucket(acct.ID), Auth: creds}, func(body []byte) (err error) {
 		page, err = decodeSearchPage(body, acct)
 		return err
 	})
-	return page, int(local.Requests.Load()), err
+	return page, err
 }
 
 // leadsError turns a 403 anywhere in err's chain (the search, or the location token mint)

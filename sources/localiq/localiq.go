@@ -285,7 +285,7 @@ func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cu
 					yield(sources.Page{}, err)
 					return
 				}
-				out := sources.Page{Requests: 1, Leads: make([]sources.Lead, 0, len(p.Items))}
+				out := sources.Page{Leads: make([]sources.Lead, 0, len(p.Items))}
 				keys := make([]string, 0, len(p.Items))
 				for i, rec := range p.Items {
 					l, keep, err := toLead(acct, rec)
