@@ -11,6 +11,7 @@ import (
 	"cmp"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -127,7 +128,7 @@ type Worker struct {
 // vendor's type): setting one on another vendor's connection is an error.
 type Connection struct {
 	Name   string `yaml:"name"`   // unique, [a-z0-9_-]; used in commands and the token store
-	Source string `yaml:"source"` // a registered vendor: leadconnector | localiq | lacrm
+	Source string `yaml:"source"` // a registered vendor's name (internal/vendors)
 	// Enabled defaults to true; a disabled connection is kept (and its grant) but not synced.
 	Enabled     *bool  `yaml:"enabled"`
 	Schedule    string `yaml:"schedule"`    // overrides the global schedule
@@ -236,9 +237,9 @@ func (c *Config) withDefaults(getenv func(string) string) *Config {
 	}
 	d.Schedule = cmp.Or(d.Schedule, DefaultSchedule)
 	d.FullSchedule = cmp.Or(d.FullSchedule, DefaultFullSchedule)
-	d.Concurrency = make(Concurrency, len(c.Concurrency))
-	for name, n := range c.Concurrency {
-		d.Concurrency[name] = n
+	d.Concurrency = maps.Clone(c.Concurrency)
+	if d.Concurrency == nil {
+		d.Concurrency = Concurrency{}
 	}
 	for _, name := range VendorNames() {
 		s, _ := section(name)
