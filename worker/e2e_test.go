@@ -35,7 +35,7 @@ type e2eBundle struct {
 	logs *testenv.Buffer
 }
 
-func e2eSetup(t *testing.T, opts sandbox.Options, dialect string) *e2eBundle {
+func e2eSetup(t *testing.T, opts testenv.Options, dialect string) *e2eBundle {
 	t.Helper()
 	env := testenv.New(t, opts, dialect)
 	logs := &testenv.Buffer{}
@@ -75,7 +75,7 @@ func (b *e2eBundle) run(t *testing.T, opts worker.RunOptions) worker.Result {
 
 // e2eTruthIndex maps "source/account/lead" to the lead's vendor update time over the accounts
 // whose leads can be read.
-func e2eTruthIndex(s *sandbox.Server) map[string]time.Time {
+func e2eTruthIndex(s *testenv.Sandbox) map[string]time.Time {
 	out := map[string]time.Time{}
 	for _, at := range s.GroundTruth() {
 		if at.Restricted {
@@ -90,7 +90,7 @@ func e2eTruthIndex(s *sandbox.Server) map[string]time.Time {
 
 // e2eLeadRequests counts the lead-listing requests each vendor answered: LeadConnector's
 // contact searches, LocaliQ's interaction listings, LACRM's GetContacts and GetPipelineItems.
-func e2eLeadRequests(s *sandbox.Server) map[string]int64 {
+func e2eLeadRequests(s *testenv.Sandbox) map[string]int64 {
 	return map[string]int64{
 		sources.LeadConnector: s.LC.Counters().Requests("contacts/search", 0),
 		sources.LocaliQ:       s.LIQ.Counters().Requests("crm/contact_interactions", 0),
@@ -410,7 +410,7 @@ func e2eIncremental(t *testing.T, dialect string) {
 }
 
 // e2eReadableAccount is the first account of src whose leads can be read and that has some.
-func e2eReadableAccount(t *testing.T, s *sandbox.Server, src string) string {
+func e2eReadableAccount(t *testing.T, s *testenv.Sandbox, src string) string {
 	t.Helper()
 	for _, at := range s.GroundTruth() {
 		if at.Source == src && !at.Restricted && len(at.Leads) > 3 {
@@ -422,7 +422,7 @@ func e2eReadableAccount(t *testing.T, s *sandbox.Server, src string) string {
 }
 
 // e2eLACRMIDs are the LACRM contact and pipeline-item ids, from the ground truth.
-func e2eLACRMIDs(s *sandbox.Server) (contacts, items []string) {
+func e2eLACRMIDs(s *testenv.Sandbox) (contacts, items []string) {
 	for _, at := range s.LACRM.GroundTruth() {
 		for _, l := range at.Leads {
 			if l.Kind == sources.KindPipelineItem {

@@ -1,5 +1,5 @@
-// Command crmsim serves a stateful sandbox of the LeadConnector, LocaliQ and Less Annoying
-// CRM APIs on loopback, for trying leadsync (or anything else) without a production CRM.
+// Command crmsim serves a stateful sandbox of the CRM APIs leadsync syncs (every registered
+// vendor's fake) on loopback, for trying leadsync (or anything else) without a production CRM.
 package main
 
 import (
@@ -10,11 +10,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/leadsync/leadsync/internal/sandbox"
 	"github.com/leadsync/leadsync/internal/simkit"
-	"github.com/leadsync/leadsync/sources/leadconnector/lctest"
+	"github.com/leadsync/leadsync/internal/vendors"
+	_ "github.com/leadsync/leadsync/sources/all" // every vendor's fake
 )
 
 func main() {
@@ -27,30 +29,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("crmsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `crmsim serves a stateful sandbox of three CRM APIs on one loopback port:
-LeadConnector (HighLevel) under /leadconnector, LocaliQ under /localiq, Less Annoying CRM under
-/lacrm, each with its OAuth flows (auto-approving authorization pages), single-use rotating
+		fmt.Fprintf(fs.Output(), `crmsim serves a stateful sandbox of CRM APIs on one loopback port:
+%s, each with its OAuth flows (auto-approving authorization pages), single-use rotating
 refresh tokens, rate limits, HIPAA 403s and injectable faults; ground truth and counters
 under /_admin/. Data is generated deterministically from --seed.
 
 Usage: crmsim [flags]
 
 Flags:
-`)
+`, servedVendors())
 		fs.PrintDefaults()
 	}
 	addr := fs.String("addr", "127.0.0.1:8970", "listen address (loopback by default; the sandbox has no real security)")
 	seed := fs.Uint64("seed", 1, "seed of the generated data")
-	locations := fs.Int("locations", 5, "LeadConnector: installed locations")
-	contacts := fs.Int("contacts", 200, "LeadConnector: contacts per location")
-	forbidden := fs.Int("forbidden-locations", 0, "LeadConnector: locations whose contacts answer 403")
-	advertisers := fs.Int("advertisers", 6, "LocaliQ: advertisers (about a quarter HIPAA-protected)")
-	interactions := fs.Int("interactions", 120, "LocaliQ: contact interactions per advertiser")
-	lacrmContacts := fs.Int("lacrm-contacts", 120, "LACRM: contacts")
-	lacrmItems := fs.Int("lacrm-pipeline-items", 60, "LACRM: pipeline items")
-	lcBurst := fs.Int("lc-burst", 0, "LeadConnector: requests per interval per resource (0: the vendor's 100)")
-	lcInterval := fs.Duration("lc-interval", 0, "LeadConnector: the rate-limit interval (0: the vendor's 10s)")
-	lcDaily := fs.Int("lc-daily", 0, "LeadConnector: requests per day per resource (0: the vendor's 200000)")
+	vendorOpts := map[string]func() any{}
+	for _, v := range vendors.All() {
+		if v.Fake != nil && v.Fake.Flags != nil {
+			vendorOpts[v.Name] = v.Fake.Flags(fs)
+		}
+	}
 	ttl := fs.Duration("token-ttl", 0, "access token lifetime for every vendor (0: each vendor's real lifetime)")
 	f429 := fs.Float64("fault-429", 0, "fraction of API requests answered 429")
 	f5xx := fs.Float64("fault-5xx", 0, "fraction of API requests answered 502")
@@ -71,11 +68,11 @@ Flags:
 		fmt.Fprintf(stderr, "crmsim: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	sb := sandbox.New(sandbox.Options{Seed: *seed, TokenTTL: *ttl,
-		Locations: *locations, ContactsPerLocation: *contacts, ForbiddenLocations: *forbidden,
-		Advertisers: *advertisers, InteractionsPerAdv: *interactions,
-		LACRMContacts: *lacrmContacts, LACRMPipelineItems: *lacrmItems,
-		LeadConnector: lctest.Options{Burst: *lcBurst, Interval: *lcInterval, Daily: *lcDaily},
+	perVendor := map[string]any{}
+	for name, get := range vendorOpts {
+		perVendor[name] = get()
+	}
+	sb := sandbox.New(sandbox.Options{Seed: *seed, TokenTTL: *ttl, Vendor: perVendor,
 		Faults: simkit.FaultSettings{Rate429: *f429, Rate5xx: *f5xx, RateReset: *fReset, RateTruncate: *fTrunc,
 			Latency: *latency, LatencyRate: *latencyRate, DropRefreshResponses: *dropRefresh}})
 	srv, err := sb.Start(*addr)
@@ -92,13 +89,24 @@ Flags:
 			return 1
 		}
 		fmt.Fprintf(stdout, "wrote %s; authorize and sync with:\n", path)
-		fmt.Fprintf(stdout, "  leadsync auth login sandbox-leadconnector --config %s\n", path)
-		fmt.Fprintf(stdout, "  leadsync auth password sandbox-localiq --config %s\n", path)
-		fmt.Fprintf(stdout, "  leadsync auth login sandbox-lacrm --config %s\n", path)
+		for _, c := range sb.LoginCommands(path) {
+			fmt.Fprintf(stdout, "  %s\n", c)
+		}
 		fmt.Fprintf(stdout, "  leadsync run --once --config %s\n\n", path)
 	}
 	fmt.Fprintln(stdout, "press Ctrl-C to stop")
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "crmsim: stopping")
 	return 0
+}
+
+// servedVendors names each vendor crmsim serves and its path.
+func servedVendors() string {
+	var parts []string
+	for _, v := range vendors.All() {
+		if v.Fake != nil {
+			parts = append(parts, v.Title+" under "+v.Fake.Prefix)
+		}
+	}
+	return strings.Join(parts, ", ")
 }

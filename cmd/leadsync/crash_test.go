@@ -44,7 +44,7 @@ type proofCrashPlan struct {
 	migrationKills int           // of which on a freshly emptied warehouse, early in start-up
 	startup        time.Duration // migration kills fall in [0, startup)
 	window         time.Duration // other kills fall in [0, window): about a full pass
-	opts           sandbox.Options
+	opts           testenv.Options
 }
 
 func proofCrashPlanFor(seed uint64) proofCrashPlan {

@@ -266,7 +266,7 @@ type daemonBundle struct {
 	url string
 }
 
-func daemonSetup(t *testing.T, opts sandbox.Options) *daemonBundle {
+func daemonSetup(t *testing.T, opts testenv.Options) *daemonBundle {
 	t.Helper()
 	env := testenv.New(t, opts, testenv.SQLite)
 	a := env.Authorized(t)

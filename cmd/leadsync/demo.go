@@ -16,6 +16,7 @@ import (
 	"github.com/leadsync/leadsync/internal/app"
 	"github.com/leadsync/leadsync/internal/config"
 	"github.com/leadsync/leadsync/internal/sandbox"
+	"github.com/leadsync/leadsync/internal/vendors"
 	"github.com/leadsync/leadsync/sink"
 	"github.com/leadsync/leadsync/worker"
 )
@@ -57,8 +58,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 	defer os.RemoveAll(state)
 
 	fmt.Fprintln(stdout, "leadsync demo: starting the sandbox CRMs (crmsim) on loopback…")
-	sb := sandbox.New(sandbox.Options{Seed: *seed, Locations: 5, ContactsPerLocation: 400, ForbiddenLocations: 1,
-		Advertisers: 6, InteractionsPerAdv: 150, LACRMContacts: 200, LACRMPipelineItems: 80})
+	demoData := map[string]any{}
+	for _, v := range vendors.All() {
+		if v.Fake != nil && v.Fake.Demo != nil {
+			demoData[v.Name] = v.Fake.Demo()
+		}
+	}
+	sb := sandbox.New(sandbox.Options{Seed: *seed, Vendor: demoData})
 	srv, err := sb.Start("127.0.0.1:0")
 	if err != nil {
 		return exitFailed, err

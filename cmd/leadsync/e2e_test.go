@@ -131,7 +131,7 @@ func e2eAppendConfig(t *testing.T, env *testenv.Env, yaml string) {
 }
 
 // e2eSIGTERMOptions is a sandbox whose LeadConnector locations take several pages each.
-func e2eSIGTERMOptions(seed uint64) sandbox.Options {
+func e2eSIGTERMOptions(seed uint64) testenv.Options {
 	o := testenv.Small(seed)
 	o.Locations, o.ContactsPerLocation, o.ForbiddenLocations = 4, 1000, 1
 	return o

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/leadsync/leadsync/internal/pgtest"
-	"github.com/leadsync/leadsync/internal/sandbox"
 	"github.com/leadsync/leadsync/internal/simkit"
 	"github.com/leadsync/leadsync/internal/testenv"
 	"github.com/leadsync/leadsync/sources/leadconnector/lctest"
@@ -31,7 +30,7 @@ type scaleBundle struct {
 // (the workers share the grants, so refreshes must serialize on its row lock), authorized.
 func scaleSetup(t *testing.T, n int, faults simkit.FaultSettings) *scaleBundle {
 	t.Helper()
-	env := testenv.New(t, sandbox.Options{Seed: 11, Locations: n, ContactsPerLocation: 5, Faults: faults,
+	env := testenv.New(t, testenv.Options{Seed: 11, Locations: n, ContactsPerLocation: 5, Faults: faults,
 		Advertisers: 2, InteractionsPerAdv: 10, LACRMContacts: 20, LACRMPipelineItems: 5,
 		// One agency token mints every location's token: lift the company bucket's limit.
 		LeadConnector: lctest.Options{Burst: 1_000_000, Interval: time.Second, Daily: 10_000_000},

@@ -1,7 +1,9 @@
-// Package sandbox composes the three vendor fakes into crmsim: one HTTP server with
-// LeadConnector under /leadconnector/, LocaliQ under /localiq/ and Less Annoying CRM under
-// /lacrm/, plus an aggregate admin API under /_admin/. cmd/crmsim serves it; `leadsync demo`
-// and the end-to-end tests run it in-process.
+// Package sandbox composes the vendors' fakes into crmsim: one HTTP server with each
+// registered vendor's fake under its own path prefix (LeadConnector under /leadconnector/,
+// LocaliQ under /localiq/, Less Annoying CRM under /lacrm/), plus an aggregate admin API
+// under /_admin/. It names no vendor: the fakes come from internal/vendors (import
+// sources/all). cmd/crmsim serves it; `leadsync demo` and the end-to-end tests run it
+// in-process.
 package sandbox
 
 import (
@@ -16,21 +18,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/leadsync/leadsync/internal/simkit"
-	"github.com/leadsync/leadsync/sources"
-	"github.com/leadsync/leadsync/sources/lacrm/lacrmtest"
-	"github.com/leadsync/leadsync/sources/leadconnector/lctest"
-	"github.com/leadsync/leadsync/sources/localiq/liqtest"
-)
-
-// Path prefixes of the vendors.
-const (
-	PrefixLeadConnector = "/leadconnector"
-	PrefixLocaliQ       = "/localiq"
-	PrefixLACRM         = "/lacrm"
+	"github.com/leadsync/leadsync/internal/vendors"
 )
 
 // Options size the sandbox. Zero values take each fake's defaults.
@@ -39,53 +30,31 @@ type Options struct {
 	Clock    simkit.Clock
 	TokenTTL time.Duration
 	Faults   simkit.FaultSettings
-
-	Locations           int // LeadConnector installed locations
-	ContactsPerLocation int
-	ForbiddenLocations  int
-	Advertisers         int // LocaliQ advertisers
-	InteractionsPerAdv  int
-	LACRMContacts       int
-	LACRMPipelineItems  int
-
-	// LeadConnector, LocaliQ and LACRM let a caller set any option of one fake; the fields
-	// above override theirs when set.
-	LeadConnector lctest.Options
-	LocaliQ       liqtest.Options
-	LACRM         lacrmtest.Options
+	// Vendor holds a vendor's own fake options by vendor name, of the type its fake takes
+	// (lctest.Options, ...): what crmsim's flags set, or a test that knows the vendor.
+	Vendor map[string]any
 }
 
-// Sandbox is the three fakes behind one handler.
+// Sandbox is the registered vendors' fakes behind one handler.
 type Sandbox struct {
-	LC    *lctest.Fake
-	LIQ   *liqtest.Fake
-	LACRM *lacrmtest.Fake
-	mux   *http.ServeMux
+	vendors []vendors.Vendor // those with a fake, by name
+	fakes   map[string]vendors.Fake
+	mux     *http.ServeMux
 }
 
 // New builds the fakes (deterministic from opts.Seed).
 func New(opts Options) *Sandbox {
-	lo, qo, ao := opts.LeadConnector, opts.LocaliQ, opts.LACRM
-	lo.Seed, qo.Seed, ao.Seed = cmp.Or(lo.Seed, opts.Seed), cmp.Or(qo.Seed, opts.Seed), cmp.Or(ao.Seed, opts.Seed)
-	if opts.Clock != nil {
-		lo.Clock, qo.Clock, ao.Clock = opts.Clock, opts.Clock, opts.Clock
+	s := &Sandbox{fakes: map[string]vendors.Fake{}, mux: http.NewServeMux()}
+	common := vendors.FakeCommon{Seed: opts.Seed, Clock: opts.Clock, TokenTTL: opts.TokenTTL, Faults: opts.Faults}
+	for _, v := range vendors.All() {
+		if v.Fake == nil {
+			continue
+		}
+		f := v.Fake.New(common, opts.Vendor[v.Name])
+		s.vendors = append(s.vendors, v)
+		s.fakes[v.Name] = f
+		s.mux.Handle(v.Fake.Prefix+"/", http.StripPrefix(v.Fake.Prefix, f.Handler()))
 	}
-	lo.TokenTTL, qo.TokenTTL, ao.TokenTTL = cmp.Or(opts.TokenTTL, lo.TokenTTL), cmp.Or(opts.TokenTTL, qo.TokenTTL), cmp.Or(opts.TokenTTL, ao.TokenTTL)
-	if opts.Faults != (simkit.FaultSettings{}) {
-		lo.Faults, qo.Faults, ao.Faults = opts.Faults, opts.Faults, opts.Faults
-	}
-	lo.Locations = cmp.Or(opts.Locations, lo.Locations)
-	lo.ContactsPerLocation = cmp.Or(opts.ContactsPerLocation, lo.ContactsPerLocation)
-	lo.ForbiddenLocations = cmp.Or(opts.ForbiddenLocations, lo.ForbiddenLocations)
-	qo.Advertisers = cmp.Or(opts.Advertisers, qo.Advertisers)
-	qo.InteractionsPerAdvertiser = cmp.Or(opts.InteractionsPerAdv, qo.InteractionsPerAdvertiser)
-	ao.Contacts = cmp.Or(opts.LACRMContacts, ao.Contacts)
-	ao.PipelineItems = cmp.Or(opts.LACRMPipelineItems, ao.PipelineItems)
-
-	s := &Sandbox{LC: lctest.New(lo), LIQ: liqtest.New(qo), LACRM: lacrmtest.New(ao), mux: http.NewServeMux()}
-	s.mux.Handle(PrefixLeadConnector+"/", http.StripPrefix(PrefixLeadConnector, s.LC.Handler()))
-	s.mux.Handle(PrefixLocaliQ+"/", http.StripPrefix(PrefixLocaliQ, s.LIQ.Handler()))
-	s.mux.Handle(PrefixLACRM+"/", http.StripPrefix(PrefixLACRM, s.LACRM.Handler()))
 	s.mux.HandleFunc("GET /_admin/counters", func(w http.ResponseWriter, r *http.Request) {
 		simkit.WriteJSON(w, http.StatusOK, s.Counters())
 	})
@@ -111,33 +80,53 @@ func New(opts Options) *Sandbox {
 // Handler serves the whole sandbox.
 func (s *Sandbox) Handler() http.Handler { return s.mux }
 
+// Fake is the fake of the vendor named name (nil when it has none). Tests that know the
+// vendor assert its type (*lctest.Fake, ...) for the vendor's own admin calls.
+func (s *Sandbox) Fake(name string) vendors.Fake { return s.fakes[name] }
+
+// Vendors lists the vendors the sandbox serves, by name.
+func (s *Sandbox) Vendors() []vendors.Vendor { return s.vendors }
+
 // SetFaults sets the same faults on every vendor.
 func (s *Sandbox) SetFaults(fs simkit.FaultSettings) {
-	s.LC.Faults().Set(fs)
-	s.LIQ.Faults().Set(fs)
-	s.LACRM.Faults().Set(fs)
-}
-
-// Counters are the three fakes' counters, by vendor.
-func (s *Sandbox) Counters() map[string]simkit.Snapshot {
-	return map[string]simkit.Snapshot{
-		sources.LeadConnector: s.LC.Counters().Snapshot(),
-		sources.LocaliQ:       s.LIQ.Counters().Snapshot(),
-		sources.LACRM:         s.LACRM.Counters().Snapshot(),
+	for _, f := range s.fakes {
+		f.Faults().Set(fs)
 	}
 }
 
-// Count adds a named counter over the three vendors.
+// Counters are the fakes' counters, by vendor.
+func (s *Sandbox) Counters() map[string]simkit.Snapshot {
+	out := make(map[string]simkit.Snapshot, len(s.fakes))
+	for name, f := range s.fakes {
+		out[name] = f.Counters().Snapshot()
+	}
+	return out
+}
+
+// Count adds a named counter over the vendors.
 func (s *Sandbox) Count(name string) int64 {
-	return s.LC.Counters().Get(name) + s.LIQ.Counters().Get(name) + s.LACRM.Counters().Get(name)
+	var n int64
+	for _, f := range s.fakes {
+		n += f.Counters().Get(name)
+	}
+	return n
+}
+
+// TotalRequests is every request the vendors answered.
+func (s *Sandbox) TotalRequests() int64 {
+	var n int64
+	for _, f := range s.fakes {
+		n += f.Counters().TotalRequests()
+	}
+	return n
 }
 
 // GroundTruth is every account of every vendor, sorted by source and account.
 func (s *Sandbox) GroundTruth() []simkit.AccountTruth {
 	var all []simkit.AccountTruth
-	all = append(all, s.LC.GroundTruth()...)
-	all = append(all, s.LIQ.GroundTruth()...)
-	all = append(all, s.LACRM.GroundTruth()...)
+	for _, f := range s.fakes {
+		all = append(all, f.GroundTruth()...)
+	}
 	sort.Slice(all, func(i, j int) bool {
 		if all[i].Source != all[j].Source {
 			return all[i].Source < all[j].Source
@@ -176,63 +165,85 @@ func (s *Server) Close() error {
 	return s.srv.Shutdown(ctx)
 }
 
-// Credentials are the sandbox's OAuth clients and users.
-type Credentials struct {
-	LCClientID, LCClientSecret       string
-	LIQClientID, LIQClientSecret     string
-	LIQUser, LIQPassword             string
-	LACRMClientID, LACRMClientSecret string
-	LACRMUser                        string
-}
+// ConnectionName is the name of a vendor's connection in a sandbox configuration.
+func ConnectionName(vendor string) string { return "sandbox-" + vendor }
 
-// DefaultCredentials are the fakes' defaults.
-func DefaultCredentials() Credentials {
-	return Credentials{
-		LCClientID: lctest.DefaultClientID, LCClientSecret: lctest.DefaultClientSecret,
-		LIQClientID: liqtest.DefaultClientID, LIQClientSecret: liqtest.DefaultClientSecret,
-		LIQUser: liqtest.DefaultSandboxUser, LIQPassword: liqtest.DefaultSandboxPassword,
-		LACRMClientID: lacrmtest.DefaultClientID, LACRMClientSecret: lacrmtest.DefaultClientSecret,
-		LACRMUser: lacrmtest.DefaultSandboxUser,
-	}
-}
-
-// Describe lists the vendor base URLs and the sandbox credentials under base.
+// Describe lists the vendors' base URLs and the sandbox credentials under base.
 func (s *Sandbox) Describe(base string) string {
-	c := DefaultCredentials()
 	var b strings.Builder
-	fmt.Fprintf(&b, "LeadConnector  %s%s   client %s / %s\n", base, PrefixLeadConnector, c.LCClientID, c.LCClientSecret)
-	fmt.Fprintf(&b, "LocaliQ        %s%s         client %s / %s, user %s / %s\n", base, PrefixLocaliQ, c.LIQClientID, c.LIQClientSecret, c.LIQUser, c.LIQPassword)
-	fmt.Fprintf(&b, "LACRM          %s%s           client %s / %s, user %s\n", base, PrefixLACRM, c.LACRMClientID, c.LACRMClientSecret, c.LACRMUser)
-	fmt.Fprintf(&b, "admin          %s/_admin/counters, %s/_admin/truth, PUT %s/_admin/faults\n", base, base, base)
-	b.WriteString("               each vendor also has its own under <vendor>/_admin/ (see the package docs)\n")
+	for _, v := range s.vendors {
+		c := v.Fake.Sandbox(s.fakes[v.Name], base+v.Fake.Prefix)
+		fmt.Fprintf(&b, "%-26s %s%s   client %s / %s", v.Title, base, v.Fake.Prefix, c.ClientID, c.ClientSecret)
+		if c.Note != "" {
+			fmt.Fprintf(&b, ", %s", c.Note)
+		}
+		b.WriteString("\n")
+	}
+	fmt.Fprintf(&b, "%-26s %s/_admin/counters, %s/_admin/truth, PUT %s/_admin/faults\n", "admin", base, base, base)
+	fmt.Fprintf(&b, "%-26s each vendor also has its own under <vendor>/_admin/ (see the package docs)\n", "")
 	return b.String()
 }
 
+// LoginCommands are the `leadsync auth` commands that authorize each sandbox connection.
+func (s *Sandbox) LoginCommands(configPath string) []string {
+	var out []string
+	for _, v := range s.vendors {
+		verb := "login"
+		if v.Fake.Sandbox(s.fakes[v.Name], "").PasswordGrant {
+			verb = "password"
+		}
+		out = append(out, fmt.Sprintf("leadsync auth %s %s --config %s", verb, ConnectionName(v.Name), configPath))
+	}
+	return out
+}
+
 // WriteConfig writes a leadsync configuration that points at the sandbox under base into
-// dir: config.yaml, the client secrets and the LocaliQ password as files (mode 0600; secrets
-// are never inline), and a state directory. It returns the config file's path.
+// dir: config.yaml, the client secrets and any other secret as files (mode 0600; secrets are
+// never inline), and a state directory. It returns the config file's path.
 func (s *Sandbox) WriteConfig(dir, base, warehouseURL string) (string, error) {
-	c := DefaultCredentials()
 	if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o700); err != nil {
 		return "", fmt.Errorf("sandbox: %w", err)
-	}
-	secrets := map[string]string{"leadconnector-client-secret": c.LCClientSecret,
-		"localiq-client-secret": c.LIQClientSecret, "localiq-password": c.LIQPassword,
-		"lacrm-client-secret": c.LACRMClientSecret}
-	for name, v := range secrets {
-		if err := os.WriteFile(filepath.Join(dir, "secrets", name), []byte(v+"\n"), 0o600); err != nil {
-			return "", fmt.Errorf("sandbox: %w", err)
-		}
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err
 	}
+	secret := func(name, value string) (string, error) {
+		path := filepath.Join(abs, "secrets", name)
+		if err := os.WriteFile(path, []byte(value+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("sandbox: %w", err)
+		}
+		return path, nil
+	}
+	// Paths and URLs are quoted: a directory may hold ": " or ", ".
+	q := strconv.Quote
 	var b strings.Builder
-	err = configTmpl.Execute(&b, map[string]string{"Dir": abs, "Base": base, "Warehouse": warehouseURL,
-		"LCClient": c.LCClientID, "LCApp": s.LC.AppID(), "LIQClient": c.LIQClientID, "LIQUser": c.LIQUser, "LACRMClient": c.LACRMClientID})
-	if err != nil {
-		return "", err
+	b.WriteString("# leadsync configuration for the crmsim sandbox (written by crmsim / leadsync demo).\n")
+	fmt.Fprintf(&b, "state_dir: %s\nwarehouse:\n  url: %s\nhttp:\n  listen: \"off\"\nconnections:\n", q(abs+"/state"), q(warehouseURL))
+	for _, v := range s.vendors {
+		c := v.Fake.Sandbox(s.fakes[v.Name], base+v.Fake.Prefix)
+		path, err := secret(v.Name+"-client-secret", c.ClientSecret)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "  - name: %s\n    source: %s\n    client_id: %s\n", ConnectionName(v.Name), v.Name, q(c.ClientID))
+		for _, kv := range c.Options {
+			fmt.Fprintf(&b, "    %s: %s\n", kv.Key, q(kv.Value))
+		}
+		fmt.Fprintf(&b, "    client_secret: {file: %s}\n", q(path))
+		for _, kv := range c.Secrets {
+			path, err := secret(v.Name+"-"+kv.Key, kv.Value)
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(&b, "    %s: {file: %s}\n", kv.Key, q(path))
+		}
+		for _, kv := range []vendors.KeyValue{{Key: "base_url", Value: c.BaseURL}, {Key: "auth_url", Value: c.AuthURL}, {Key: "token_url", Value: c.TokenURL}} {
+			if kv.Value != "" {
+				fmt.Fprintf(&b, "    %s: %s\n", kv.Key, q(kv.Value))
+			}
+		}
+		b.WriteString("    redirect_uri: http://127.0.0.1/callback\n")
 	}
 	path := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
@@ -240,41 +251,6 @@ func (s *Sandbox) WriteConfig(dir, base, warehouseURL string) (string, error) {
 	}
 	return path, nil
 }
-
-// Paths and URLs are quoted: a directory may hold ": " or ", ".
-var configTmpl = template.Must(template.New("config").Funcs(template.FuncMap{"q": strconv.Quote}).Parse(`# leadsync configuration for the crmsim sandbox (written by crmsim / leadsync demo).
-state_dir: {{q (print .Dir "/state")}}
-warehouse:
-  url: {{q .Warehouse}}
-http:
-  listen: "off"
-connections:
-  - name: sandbox-leadconnector
-    source: leadconnector
-    client_id: {{.LCClient}}
-    app_id: {{.LCApp}}
-    client_secret: {file: {{q (print .Dir "/secrets/leadconnector-client-secret")}}}
-    base_url: {{q (print .Base "/leadconnector")}}
-    auth_url: {{q (print .Base "/leadconnector/oauth/chooselocation")}}
-    redirect_uri: http://127.0.0.1/callback
-  - name: sandbox-localiq
-    source: localiq
-    client_id: {{.LIQClient}}
-    client_secret: {file: {{q (print .Dir "/secrets/localiq-client-secret")}}}
-    base_url: {{q (print .Base "/localiq")}}
-    user: {{.LIQUser}}
-    username: {{.LIQUser}}
-    password: {file: {{q (print .Dir "/secrets/localiq-password")}}}
-    redirect_uri: http://127.0.0.1/callback
-  - name: sandbox-lacrm
-    source: lacrm
-    client_id: {{.LACRMClient}}
-    client_secret: {file: {{q (print .Dir "/secrets/lacrm-client-secret")}}}
-    base_url: {{q (print .Base "/lacrm/v2/")}}
-    auth_url: {{q (print .Base "/lacrm/oauth/authorize.php")}}
-    token_url: {{q (print .Base "/lacrm/oauth/token.php")}}
-    redirect_uri: http://127.0.0.1/callback
-`))
 
 // Browser plays the user's browser for the sandbox's auto-approving authorization pages: it
 // follows the authorization URL through its redirects to the loopback callback. It returns

@@ -5,6 +5,7 @@ package testenv
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -26,7 +27,11 @@ import (
 	"github.com/leadsync/leadsync/internal/pgtest"
 	"github.com/leadsync/leadsync/internal/sandbox"
 	"github.com/leadsync/leadsync/internal/simkit"
+	"github.com/leadsync/leadsync/sources"
 	_ "github.com/leadsync/leadsync/sources/all" // the vendors the sandbox serves
+	"github.com/leadsync/leadsync/sources/lacrm/lacrmtest"
+	"github.com/leadsync/leadsync/sources/leadconnector/lctest"
+	"github.com/leadsync/leadsync/sources/localiq/liqtest"
 	"github.com/leadsync/leadsync/store"
 )
 
@@ -38,23 +43,80 @@ const (
 
 // Env is one sandbox and one leadsync configuration.
 type Env struct {
-	Sandbox      *sandbox.Server
+	Sandbox      *Sandbox
 	Dir          string // holds config.yaml, secrets/ and state/
 	ConfigPath   string
 	WarehouseURL string
 	Dialect      string
 }
 
+// Options size a test sandbox, with each vendor's knobs by name (the tests know the
+// vendors; crmsim and the sandbox do not). Zero values take each fake's defaults.
+type Options struct {
+	Seed     uint64
+	Clock    simkit.Clock
+	TokenTTL time.Duration
+	Faults   simkit.FaultSettings
+
+	Locations           int // LeadConnector installed locations
+	ContactsPerLocation int
+	ForbiddenLocations  int
+	Advertisers         int // LocaliQ advertisers
+	InteractionsPerAdv  int
+	LACRMContacts       int
+	LACRMPipelineItems  int
+
+	// LeadConnector, LocaliQ and LACRM set any option of one fake; the fields above
+	// override theirs when set.
+	LeadConnector lctest.Options
+	LocaliQ       liqtest.Options
+	LACRM         lacrmtest.Options
+}
+
+// Sandbox is the sandbox, with each vendor's fake at hand for the vendor's own admin calls.
+type Sandbox struct {
+	*sandbox.Server
+	LC    *lctest.Fake
+	LIQ   *liqtest.Fake
+	LACRM *lacrmtest.Fake
+}
+
+// sandboxOptions turns o into the vendor-neutral options of package sandbox.
+func (o Options) sandboxOptions() sandbox.Options {
+	lo, qo, ao := o.LeadConnector, o.LocaliQ, o.LACRM
+	lo.Locations = cmp.Or(o.Locations, lo.Locations)
+	lo.ContactsPerLocation = cmp.Or(o.ContactsPerLocation, lo.ContactsPerLocation)
+	lo.ForbiddenLocations = cmp.Or(o.ForbiddenLocations, lo.ForbiddenLocations)
+	qo.Advertisers = cmp.Or(o.Advertisers, qo.Advertisers)
+	qo.InteractionsPerAdvertiser = cmp.Or(o.InteractionsPerAdv, qo.InteractionsPerAdvertiser)
+	ao.Contacts = cmp.Or(o.LACRMContacts, ao.Contacts)
+	ao.PipelineItems = cmp.Or(o.LACRMPipelineItems, ao.PipelineItems)
+	return sandbox.Options{Seed: o.Seed, Clock: o.Clock, TokenTTL: o.TokenTTL, Faults: o.Faults,
+		Vendor: map[string]any{sources.LeadConnector: lo, sources.LocaliQ: qo, sources.LACRM: ao}}
+}
+
+// StartSandbox serves a sandbox sized by opts on loopback until the test ends.
+func StartSandbox(t testing.TB, opts Options) *Sandbox {
+	t.Helper()
+	srv, err := sandbox.New(opts.sandboxOptions()).Start("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	return &Sandbox{Server: srv, LC: srv.Fake(sources.LeadConnector).(*lctest.Fake),
+		LIQ: srv.Fake(sources.LocaliQ).(*liqtest.Fake), LACRM: srv.Fake(sources.LACRM).(*lacrmtest.Fake)}
+}
+
 // Small is a sandbox small enough for unit-test speed that still has every feature: a
 // forbidden LeadConnector location, HIPAA and inactive LocaliQ advertisers, LACRM pipelines.
-func Small(seed uint64) sandbox.Options {
-	return sandbox.Options{Seed: seed, Locations: 3, ContactsPerLocation: 150, ForbiddenLocations: 1,
+func Small(seed uint64) Options {
+	return Options{Seed: seed, Locations: 3, ContactsPerLocation: 150, ForbiddenLocations: 1,
 		Advertisers: 5, InteractionsPerAdv: 60, LACRMContacts: 80, LACRMPipelineItems: 30}
 }
 
 // New starts a sandbox with opts and writes a configuration using a warehouse of dialect
 // (PostgreSQL: a fresh schema; unreachable server: skipped locally, failed under CI).
-func New(t testing.TB, opts sandbox.Options, dialect string) *Env {
+func New(t testing.TB, opts Options, dialect string) *Env {
 	t.Helper()
 	dir := t.TempDir()
 	var wh string
@@ -66,11 +128,7 @@ func New(t testing.TB, opts sandbox.Options, dialect string) *Env {
 	default:
 		t.Fatalf("testenv: unknown dialect %q", dialect)
 	}
-	srv, err := sandbox.New(opts).Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := StartSandbox(t, opts)
 	path, err := srv.WriteConfig(dir, srv.URL, wh)
 	if err != nil {
 		t.Fatal(err)

@@ -35,6 +35,8 @@ type Vendor struct {
 	Options func() config.Options
 	// Open wires one connection of this vendor.
 	Open func(c Conn) (Opened, error)
+	// Fake serves the vendor in crmsim (nil: crmsim does not have it).
+	Fake *FakeSpec
 }
 
 // Conn is what Open gets: one configured connection and the services around it.

@@ -2,6 +2,7 @@ package lacrm
 
 import (
 	"cmp"
+	"flag"
 	"fmt"
 	"strings"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/leadsync/leadsync/internal/config"
 	"github.com/leadsync/leadsync/internal/vendors"
 	"github.com/leadsync/leadsync/sources"
+	"github.com/leadsync/leadsync/sources/lacrm/lacrmtest"
 )
 
 func init() {
@@ -18,6 +20,7 @@ func init() {
 		Concurrency: 1, // one account per grant
 		Options:     func() config.Options { return new(Options) },
 		Open:        open,
+		Fake:        fake,
 	})
 }
 
@@ -60,4 +63,24 @@ func open(c vendors.Conn) (vendors.Opened, error) {
 		return vendors.Opened{}, err
 	}
 	return vendors.Opened{Source: src, Auth: vc, Refresher: r}, nil
+}
+
+var fake = &vendors.FakeSpec{
+	Prefix: "/lacrm",
+	Flags: func(fs *flag.FlagSet) func() any {
+		contacts := fs.Int("lacrm-contacts", 120, "LACRM: contacts")
+		items := fs.Int("lacrm-pipeline-items", 60, "LACRM: pipeline items")
+		return func() any { return lacrmtest.Options{Contacts: *contacts, PipelineItems: *items} }
+	},
+	Demo: func() any { return lacrmtest.Options{Contacts: 200, PipelineItems: 80} },
+	New: func(c vendors.FakeCommon, opts any) vendors.Fake {
+		o, _ := opts.(lacrmtest.Options)
+		c.Apply(&o.Seed, &o.Clock, &o.TokenTTL, &o.Faults)
+		return lacrmtest.New(o)
+	},
+	Sandbox: func(_ vendors.Fake, base string) vendors.SandboxConn {
+		return vendors.SandboxConn{ClientID: lacrmtest.DefaultClientID, ClientSecret: lacrmtest.DefaultClientSecret,
+			BaseURL: base + "/v2/", AuthURL: base + "/oauth/authorize.php", TokenURL: base + "/oauth/token.php",
+			Note: "user " + lacrmtest.DefaultSandboxUser}
+	},
 }

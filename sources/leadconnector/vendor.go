@@ -2,6 +2,7 @@ package leadconnector
 
 import (
 	"cmp"
+	"flag"
 	"fmt"
 	"strings"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/leadsync/leadsync/internal/config"
 	"github.com/leadsync/leadsync/internal/vendors"
 	"github.com/leadsync/leadsync/sources"
+	"github.com/leadsync/leadsync/sources/leadconnector/lctest"
 )
 
 func init() {
@@ -18,6 +20,7 @@ func init() {
 		Concurrency: 4,
 		Options:     func() config.Options { return new(Options) },
 		Open:        open,
+		Fake:        fake,
 	})
 }
 
@@ -72,4 +75,33 @@ func open(c vendors.Conn) (vendors.Opened, error) {
 		return vendors.Opened{}, err
 	}
 	return vendors.Opened{Source: src, Auth: vc, Refresher: r}, nil
+}
+
+var fake = &vendors.FakeSpec{
+	Prefix: "/leadconnector",
+	Flags: func(fs *flag.FlagSet) func() any {
+		locations := fs.Int("locations", 5, "LeadConnector: installed locations")
+		contacts := fs.Int("contacts", 200, "LeadConnector: contacts per location")
+		forbidden := fs.Int("forbidden-locations", 0, "LeadConnector: locations whose contacts answer 403")
+		burst := fs.Int("lc-burst", 0, "LeadConnector: requests per interval per resource (0: the vendor's 100)")
+		interval := fs.Duration("lc-interval", 0, "LeadConnector: the rate-limit interval (0: the vendor's 10s)")
+		daily := fs.Int("lc-daily", 0, "LeadConnector: requests per day per resource (0: the vendor's 200000)")
+		return func() any {
+			return lctest.Options{Locations: *locations, ContactsPerLocation: *contacts, ForbiddenLocations: *forbidden,
+				Burst: *burst, Interval: *interval, Daily: *daily}
+		}
+	},
+	Demo: func() any {
+		return lctest.Options{Locations: 5, ContactsPerLocation: 400, ForbiddenLocations: 1}
+	},
+	New: func(c vendors.FakeCommon, opts any) vendors.Fake {
+		o, _ := opts.(lctest.Options)
+		c.Apply(&o.Seed, &o.Clock, &o.TokenTTL, &o.Faults)
+		return lctest.New(o)
+	},
+	Sandbox: func(f vendors.Fake, base string) vendors.SandboxConn {
+		return vendors.SandboxConn{ClientID: lctest.DefaultClientID, ClientSecret: lctest.DefaultClientSecret,
+			BaseURL: base, AuthURL: base + "/oauth/chooselocation",
+			Options: []vendors.KeyValue{{Key: "app_id", Value: f.(*lctest.Fake).AppID()}}}
+	},
 }

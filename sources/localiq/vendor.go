@@ -2,12 +2,14 @@ package localiq
 
 import (
 	"cmp"
+	"flag"
 	"strings"
 	"time"
 
 	"github.com/leadsync/leadsync/internal/config"
 	"github.com/leadsync/leadsync/internal/vendors"
 	"github.com/leadsync/leadsync/sources"
+	"github.com/leadsync/leadsync/sources/localiq/liqtest"
 )
 
 func init() {
@@ -17,6 +19,7 @@ func init() {
 		Concurrency: 4,
 		Options:     func() config.Options { return new(Options) },
 		Open:        open,
+		Fake:        fake,
 	})
 }
 
@@ -70,4 +73,28 @@ func open(c vendors.Conn) (vendors.Opened, error) {
 		return vendors.Opened{}, err
 	}
 	return vendors.Opened{Source: src, Auth: vc, Refresher: r}, nil
+}
+
+var fake = &vendors.FakeSpec{
+	Prefix: "/localiq",
+	Flags: func(fs *flag.FlagSet) func() any {
+		advertisers := fs.Int("advertisers", 6, "LocaliQ: advertisers (about a quarter HIPAA-protected)")
+		interactions := fs.Int("interactions", 120, "LocaliQ: contact interactions per advertiser")
+		return func() any {
+			return liqtest.Options{Advertisers: *advertisers, InteractionsPerAdvertiser: *interactions}
+		}
+	},
+	Demo: func() any { return liqtest.Options{Advertisers: 6, InteractionsPerAdvertiser: 150} },
+	New: func(c vendors.FakeCommon, opts any) vendors.Fake {
+		o, _ := opts.(liqtest.Options)
+		c.Apply(&o.Seed, &o.Clock, &o.TokenTTL, &o.Faults)
+		return liqtest.New(o)
+	},
+	Sandbox: func(_ vendors.Fake, base string) vendors.SandboxConn {
+		return vendors.SandboxConn{ClientID: liqtest.DefaultClientID, ClientSecret: liqtest.DefaultClientSecret,
+			BaseURL: base, PasswordGrant: true,
+			Options: []vendors.KeyValue{{Key: "user", Value: liqtest.DefaultSandboxUser}, {Key: "username", Value: liqtest.DefaultSandboxUser}},
+			Secrets: []vendors.KeyValue{{Key: "password", Value: liqtest.DefaultSandboxPassword}},
+			Note:    "user " + liqtest.DefaultSandboxUser + " / " + liqtest.DefaultSandboxPassword}
+	},
 }
