@@ -1,0 +1,23 @@
+package leadconnector_test
+
+import (
+	"testing"
+
+	"github.com/leadsync/leadsync/internal/conformance"
+	"github.com/leadsync/leadsync/internal/testenv"
+	"github.com/leadsync/leadsync/sources"
+)
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	conformance.Run(t, sources.LeadConnector, conformance.Vendor{
+		Mutate: func(s *testenv.Sandbox, loc string) error {
+			ids := s.LC.ContactIDs(loc)
+			if _, err := s.LC.CreateContact(loc); err != nil {
+				return err
+			}
+			return s.LC.UpdateContact(loc, ids[0])
+		},
+		Delete: func(s *testenv.Sandbox, loc string) error { return s.LC.DeleteContact(loc, s.LC.ContactIDs(loc)[1]) },
+	})
+}
