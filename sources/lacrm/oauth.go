@@ -2,15 +2,12 @@ package lacrm
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
-	"time"
 
 	"golang.org/x/oauth2"
 
@@ -60,11 +57,24 @@ func (c Config) Exchange(ctx context.Context, code, redirectURI, pkceVerifier st
 	})
 }
 
-type tokenJSON struct {
-	AccessToken  string      `json:"access_token"`
-	TokenType    string      `json:"token_type"`
-	ExpiresIn    json.Number `json:"expires_in"`
-	RefreshToken string      `json:"refresh_token"`
+// tokenStyle is the vendor's token endpoint: JSON, credentials in Basic auth.
+var tokenStyle = httpx.TokenStyle{JSON: true, BasicAuth: true, Refusal: refusal}
+
+// refusal: every 4xx but 408 and 429 is a rejection. The code is the vendor's own when the
+// answer has one, never the body (which echoes nothing secret today, but we don't rely on
+// it); a 401 without one is invalid_client.
+func refusal(he *httpx.Error) error {
+	if he.Status < 400 || he.Status >= 500 || he.Status == http.StatusTooManyRequests || he.Status == http.StatusRequestTimeout {
+		return nil
+	}
+	code, desc, _ := strings.Cut(he.Message, ": ")
+	if !errorCodeRE.MatchString(code) {
+		code, desc = "", he.Message
+	}
+	if code == "" && he.Status == http.StatusUnauthorized {
+		code = "invalid_client"
+	}
+	return httpx.Refused(he.Status, code, desc)
 }
 
 var errorCodeRE = regexp.MustCompile(`^[a-z_]+$`)
@@ -73,46 +83,16 @@ func (c Config) tokenCall(ctx context.Context, endpoint string, body map[string]
 	if c.ClientID == "" || c.ClientSecret == "" {
 		return nil, errors.New("lacrm: client_id and client_secret are required for token requests")
 	}
-	b, err := json.Marshal(body)
+	cl := httpx.New(httpx.Config{Vendor: sources.LACRM, HTTP: c.HTTP, MaxAttempts: 1, Clock: c.now, Logger: c.Logger})
+	st := tokenStyle
+	st.Endpoint = endpoint
+	tok, err := cl.Token(ctx, st, c.TokenURL, c.ClientID, c.ClientSecret, body)
 	if err != nil {
-		return nil, fmt.Errorf("lacrm: %s: %w", endpoint, err)
-	}
-	cl := httpx.New(httpx.Config{Vendor: sources.LACRM, HTTP: c.HTTP, MaxAttempts: 1, Clock: c.Clock, Logger: c.Logger})
-	h := http.Header{}
-	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(c.ClientID+":"+c.ClientSecret)))
-	var out tokenJSON
-	err = cl.JSON(ctx, httpx.Request{
-		Method: http.MethodPost, Path: c.TokenURL, Endpoint: endpoint, Header: h,
-		Body: b, ContentType: "application/json", NoRetry: true,
-	}, &out)
-	if err != nil {
-		var he *httpx.Error
-		if errors.As(err, &he) && he.Status >= 400 && he.Status < 500 &&
-			he.Status != http.StatusTooManyRequests && he.Status != http.StatusRequestTimeout {
-			// A rejection: the vendor's error code, never the body (which echoes nothing
-			// secret today, but we don't rely on it).
-			code, desc, _ := strings.Cut(he.Message, ": ")
-			if !errorCodeRE.MatchString(code) {
-				code, desc = "", he.Message
-			}
-			if code == "" && he.Status == http.StatusUnauthorized {
-				code = "invalid_client"
-			}
-			return nil, &oauth2.RetrieveError{
-				Response:         &http.Response{StatusCode: he.Status, Status: fmt.Sprintf("%d %s", he.Status, http.StatusText(he.Status))},
-				ErrorCode:        code,
-				ErrorDescription: desc,
-			}
+		var refused *oauth2.RetrieveError
+		if errors.As(err, &refused) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("lacrm: token request: %w", err)
-	}
-	if out.AccessToken == "" {
-		return nil, fmt.Errorf("lacrm: %s: response has no access_token", endpoint)
-	}
-	tok := &oauth2.Token{AccessToken: out.AccessToken, TokenType: cmpOr(out.TokenType, "Bearer"), RefreshToken: out.RefreshToken}
-	if secs, err := out.ExpiresIn.Int64(); err == nil && secs > 0 {
-		tok.ExpiresIn = secs
-		tok.Expiry = c.now().Add(time.Duration(secs) * time.Second)
 	}
 	return tok, nil
 }

@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -57,119 +55,55 @@ func (c Config) Exchange(ctx context.Context, code, redirectURI, pkceVerifier st
 var camel = map[string]string{"client_id": "clientId", "client_secret": "clientSecret", "grant_type": "grantType",
 	"code": "code", "refresh_token": "refreshToken", "user_type": "userType", "redirect_uri": "redirectUri"}
 
-// tokenRequest posts one token request in the version's field names (2021-07-28: form
-// snake_case; v3: form camelCase with the Version header).
+// tokenExtras are the answer's fields the token store keeps: companyId names the agency.
+var tokenExtras = []string{"scope", "userType", "companyId", "locationId", "userId"}
+
+// tokenStyle is the version's token endpoint: a form, snake_case (2021-07-28) or camelCase
+// with the Version header (v3).
+func (c Config) tokenStyle() httpx.TokenStyle {
+	st := httpx.TokenStyle{Bucket: bucketToken, Extras: tokenExtras, Refusal: refusal}
+	if c.APIVersion == V3 {
+		st.Rename = func(k string) string { return camel[k] }
+		st.Header = c.versionHeader()
+	}
+	return st
+}
+
+// refusal reads the vendor's 400s: "Location is not active" passes; an invalid grant is
+// final. Every other answer stays a plain (transient) error.
+func refusal(he *httpx.Error) error {
+	if he.Status == http.StatusBadRequest {
+		msg := strings.ToLower(he.Message)
+		switch {
+		case strings.Contains(msg, "not active"):
+			return fmt.Errorf("location is not active, try again later: %w", he)
+		case strings.Contains(msg, "invalid grant") || strings.Contains(msg, "invalid_grant"):
+			return httpx.Refused(he.Status, "invalid_grant", he.Message)
+		}
+	}
+	return he
+}
+
+// tokenRequest posts one token request of the Company grant.
 func (c Config) tokenRequest(ctx context.Context, api *httpx.Client, grant string, params map[string]string) (*oauth2.Token, error) {
-	v3 := c.APIVersion == V3
-	form := url.Values{}
-	set := func(k, v string) {
-		if v3 {
-			k = camel[k]
-		}
-		form.Set(k, v)
-	}
-	set("client_id", c.ClientID)
-	set("client_secret", c.ClientSecret)
-	set("grant_type", grant)
-	set("user_type", "Company")
+	p := map[string]string{"grant_type": grant, "user_type": "Company"}
 	for k, v := range params {
-		set(k, v)
+		p[k] = v
 	}
-	req := httpx.Request{Method: http.MethodPost, Path: c.TokenURL, Endpoint: "oauth/token",
-		Body: []byte(form.Encode()), ContentType: "application/x-www-form-urlencoded",
-		Bucket: bucketToken, NoRetry: true}
-	if v3 {
-		req.Header = c.versionHeader()
-	}
-	resp, err := api.Do(ctx, req)
+	tok, err := api.Token(ctx, c.tokenStyle(), c.TokenURL, c.ClientID, c.ClientSecret, p)
 	if err != nil {
-		var he *httpx.Error
-		if errors.As(err, &he) && he.Status == http.StatusBadRequest {
-			msg := strings.ToLower(he.Message)
-			switch {
-			case strings.Contains(msg, "not active"):
-				return nil, fmt.Errorf("leadconnector: %s: location is not active, try again later: %w", grant, err)
-			case strings.Contains(msg, "invalid grant") || strings.Contains(msg, "invalid_grant"):
-				return nil, &oauth2.RetrieveError{ErrorCode: "invalid_grant", ErrorDescription: he.Message,
-					Response: &http.Response{StatusCode: he.Status, Status: strconv.Itoa(he.Status) + " " + http.StatusText(he.Status)}}
-			}
+		var refused *oauth2.RetrieveError
+		if errors.As(err, &refused) {
+			return nil, err
 		}
-		return nil, fmt.Errorf("leadconnector: %s: %w", grant, err)
-	}
-	tok, err := parseToken(resp.Body, c.Clock())
-	if err != nil {
 		return nil, fmt.Errorf("leadconnector: %s: %w", grant, err)
 	}
 	return tok, nil
 }
 
-// tokenJSON holds both the snake_case and camelCase fields: parsers accept either,
-// whatever the version.
-type tokenJSON struct {
-	AccessSnake  string          `json:"access_token"`
-	AccessCamel  string          `json:"accessToken"`
-	RefreshSnake string          `json:"refresh_token"`
-	RefreshCamel string          `json:"refreshToken"`
-	TypeSnake    string          `json:"token_type"`
-	TypeCamel    string          `json:"tokenType"`
-	ExpiresSnake json.RawMessage `json:"expires_in"`
-	ExpiresCamel json.RawMessage `json:"expiresIn"`
-	Scope        flexString      `json:"scope"`
-	UserType     flexString      `json:"userType"`
-	CompanyID    flexString      `json:"companyId"`
-	LocationID   flexString      `json:"locationId"`
-	UserID       flexString      `json:"userId"`
-}
-
-// parseToken reads a token answer; expiry is now + expires_in.
+// parseToken reads a token answer (the token endpoint's, or a minted location token's).
 func parseToken(body []byte, now time.Time) (*oauth2.Token, error) {
-	var t tokenJSON
-	if err := json.Unmarshal(body, &t); err != nil {
-		return nil, fmt.Errorf("decode token response: %w", err)
-	}
-	tok := &oauth2.Token{
-		AccessToken:  or(t.AccessCamel, t.AccessSnake),
-		RefreshToken: or(t.RefreshCamel, t.RefreshSnake),
-		TokenType:    or(or(t.TypeCamel, t.TypeSnake), "Bearer"),
-	}
-	if tok.AccessToken == "" {
-		return nil, errors.New("token response has no access token")
-	}
-	exp := t.ExpiresCamel
-	if len(exp) == 0 || string(exp) == "null" {
-		exp = t.ExpiresSnake
-	}
-	if secs, ok := seconds(exp); ok {
-		tok.Expiry = now.Add(time.Duration(secs) * time.Second)
-		tok.ExpiresIn = secs
-	}
-	extra := map[string]any{}
-	for k, v := range map[string]flexString{"scope": t.Scope, "userType": t.UserType, "companyId": t.CompanyID,
-		"locationId": t.LocationID, "userId": t.UserID} {
-		if v != "" {
-			extra[k] = string(v)
-		}
-	}
-	return tok.WithExtra(extra), nil
-}
-
-// seconds reads expires_in, a number or a numeric string.
-func seconds(raw json.RawMessage) (int64, bool) {
-	var f float64
-	if json.Unmarshal(raw, &f) != nil {
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return 0, false
-		}
-		var err error
-		if f, err = strconv.ParseFloat(s, 64); err != nil {
-			return 0, false
-		}
-	}
-	if f <= 0 || math.IsNaN(f) || f > math.MaxInt32 {
-		return 0, false
-	}
-	return int64(f), true
+	return httpx.ParseToken(body, now, httpx.TokenStyle{Extras: tokenExtras})
 }
 
 // companyID is the configured company, or the grant token's companyId extra.

@@ -2,14 +2,8 @@ package localiq
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"regexp"
-	"strconv"
-	"strings"
-	"time"
 
 	"golang.org/x/oauth2"
 
@@ -67,62 +61,20 @@ func (c Config) PasswordGrant(ctx context.Context, username, password string) (*
 	})
 }
 
-type tokenJSON struct {
-	AccessToken  flexString `json:"access_token"`
-	TokenType    flexString `json:"token_type"`
-	ExpiresIn    flexInt    `json:"expires_in"`
-	RefreshToken flexString `json:"refresh_token"`
-	CreatedAt    flexInt    `json:"created_at"`
-}
-
-var oauthCode = regexp.MustCompile(`^[a-z_]+$`)
+// tokenStyle is the vendor's token endpoint: JSON, snake_case, credentials in the body; the
+// expiry follows the server's created_at, and both are kept for the token store.
+var tokenStyle = httpx.TokenStyle{JSON: true, IssuedAt: "created_at", Extras: []string{"created_at", "expires_in"}}
 
 // token POSTs a JSON token request exactly once.
 func (c Config) token(ctx context.Context, what string, body map[string]string) (*oauth2.Token, error) {
-	body["client_id"], body["client_secret"] = c.ClientID, c.ClientSecret
-	b, err := json.Marshal(body)
-	if err != nil {
-		return nil, fmt.Errorf("localiq: %s: %w", what, err)
-	}
 	client := httpx.New(httpx.Config{Vendor: "localiq", BaseURL: c.BaseURL, HTTP: c.HTTPClient})
-	resp, err := client.Do(ctx, httpx.Request{
-		Method: http.MethodPost, Path: c.TokenURL, Endpoint: "oauth/token",
-		Body: b, ContentType: "application/json", NoRetry: true,
-	})
+	tok, err := client.Token(ctx, tokenStyle, c.TokenURL, c.ClientID, c.ClientSecret, body)
 	if err != nil {
-		var he *httpx.Error
-		if errors.As(err, &he) && he.Status >= 400 && he.Status < 500 && he.Status != http.StatusTooManyRequests && he.Status != http.StatusRequestTimeout {
-			// httpx renders an OAuth error body as "code: description".
-			code, desc, _ := strings.Cut(he.Message, ": ")
-			if oauthCode.MatchString(code) {
-				return nil, &oauth2.RetrieveError{
-					Response:         &http.Response{StatusCode: he.Status, Status: strconv.Itoa(he.Status) + " " + http.StatusText(he.Status)},
-					ErrorCode:        code,
-					ErrorDescription: desc,
-				}
-			}
+		var refused *oauth2.RetrieveError
+		if errors.As(err, &refused) {
+			return nil, err
 		}
 		return nil, fmt.Errorf("localiq: %s: %w", what, err)
 	}
-	var tj tokenJSON
-	if err := json.Unmarshal(resp.Body, &tj); err != nil {
-		return nil, fmt.Errorf("localiq: %s: decode token response: %w", what, err)
-	}
-	if tj.AccessToken == "" {
-		return nil, fmt.Errorf("localiq: %s: token response without access_token", what)
-	}
-	tok := &oauth2.Token{AccessToken: string(tj.AccessToken), TokenType: string(tj.TokenType), RefreshToken: string(tj.RefreshToken)}
-	extra := map[string]any{}
-	if tj.ExpiresIn > 0 {
-		// created_at is the server's issue time (Unix seconds): expiry follows its clock.
-		issued := time.Now()
-		if tj.CreatedAt > 0 {
-			issued = time.Unix(int64(tj.CreatedAt), 0)
-			extra["created_at"] = strconv.FormatInt(int64(tj.CreatedAt), 10)
-		}
-		tok.Expiry = issued.Add(time.Duration(tj.ExpiresIn) * time.Second)
-		tok.ExpiresIn = int64(tj.ExpiresIn)
-		extra["expires_in"] = strconv.FormatInt(int64(tj.ExpiresIn), 10)
-	}
-	return tok.WithExtra(extra), nil
+	return tok, nil
 }
