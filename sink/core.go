@@ -14,8 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jmoiron/sqlx"
 	"github.com/mattn/go-sqlite3"
-	"github.com/pressly/goose/v3"
 
+	"github.com/leadsync/leadsync/internal/migrate"
 	"github.com/leadsync/leadsync/sources"
 )
 
@@ -27,7 +27,7 @@ type core struct {
 	r          *sqlx.DB // reads
 	now        func() time.Time
 	log        *slog.Logger
-	migrations *goose.Provider
+	migrations *migrate.Migrator
 	// ts encodes a time for a parameter: fixed-width UTC text on SQLite, time.Time on
 	// PostgreSQL; NULL for the zero time.
 	ts func(time.Time) any

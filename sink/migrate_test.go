@@ -2,6 +2,9 @@ package sink
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -66,16 +69,17 @@ func TestMigrations(t *testing.T) {
 	})
 }
 
+// ParseURL is the grammar of internal/dburl (tested there), as cmd/leadsync's grant-analyst
+// reads it.
 func TestParseURL(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		url, dialect, dsn string
 	}{
 		{"sqlite:///var/lib/leadsync/leads.db", DialectSQLite, "/var/lib/leadsync/leads.db"},
-		{"sqlite:leads.db", DialectSQLite, "leads.db"},
 		{"sqlite://data/leads.db", DialectSQLite, "data/leads.db"},
+		{"sqlite:///var/lib/leadsync/leads.db?_cache_size=-20000", DialectSQLite, "/var/lib/leadsync/leads.db"},
 		{"/var/lib/leadsync/leads.db", DialectSQLite, "/var/lib/leadsync/leads.db"},
-		{"leads.db", DialectSQLite, "leads.db"},
 		{"postgres://u@db/leads", DialectPostgres, "postgres://u@db/leads"},
 		{"postgresql://u@db/leads?sslmode=require", DialectPostgres, "postgresql://u@db/leads?sslmode=require"},
 	} {
@@ -84,10 +88,33 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("ParseURL(%q) = %+v, %v; want %s %s", tc.url, got, err, tc.dialect, tc.dsn)
 		}
 	}
-	for _, bad := range []string{"", "mysql://u@db/leads", "sqlite:"} {
-		if _, err := ParseURL(bad); err == nil {
-			t.Errorf("ParseURL(%q) succeeded", bad)
+	for _, bad := range []string{"", "mysql://u@db/leads", "sqlite:", "sqlite:leads.db", "leads.db"} {
+		if _, err := ParseURL(bad); err == nil || !strings.HasPrefix(err.Error(), "sink: ") {
+			t.Errorf("ParseURL(%q) = %v, want a sink: error", bad, err)
 		}
+	}
+}
+
+// A warehouse file whose name has characters a URI would read otherwise opens where the
+// URL says, and the URL's driver parameters reach the driver.
+func TestSQLiteURLPath(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "leads #1 100%.db")
+	s, err := Open(t.Context(), "sqlite://"+path+"?_cache_size=-4321", Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var cache int
+	if err := s.(warehouse).base().w.GetContext(t.Context(), &cache, `SELECT cache_size FROM pragma_cache_size`); err != nil || cache != -4321 {
+		t.Errorf("cache_size %d, %v; want the URL's -4321", cache, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+		t.Errorf("the warehouse is not at %s: %v", path, err)
+	}
+	if _, err := Open(t.Context(), "sqlite://"+path+"?_txlock=deferred", Options{Logger: quiet}); err == nil ||
+		!strings.Contains(err.Error(), "leadsync sets _txlock itself") {
+		t.Errorf("a URL overriding _txlock: %v, want it refused", err)
 	}
 }
 
@@ -119,7 +146,7 @@ func TestMigrationKeepsRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := w.base()
-		if _, err := c.migrations.UpTo(ctx, 2); err != nil {
+		if _, err := c.migrations.Goose.UpTo(ctx, 2); err != nil {
 			t.Fatal(err)
 		}
 		for _, status := range []string{RunOK, RunRunning} {

@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
+
+	"github.com/leadsync/leadsync/internal/dburl"
 )
 
 // Options tune Open. The zero value is the default: migrate at open, the real clock, slog's
@@ -72,38 +73,19 @@ type Target struct {
 	DSN string
 }
 
-// ParseURL picks the dialect from a warehouse URL: postgres:// or postgresql:// is
-// PostgreSQL; sqlite:///abs/path.db, sqlite:relative.db or a bare file path is SQLite.
+// ParseURL picks the dialect from a warehouse URL (the grammar of internal/dburl, which
+// Open uses): postgres:// or postgresql:// is PostgreSQL; sqlite:///abs/path.db,
+// sqlite://path/relative/to/the/working/directory.db or a bare absolute path is SQLite.
 func ParseURL(url string) (Target, error) {
-	switch {
-	case url == "":
-		return Target{}, errors.New("sink: empty database URL")
-	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		return Target{Dialect: DialectPostgres, DSN: url}, nil
-	case strings.HasPrefix(url, "sqlite:"):
-		path := strings.TrimPrefix(url, "sqlite:")
-		// sqlite:///abs/path.db has an empty host; sqlite://rel.db is taken as relative.
-		path = strings.TrimPrefix(path, "//")
-		if path == "" {
-			return Target{}, fmt.Errorf("sink: %q names no SQLite file", url)
-		}
-		return Target{Dialect: DialectSQLite, DSN: path}, nil
-	case strings.Contains(url, "://"):
-		scheme, _, _ := strings.Cut(url, "://")
-		return Target{}, fmt.Errorf("sink: unsupported database scheme %q (want sqlite: or postgres://)", scheme)
-	default:
-		return Target{Dialect: DialectSQLite, DSN: url}, nil
+	u, err := dburl.Parse(url)
+	if err != nil {
+		return Target{}, fmt.Errorf("sink: %w", err)
 	}
+	if u.Dialect == dburl.Postgres {
+		return Target{Dialect: DialectPostgres, DSN: u.Conn}, nil
+	}
+	return Target{Dialect: DialectSQLite, DSN: u.Path}, nil
 }
-
-// migrateMode says what open does about the schema version.
-type migrateMode int
-
-const (
-	modeMigrate migrateMode = iota // apply pending migrations (refuse a newer schema)
-	modeCheck                      // refuse a schema that is behind or ahead
-	modeNone                       // touch nothing (migration status)
-)
 
 // Open connects to the warehouse at url, applies pending migrations unless opts.NoMigrate,
 // and returns a *SQLite or *Postgres.
@@ -120,19 +102,19 @@ func Open(ctx context.Context, url string, opts Options) (Sink, error) {
 }
 
 func open(ctx context.Context, url string, opts Options, mode migrateMode) (warehouse, error) {
-	t, err := ParseURL(url)
+	u, err := dburl.Parse(url)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sink: %w", err)
 	}
 	opts = opts.withDefaults()
-	if t.Dialect == DialectPostgres {
-		p, err := openPostgres(ctx, t.DSN, opts, mode)
+	if u.Dialect == dburl.Postgres {
+		p, err := openPostgres(ctx, u.Conn, opts, mode)
 		if err != nil {
 			return nil, err // not a typed nil in the interface
 		}
 		return p, nil
 	}
-	s, err := openSQLite(ctx, t.DSN, opts, mode)
+	s, err := openSQLite(ctx, u, opts, mode)
 	if err != nil {
 		return nil, err
 	}

@@ -64,11 +64,11 @@ func openPostgres(ctx context.Context, dsn string, opts Options, mode migrateMod
 		sqlDB: sqlDB,
 		live:  liveness{cfg: cfg.ConnConfig.Copy(), worker: opts.Worker, log: opts.Logger},
 	}
-	if p.migrations, err = newMigrations(DialectPostgres, sqlDB); err != nil {
+	if p.migrations, err = newMigrations(DialectPostgres, sqlDB, "", opts.Logger); err != nil {
 		p.Close()
 		return nil, err
 	}
-	if err := p.migrate(ctx, mode); err != nil {
+	if err := p.migrations.Prepare(ctx, mode); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -79,31 +79,6 @@ func openPostgres(ctx context.Context, dsn string, opts Options, mode migrateMod
 		}
 	}
 	return p, nil
-}
-
-// migrate runs prepareSchema under a session advisory lock per schema, so that workers
-// starting together migrate once and the others wait instead of failing.
-func (p *Postgres) migrate(ctx context.Context, mode migrateMode) error {
-	if mode == modeNone {
-		return prepareSchema(ctx, p.migrations, mode, p.log)
-	}
-	conn, err := p.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("sink: migrate: %w", err)
-	}
-	defer conn.Release()
-	const key = `hashtext('leadsync.sink.' || current_schema())`
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(`+key+`)`); err != nil {
-		return fmt.Errorf("sink: migration lock: %w", err)
-	}
-	defer func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock(`+key+`)`); err != nil {
-			conn.Conn().Close(uctx) //nolint:errcheck // closing the session frees the lock
-		}
-	}()
-	return prepareSchema(ctx, p.migrations, mode, p.log)
 }
 
 // Close implements Sink.

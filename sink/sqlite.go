@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/jmoiron/sqlx"
 	_ "github.com/mattn/go-sqlite3" // the sqlite3 driver
 
+	"github.com/leadsync/leadsync/internal/dburl"
 	"github.com/leadsync/leadsync/sources"
 )
 
@@ -41,10 +43,8 @@ const sqliteChunk = 200
 
 var _ Sink = (*SQLite)(nil)
 
-func openSQLite(ctx context.Context, path string, opts Options, mode migrateMode) (*SQLite, error) {
-	if strings.ContainsAny(path, "?#") {
-		return nil, fmt.Errorf("sink: SQLite path %q may not contain ? or #", path)
-	}
+func openSQLite(ctx context.Context, u dburl.URL, opts Options, mode migrateMode) (*SQLite, error) {
+	path := u.Path
 	var file *os.File
 	if path != ":memory:" {
 		var err error
@@ -61,12 +61,23 @@ func openSQLite(ctx context.Context, path string, opts Options, mode migrateMode
 	params.Set("_busy_timeout", strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10))
 	params.Set("_foreign_keys", "on")
 	params.Set("_synchronous", "NORMAL")
-	rparams := params.Encode()
+	params.Set("_query_only", "true")
+	rdsn, err := u.SQLiteDSN(params)
+	if err != nil {
+		closeFile()
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	params.Del("_query_only")
 	params.Set("_journal_mode", "WAL")
 	// Writes take the lock at BEGIN, so a transaction never fails half-way to upgrade it.
 	params.Set("_txlock", "immediate")
+	wdsn, err := u.SQLiteDSN(params)
+	if err != nil {
+		closeFile()
+		return nil, fmt.Errorf("sink: %w", err)
+	}
 
-	wdb, err := sql.Open("sqlite3", path+"?"+params.Encode())
+	wdb, err := sql.Open("sqlite3", wdsn)
 	if err != nil {
 		closeFile()
 		return nil, fmt.Errorf("sink: open %s: %w", path, err)
@@ -80,7 +91,7 @@ func openSQLite(ctx context.Context, path string, opts Options, mode migrateMode
 		closeFile()
 		return nil, fmt.Errorf("sink: open %s: %w", path, err)
 	}
-	rdb, err := sql.Open("sqlite3", path+"?"+rparams+"&_query_only=true")
+	rdb, err := sql.Open("sqlite3", rdsn)
 	if err != nil {
 		wdb.Close()
 		closeFile()
@@ -101,11 +112,18 @@ func openSQLite(ctx context.Context, path string, opts Options, mode migrateMode
 		stmts:  make(map[stmtKey]*sql.Stmt),
 		writer: writerLock{f: file},
 	}
-	if s.migrations, err = newMigrations(DialectSQLite, wdb); err != nil {
+	lockFile := ""
+	if file != nil {
+		lockFile = path + ".migrate.lock"
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			lockFile = real + ".migrate.lock" // the same for every path to the file
+		}
+	}
+	if s.migrations, err = newMigrations(DialectSQLite, wdb, lockFile, s.log); err != nil {
 		s.Close()
 		return nil, err
 	}
-	if err := prepareSchema(ctx, s.migrations, mode, s.log); err != nil {
+	if err := s.migrations.Prepare(ctx, mode); err != nil {
 		s.Close()
 		return nil, err
 	}

@@ -7,18 +7,23 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
-	_ "github.com/mattn/go-sqlite3"    // database/sql driver "sqlite3"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // also registers the database/sql driver "pgx"
+	"github.com/jmoiron/sqlx"
+	_ "github.com/mattn/go-sqlite3" // database/sql driver "sqlite3"
+
+	"github.com/leadsync/leadsync/internal/dburl"
+	"github.com/leadsync/leadsync/internal/migrate"
 )
 
 //go:embed migrations
@@ -65,67 +70,94 @@ func (d *db) commit(tx *sql.Tx) error {
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
-// openDB parses a store URL: sqlite:///abs/path, sqlite:rel/path, a bare path, or
-// postgres://... / postgresql://...
-func openDB(ctx context.Context, rawURL, schema string, lockTimeout time.Duration) (*db, error) {
+// Version tables: goose's, and the one of the runner before it (version, applied_at_ms),
+// adopted by the first Open (see internal/migrate).
+const (
+	versionTable = "store_migrations"
+	legacyTable  = "schema_migrations"
+)
+
+// ErrSchemaTooNew means the token store was migrated by a newer leadsync: this binary does
+// not know its schema and refuses to touch it.
+var ErrSchemaTooNew = errors.New("token store schema is newer than this leadsync supports; upgrade leadsync")
+
+// openDB opens the token store at rawURL (the grammar of internal/dburl) and migrates it.
+func openDB(ctx context.Context, rawURL, schema string, lockTimeout time.Duration, log *slog.Logger) (*db, error) {
+	u, err := dburl.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("store: token store URL: %w", err)
+	}
 	d := &db{lockTimeout: lockTimeout}
-	switch {
-	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
+	mc := migrate.Config{Name: "store", Dialect: u.Dialect, Table: versionTable, Legacy: legacyTable,
+		TooNew: ErrSchemaTooNew, Logger: log}
+	switch u.Dialect {
+	case dburl.Postgres:
 		d.dialect = dialectPostgres
 		if !schemaName.MatchString(schema) {
 			return nil, fmt.Errorf("store: invalid PostgreSQL schema name %q", schema)
 		}
 		d.schema = schema
-		conn, err := sql.Open("pgx", rawURL)
+		cfg, err := pgx.ParseConfig(u.Conn)
 		if err != nil {
-			return nil, fmt.Errorf("store: open postgres: %w", err)
+			// pgx's message may quote the URL, password included.
+			return nil, errors.New("store: invalid PostgreSQL URL")
 		}
+		// Every session works in the store's schema: the migrations name their tables
+		// unqualified (the queries qualify them anyway).
+		cfg.RuntimeParams["search_path"] = `"` + schema + `"`
+		conn := stdlib.OpenDB(*cfg)
 		// A refresh holds a connection for the token call; keep a few for other grants.
 		conn.SetMaxOpenConns(8)
 		conn.SetMaxIdleConns(4)
 		conn.SetConnMaxIdleTime(5 * time.Minute)
 		d.sql = conn
 		q := `"` + schema + `".`
-		d.replacer = strings.NewReplacer("{grants}", q+"grants", "{accounts}", q+"account_tokens",
-			"{meta}", q+"store_meta", "{migrations}", q+"schema_migrations")
+		d.replacer = strings.NewReplacer("{grants}", q+"grants", "{accounts}", q+"account_tokens", "{meta}", q+"store_meta")
+		mc.Table, mc.Legacy = schema+"."+versionTable, schema+"."+legacyTable
+		mc.Schema = schema
+		// The key of the runner before goose (a transaction lock): an older leadsync opening
+		// the store meanwhile waits for this one.
+		mc.LockKey = `'leadsync_tokens_migrate:` + schema + `'`
 	default:
-		path := rawURL
-		switch {
-		case strings.HasPrefix(path, "sqlite://"):
-			path = strings.TrimPrefix(path, "sqlite://")
-		case strings.HasPrefix(path, "sqlite:"):
-			path = strings.TrimPrefix(path, "sqlite:")
-		case strings.Contains(path, "://"):
-			return nil, fmt.Errorf("store: unsupported token store URL scheme in %q (want sqlite: or postgres://)", redactURL(rawURL))
-		}
-		if path == "" {
-			return nil, errors.New("store: empty SQLite path")
-		}
-		if err := createPrivateFile(path); err != nil {
+		if err := createPrivateFile(u.Path); err != nil {
 			return nil, err
 		}
-		d.dialect, d.path = dialectSQLite, path
+		d.dialect, d.path = dialectSQLite, u.Path
 		d.writers = make(chan struct{}, 1)
 		v := url.Values{}
 		v.Set("_busy_timeout", strconv.FormatInt(lockTimeout.Milliseconds(), 10))
 		v.Set("_journal_mode", "WAL")
 		v.Set("_synchronous", "FULL")
 		v.Set("_txlock", "immediate") // every transaction takes the write lock up front
-		dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + v.Encode()
+		dsn, err := u.SQLiteDSN(v)
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
 		conn, err := sql.Open("sqlite3", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("store: open sqlite: %w", err)
 		}
 		conn.SetMaxOpenConns(4)
 		d.sql = conn
-		d.replacer = strings.NewReplacer("{grants}", "grants", "{accounts}", "account_tokens",
-			"{meta}", "store_meta", "{migrations}", "schema_migrations")
+		d.replacer = strings.NewReplacer("{grants}", "grants", "{accounts}", "account_tokens", "{meta}", "store_meta")
+		mc.LockFile = u.Path + ".migrate.lock"
+		if real, err := filepath.EvalSymlinks(u.Path); err == nil {
+			mc.LockFile = real + ".migrate.lock" // the same for every path to the file
+		}
 	}
 	if err := d.sql.PingContext(ctx); err != nil {
 		d.sql.Close()
 		return nil, fmt.Errorf("store: connect %s: %w", d.dialect, err)
 	}
-	if err := d.migrate(ctx); err != nil {
+	if mc.FS, err = fs.Sub(migrationFS, "migrations/"+d.dialect.String()); err != nil {
+		d.sql.Close()
+		return nil, fmt.Errorf("store: migrations: %w", err)
+	}
+	m, err := migrate.New(d.sql, mc)
+	if err == nil {
+		err = m.Prepare(ctx, migrate.Apply)
+	}
+	if err != nil {
 		d.sql.Close()
 		return nil, err
 	}
@@ -155,31 +187,13 @@ func createPrivateFile(path string) error {
 	return nil
 }
 
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
-}
-
 // q rewrites a query for the dialect: table names, and ? placeholders to $n for PostgreSQL.
 func (d *db) q(query string) string {
 	query = d.replacer.Replace(query)
 	if d.dialect != dialectPostgres {
 		return query
 	}
-	var b strings.Builder
-	n := 0
-	for _, r := range query {
-		if r == '?' {
-			n++
-			b.WriteString("$" + strconv.Itoa(n))
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
+	return sqlx.Rebind(sqlx.DOLLAR, query)
 }
 
 // begin starts a write transaction that holds the store's write lock (SQLite: BEGIN
@@ -236,74 +250,4 @@ func (d *db) lockErr(err error) error {
 		return fmt.Errorf("store: waited %s for the token store lock: %w", d.lockTimeout, ErrLockTimeout)
 	}
 	return err
-}
-
-// migrate applies the embedded migrations not yet recorded, under a lock so processes
-// opening the store together apply each one once.
-func (d *db) migrate(ctx context.Context) error {
-	dir := "migrations/" + d.dialect.String()
-	entries, err := fs.ReadDir(migrationFS, dir)
-	if err != nil {
-		return fmt.Errorf("store: migrations: %w", err)
-	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-
-	tx, release, err := d.begin(ctx)
-	if err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	defer release()
-	defer func() { _ = tx.Rollback() }()
-	if d.dialect == dialectPostgres {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "leadsync_tokens_migrate:"+d.schema); err != nil {
-			return fmt.Errorf("store: migrate lock: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS "`+d.schema+`"`); err != nil {
-			return fmt.Errorf("store: create schema %s: %w", d.schema, err)
-		}
-		if _, err := tx.ExecContext(ctx, `SET LOCAL search_path TO "`+d.schema+`"`); err != nil {
-			return fmt.Errorf("store: migrate: %w", err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, d.q(`CREATE TABLE IF NOT EXISTS {migrations} (version INTEGER PRIMARY KEY, applied_at_ms BIGINT NOT NULL)`)); err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	applied := map[int]bool{}
-	rows, err := tx.QueryContext(ctx, d.q(`SELECT version FROM {migrations}`))
-	if err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	for rows.Next() {
-		var v int
-		if err := rows.Scan(&v); err != nil {
-			rows.Close()
-			return fmt.Errorf("store: migrate: %w", err)
-		}
-		applied[v] = true
-	}
-	rows.Close()
-	for _, e := range entries {
-		name := e.Name()
-		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
-		if err != nil || !strings.HasSuffix(name, ".sql") {
-			return fmt.Errorf("store: bad migration name %s", name)
-		}
-		if applied[v] {
-			continue
-		}
-		body, err := migrationFS.ReadFile(dir + "/" + name)
-		if err != nil {
-			return fmt.Errorf("store: migration %s: %w", name, err)
-		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			return fmt.Errorf("store: migration %s: %w", name, err)
-		}
-		if _, err := tx.ExecContext(ctx, d.q(`INSERT INTO {migrations} (version, applied_at_ms) VALUES (?, ?)`), v, time.Now().UnixMilli()); err != nil {
-			return fmt.Errorf("store: migration %s: %w", name, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: migrate: %w", err)
-	}
-	return nil
 }

@@ -471,7 +471,8 @@ func TestNoTokenRequestWithoutADurableIntent(t *testing.T) {
 	})
 }
 
-// A store created before the rotation intent existed upgrades in place and keeps its grant.
+// A store created before the rotation intent existed (version 1) upgrades in place and keeps
+// its grant.
 func TestStoreUpgradesInPlace(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
 		tb := setup(t, b)
@@ -487,7 +488,7 @@ func TestStoreUpgradesInPlace(t *testing.T) {
 			defer rw.Close()
 		}
 		for _, q := range []string{`ALTER TABLE grants DROP COLUMN rotating_by`, `ALTER TABLE grants DROP COLUMN rotating_since_ms`,
-			`DELETE FROM schema_migrations WHERE version >= 2`} {
+			`DELETE FROM store_migrations WHERE version_id >= 2`} {
 			if _, err := rw.Exec(q); err != nil {
 				t.Fatalf("%s: %v", q, err)
 			}

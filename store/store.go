@@ -152,8 +152,10 @@ type seenIntent struct {
 	since  time.Time
 }
 
-// Open opens (creating and migrating as needed) the token store at url: sqlite:///abs/path,
-// sqlite:relative/path, a bare file path, or postgres://... . A new SQLite file gets mode 0600.
+// Open opens (creating and migrating as needed) the token store at url, in the grammar of
+// internal/dburl: sqlite:///abs/path.db, sqlite://path/relative/to/the/working/directory.db,
+// a bare absolute path, or postgres://... . A new SQLite file gets mode 0600. A store
+// migrated by a newer leadsync is refused (ErrSchemaTooNew).
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	seal, err := newSealer(opts.Key)
 	if err != nil {
@@ -161,13 +163,14 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	callTimeout := min(cmp.Or(opts.TokenCallTimeout, DefaultTokenCallTimeout), MaxTokenCallTimeout)
 	lockTimeout := max(opts.LockTimeout, callTimeout+10*time.Second)
-	d, err := openDB(ctx, url, cmp.Or(opts.PostgresSchema, DefaultPostgresSchema), lockTimeout)
+	log := cmp.Or(opts.Logger, slog.New(slog.DiscardHandler))
+	d, err := openDB(ctx, url, cmp.Or(opts.PostgresSchema, DefaultPostgresSchema), lockTimeout, log)
 	if err != nil {
 		return nil, err
 	}
 	s := &Store{
 		db:          d,
-		log:         cmp.Or(opts.Logger, slog.New(slog.DiscardHandler)),
+		log:         log,
 		now:         opts.Clock,
 		margin:      cmp.Or(opts.RefreshMargin, DefaultRefreshMargin),
 		callTimeout: callTimeout,

@@ -613,26 +613,30 @@ func TestSecretRedaction(t *testing.T) {
 	}
 }
 
+// The token store reads the one URL grammar (internal/dburl): a relative sqlite:// path is
+// relative to the working directory.
 func TestOpenURLs(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir) // relative paths resolve here; t.Chdir rules out t.Parallel
-	for _, u := range []string{"sqlite:rel.db", "bare.db", "sqlite://" + filepath.Join(dir, "abs.db")} {
+	for _, u := range []string{"sqlite://rel.db", "sqlite://sub/rel.db", filepath.Join(dir, "bare.db"), "sqlite://" + filepath.Join(dir, "abs.db")} {
 		st, err := store.Open(context.Background(), u, store.Options{Key: newKey(t)})
 		if err != nil {
 			t.Fatalf("%s: %v", u, err)
 		}
 		st.Close()
 	}
-	for _, f := range []string{"rel.db", "bare.db", "abs.db"} {
+	for _, f := range []string{"rel.db", "sub/rel.db", "bare.db", "abs.db"} {
 		fi, err := os.Stat(filepath.Join(dir, f))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v %v", f, fi, err)
 		}
 	}
-	if _, err := store.Open(context.Background(), "mysql://x", store.Options{Key: newKey(t)}); err == nil {
-		t.Error("unsupported scheme accepted")
+	for _, u := range []string{"mysql://x", "bare.db", "sqlite:rel.db", "sqlite://"} {
+		if _, err := store.Open(context.Background(), u, store.Options{Key: newKey(t)}); err == nil || !strings.HasPrefix(err.Error(), "store: token store URL: ") {
+			t.Errorf("%s: %v, want it refused as a token store URL", u, err)
+		}
 	}
-	if _, err := store.Open(context.Background(), "bare.db", store.Options{Key: []byte("short")}); err == nil {
+	if _, err := store.Open(context.Background(), "sqlite://bare.db", store.Options{Key: []byte("short")}); err == nil {
 		t.Error("short key accepted")
 	}
 }

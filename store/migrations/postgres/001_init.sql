@@ -1,3 +1,4 @@
+-- +goose Up
 -- Runs with search_path set to the token store's own schema. See sqlite/001_init.sql.
 CREATE TABLE grants (
     connection          TEXT PRIMARY KEY,

@@ -1,3 +1,4 @@
+-- +goose Up
 -- One row per grant (connection). Token columns are AES-256-GCM ciphertexts bound to their
 -- row and column; everything else is metadata that Status may show. Times are Unix ms.
 CREATE TABLE grants (
