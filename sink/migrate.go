@@ -52,8 +52,7 @@ const (
 	modeNone    = migrate.None  // touch nothing (migration status)
 )
 
-// newMigrations loads the dialect's migrations for db. lockFile is the SQLite file flocked
-// while migrating (see migrate.Config.LockFile).
+// newMigrations loads the dialect's migrations for db; lockFile: see migrate.Config.
 func newMigrations(dialect string, db *sql.DB, lockFile string, log *slog.Logger) (*migrate.Migrator, error) {
 	sub, err := fs.Sub(migrationFS, "migrations/"+dialect)
 	if err != nil {

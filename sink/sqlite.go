@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	_ "github.com/mattn/go-sqlite3" // the sqlite3 driver
 
 	"github.com/leadsync/leadsync/internal/dburl"
+	"github.com/leadsync/leadsync/internal/migrate"
 	"github.com/leadsync/leadsync/sources"
 )
 
@@ -112,14 +112,7 @@ func openSQLite(ctx context.Context, u dburl.URL, opts Options, mode migrateMode
 		stmts:  make(map[stmtKey]*sql.Stmt),
 		writer: writerLock{f: file},
 	}
-	lockFile := ""
-	if file != nil {
-		lockFile = path + ".migrate.lock"
-		if real, err := filepath.EvalSymlinks(path); err == nil {
-			lockFile = real + ".migrate.lock" // the same for every path to the file
-		}
-	}
-	if s.migrations, err = newMigrations(DialectSQLite, wdb, lockFile, s.log); err != nil {
+	if s.migrations, err = newMigrations(DialectSQLite, wdb, migrate.LockFile(path), s.log); err != nil {
 		s.Close()
 		return nil, err
 	}

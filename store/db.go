@@ -140,10 +140,7 @@ func openDB(ctx context.Context, rawURL, schema string, lockTimeout time.Duratio
 		conn.SetMaxOpenConns(4)
 		d.sql = conn
 		d.replacer = strings.NewReplacer("{grants}", "grants", "{accounts}", "account_tokens", "{meta}", "store_meta")
-		mc.LockFile = u.Path + ".migrate.lock"
-		if real, err := filepath.EvalSymlinks(u.Path); err == nil {
-			mc.LockFile = real + ".migrate.lock" // the same for every path to the file
-		}
+		mc.LockFile = migrate.LockFile(u.Path) // after createPrivateFile: the path resolves
 	}
 	if err := d.sql.PingContext(ctx); err != nil {
 		d.sql.Close()

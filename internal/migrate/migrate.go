@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
@@ -265,6 +266,19 @@ func (m *Migrator) adopt(ctx context.Context, st state) error {
 	m.cfg.Logger.Info(m.cfg.Name+": recorded the schema versions of an earlier leadsync in "+m.cfg.Table,
 		slog.String("from", m.cfg.Legacy), slog.Any("versions", st.legacy))
 	return nil
+}
+
+// LockFile is the lock file (Config.LockFile) of the SQLite database at path: next to the
+// file the path resolves to, so every path to one database takes the same lock. None for an
+// in-memory database.
+func LockFile(path string) string {
+	if path == ":memory:" {
+		return ""
+	}
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	return path + ".migrate.lock"
 }
 
 // lockPoll is how often a process waiting for another's SQLite migration tries the lock.
