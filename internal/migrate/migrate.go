@@ -135,10 +135,8 @@ func (m *Migrator) Prepare(ctx context.Context, mode Mode) error {
 		return err
 	}
 	defer unlock()
-	if m.cfg.Schema != "" {
-		if _, err := m.db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS "`+m.cfg.Schema+`"`); err != nil {
-			return fmt.Errorf("%s: create schema %s: %w", m.cfg.Name, m.cfg.Schema, err)
-		}
+	if err := m.createSchema(ctx); err != nil {
+		return err
 	}
 	if st, err = m.read(ctx); err != nil {
 		return err
@@ -164,6 +162,26 @@ func (m *Migrator) Prepare(ctx context.Context, mode Mode) error {
 	for _, r := range res {
 		m.cfg.Logger.Info(m.cfg.Name+": applied migration", slog.Int64("version", r.Source.Version),
 			slog.String("file", path.Base(r.Source.Path)), slog.Duration("took", r.Duration))
+	}
+	return nil
+}
+
+// createSchema creates Config.Schema if it is missing. Looked up first: CREATE SCHEMA IF NOT
+// EXISTS needs the CREATE privilege on the database even when the schema exists, and a
+// DBA may have created it for a role without that privilege.
+func (m *Migrator) createSchema(ctx context.Context) error {
+	if m.cfg.Schema == "" {
+		return nil
+	}
+	var exists bool
+	if err := m.dbx.GetContext(ctx, &exists, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, m.cfg.Schema); err != nil {
+		return fmt.Errorf("%s: look up schema %s: %w", m.cfg.Name, m.cfg.Schema, err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := m.db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS "`+m.cfg.Schema+`"`); err != nil {
+		return fmt.Errorf("%s: create schema %s: %w", m.cfg.Name, m.cfg.Schema, err)
 	}
 	return nil
 }
