@@ -42,7 +42,8 @@ func writable(t *testing.T, b backend, raw *sql.DB, files []string) *sql.DB {
 	if err := os.MkdirAll(filepath.Dir(files[0]), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	rw, err := sql.Open("sqlite3", "file:"+files[0]+"?_busy_timeout=5000")
+	// WAL, as every store the code has ever written is (the mode is the file's).
+	rw, err := sql.Open("sqlite3", "file:"+files[0]+"?_busy_timeout=5000&_journal_mode=WAL")
 	if err != nil {
 		t.Fatal(err)
 	}
