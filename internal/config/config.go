@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/leadsync/leadsync/internal/dburl"
 )
 
 // Defaults. Exported so docs, the CLI and tests can refer to them.
@@ -303,24 +305,28 @@ func (c *Config) KeyPath() string {
 
 // Database dialects returned by SplitURL.
 const (
-	DialectSQLite   = "sqlite"
-	DialectPostgres = "postgres"
+	DialectSQLite   = string(dburl.SQLite)
+	DialectPostgres = string(dburl.Postgres)
 )
 
-// SplitURL splits a database URL into its dialect and the DSN its driver takes: for SQLite
-// the file path (with any ?query kept), for PostgreSQL the URL itself.
+// SplitURL splits a database URL into its dialect and the DSN its driver takes (for SQLite
+// the file path, with any ?query kept; for PostgreSQL the URL itself), by the one grammar of
+// internal/dburl that the warehouse and the token store read their URLs with.
 func SplitURL(u string) (dialect, dsn string, err error) {
-	switch {
-	case strings.HasPrefix(u, "sqlite://"):
-		dsn = strings.TrimPrefix(u, "sqlite://")
-		if dsn == "" || strings.HasPrefix(dsn, "?") {
-			return "", "", fmt.Errorf("sqlite URL has no file path (want sqlite:///path/to/file.db)")
-		}
-		return DialectSQLite, dsn, nil
-	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
-		return DialectPostgres, u, nil
+	p, err := dburl.Parse(u)
+	if err != nil {
+		return "", "", err
 	}
-	return "", "", fmt.Errorf("unsupported database URL scheme (want sqlite:///path/to/file.db or postgres://user@host/db)")
+	return string(p.Dialect), p.DSN(), nil
+}
+
+// sqlitePath is the SQLite file a database URL names ("" for PostgreSQL or a bad URL).
+func sqlitePath(u string) string {
+	p, err := dburl.Parse(u)
+	if err != nil || p.Dialect != dburl.SQLite {
+		return ""
+	}
+	return p.Path
 }
 
 func unwrapPathError(err error) error {

@@ -102,7 +102,7 @@ func (v *validator) database(field, u string) {
 
 func (v *validator) tokenStore() {
 	ts := v.c.TokenStore
-	dialect, dsn, _ := SplitURL(ts.URL)
+	dialect, _, _ := SplitURL(ts.URL)
 	if ts.Schema != "" {
 		if ts.URL != "" && dialect != DialectPostgres {
 			v.fail("token_store.schema", "only applies to a PostgreSQL token store")
@@ -111,8 +111,7 @@ func (v *validator) tokenStore() {
 		}
 	}
 	// Analysts get the warehouse; the tokens must not be in the same SQLite file.
-	whDialect, whDSN, _ := SplitURL(v.c.Warehouse.URL)
-	if dialect == DialectSQLite && whDialect == DialectSQLite && dsn == whDSN {
+	if p := sqlitePath(ts.URL); p != "" && p == sqlitePath(v.c.Warehouse.URL) {
 		v.fail("token_store.url", "must not be the warehouse database: analysts who can read the warehouse must not see tokens")
 	}
 }
