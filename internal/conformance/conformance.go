@@ -267,7 +267,7 @@ func (s *suite) wrap(t *testing.T, w func(sources.Source) sources.Source) (resto
 }
 
 // resume stops a backfill after each page boundary in turn (a fresh environment each time,
-// at most 6 boundaries spread over the pass, the first and the last among them), then lets it finish: the end state is the
+// at most 4 boundaries spread over the pass, the first and the last among them), then lets it finish: the end state is the
 // ground truth, and no page is written twice.
 func (s *suite) resume(t *testing.T) {
 	counter := &countPages{}
@@ -279,8 +279,8 @@ func (s *suite) resume(t *testing.T) {
 		t.Fatalf("the backfill read %d pages: too few to cross a boundary (raise the fake's sizes with Vendor.Options)", pages)
 	}
 	var boundaries []int
-	for i := range min(6, pages-1) {
-		boundaries = append(boundaries, 1+i*(pages-2)/max(1, min(6, pages-1)-1))
+	for i := range min(4, pages-1) {
+		boundaries = append(boundaries, 1+i*(pages-2)/max(1, min(4, pages-1)-1))
 	}
 	for _, k := range slices.Compact(boundaries) {
 		t.Run(fmt.Sprintf("after-page-%d-of-%d", k, pages), func(t *testing.T) {
