@@ -20,7 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib" // also registers the database/sql driver "pgx"
 	"github.com/jmoiron/sqlx"
-	_ "github.com/mattn/go-sqlite3" // database/sql driver "sqlite3"
+	"github.com/mattn/go-sqlite3" // also the database/sql driver "sqlite3"
 
 	"github.com/leadsync/leadsync/internal/dburl"
 	"github.com/leadsync/leadsync/internal/migrate"
@@ -126,7 +126,9 @@ func openDB(ctx context.Context, rawURL, schema string, lockTimeout time.Duratio
 		d.writers = make(chan struct{}, 1)
 		v := url.Values{}
 		v.Set("_busy_timeout", strconv.FormatInt(lockTimeout.Milliseconds(), 10))
-		v.Set("_journal_mode", "WAL")
+		// No _journal_mode here: switching a new file to WAL needs an exclusive lock, which
+		// SQLite refuses at once (without its busy handler) while another process opens the
+		// same new store. enableWAL switches once, waiting its turn.
 		v.Set("_synchronous", "FULL")
 		v.Set("_txlock", "immediate") // every transaction takes the write lock up front
 		dsn, err := u.SQLiteDSN(v)
@@ -145,6 +147,12 @@ func openDB(ctx context.Context, rawURL, schema string, lockTimeout time.Duratio
 	if err := d.sql.PingContext(ctx); err != nil {
 		d.sql.Close()
 		return nil, fmt.Errorf("store: connect %s: %w", d.dialect, err)
+	}
+	if d.dialect == dialectSQLite {
+		if err := enableWAL(ctx, d.sql, lockTimeout); err != nil {
+			d.sql.Close()
+			return nil, fmt.Errorf("store: connect sqlite: %w", err)
+		}
 	}
 	if mc.FS, err = fs.Sub(migrationFS, "migrations/"+d.dialect.String()); err != nil {
 		d.sql.Close()
@@ -182,6 +190,26 @@ func createPrivateFile(path string) error {
 		}
 	}
 	return nil
+}
+
+// enableWAL puts the SQLite file in WAL mode (persistent: a no-op once done), retrying while
+// another connection holds the lock the switch needs, for up to timeout.
+func enableWAL(ctx context.Context, db *sql.DB, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		var mode string
+		err := db.QueryRowContext(ctx, `PRAGMA journal_mode=WAL`).Scan(&mode)
+		var se sqlite3.Error
+		if err == nil || !errors.As(err, &se) || (se.Code != sqlite3.ErrBusy && se.Code != sqlite3.ErrLocked) ||
+			time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 // q rewrites a query for the dialect: table names, and ? placeholders to $n for PostgreSQL.
