@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"io"
 	"iter"
 	"slices"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/leadsync/leadsync/internal/app"
-	"github.com/leadsync/leadsync/internal/sandbox"
 	"github.com/leadsync/leadsync/internal/testenv"
 	"github.com/leadsync/leadsync/sink"
 	"github.com/leadsync/leadsync/sources"
@@ -73,16 +71,9 @@ func TestFullPassConfirmsWhatItMissedBeforeDeleting(t *testing.T) {
 			cfg.Connections[i].Options.(*lacrm.Options).PageSize = 20 // several pages, so a shift crosses a page boundary
 		}
 	}
-	a, err := app.Open(context.Background(), cfg, testenv.Logger(t), app.Options{Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Close)
+	a := testenv.Authorize(t, env.AppWith(t, cfg, app.Options{}))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := a.AuthorizeAll(ctx, sandbox.Browser, io.Discard); err != nil {
-		t.Fatal(err)
-	}
 	var src *deletingSource
 	for i, c := range a.Worker.Connections {
 		if c.Source.Name() == sources.LACRM {

@@ -347,7 +347,7 @@ func e2eIncremental(t *testing.T, dialect string) {
 	e2eNoErr(t, sb.LIQ.EditInteraction(recent[0], "qualified"))
 	// LACRM: a new contact and item, an updated contact and item, a deleted item and a
 	// deleted contact (with its items, as LACRM does).
-	lacrmContacts, lacrmItems := e2eLACRMIDs(sb)
+	lacrmContacts, lacrmItems := sb.LACRMIDs()
 	if _, err := sb.LACRM.CreateContact(""); err != nil {
 		t.Fatal(err)
 	}
@@ -419,20 +419,6 @@ func e2eReadableAccount(t *testing.T, s *testenv.Sandbox, src string) string {
 	}
 	t.Fatalf("the sandbox has no readable %s account", src)
 	return ""
-}
-
-// e2eLACRMIDs are the LACRM contact and pipeline-item ids, from the ground truth.
-func e2eLACRMIDs(s *testenv.Sandbox) (contacts, items []string) {
-	for _, at := range s.LACRM.GroundTruth() {
-		for _, l := range at.Leads {
-			if l.Kind == sources.KindPipelineItem {
-				items = append(items, l.ID)
-			} else {
-				contacts = append(contacts, l.ID)
-			}
-		}
-	}
-	return contacts, items
 }
 
 func e2eNoErr(t *testing.T, errs ...error) {

@@ -19,7 +19,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"slices"
 	"strings"
@@ -114,16 +113,7 @@ func newSuite(t *testing.T, vendor, dialect string, v Vendor, quickRetries bool)
 			}
 		}
 	}
-	a, err := app.Open(context.Background(), cfg, testenv.Logger(t), app.Options{Version: "test", HTTPX: hx})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := a.AuthorizeAll(ctx, sandbox.Browser, io.Discard); err != nil {
-		t.Fatal(err)
-	}
+	a := testenv.Authorize(t, env.AppWith(t, cfg, app.Options{HTTPX: hx}))
 	return &suite{vendor: vendor, conn: conn, v: v, env: env, app: a}
 }
 

@@ -81,6 +81,20 @@ type Sandbox struct {
 	LACRM *lacrmtest.Fake
 }
 
+// LACRMIDs are the LACRM fake's contact and pipeline-item ids, from its ground truth.
+func (s *Sandbox) LACRMIDs() (contacts, items []string) {
+	for _, at := range s.LACRM.GroundTruth() {
+		for _, l := range at.Leads {
+			if l.Kind == sources.KindPipelineItem {
+				items = append(items, l.ID)
+			} else {
+				contacts = append(contacts, l.ID)
+			}
+		}
+	}
+	return contacts, items
+}
+
 // sandboxOptions turns o into the vendor-neutral options of package sandbox.
 func (o Options) sandboxOptions() sandbox.Options {
 	lo, qo, ao := o.LeadConnector, o.LocaliQ, o.LACRM
@@ -150,7 +164,15 @@ func (e *Env) Config(t testing.TB) *config.Config {
 // test log.
 func (e *Env) App(t testing.TB) *app.App {
 	t.Helper()
-	a, err := app.Open(context.Background(), e.Config(t), Logger(t), app.Options{Version: "test"})
+	return e.AppWith(t, e.Config(t), app.Options{})
+}
+
+// AppWith is App with a configuration the test changed, and options (Version defaults to
+// "test").
+func (e *Env) AppWith(t testing.TB, cfg *config.Config, opts app.Options) *app.App {
+	t.Helper()
+	opts.Version = cmp.Or(opts.Version, "test")
+	a, err := app.Open(context.Background(), cfg, Logger(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +183,12 @@ func (e *Env) App(t testing.TB) *app.App {
 // Authorized is App with every connection authorized through the real flows.
 func (e *Env) Authorized(t testing.TB) *app.App {
 	t.Helper()
-	a := e.App(t)
+	return Authorize(t, e.App(t))
+}
+
+// Authorize authorizes every connection of a through the real flows, and returns a.
+func Authorize(t testing.TB, a *app.App) *app.App {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := a.AuthorizeAll(ctx, sandbox.Browser, io.Discard); err != nil {

@@ -14,7 +14,7 @@ func TestConformance(t *testing.T) {
 	t.Parallel()
 	conformance.Run(t, sources.LACRM, conformance.Vendor{
 		Mutate: func(s *testenv.Sandbox, _ string) error {
-			contacts, items := lacrmIDs(s)
+			contacts, items := s.LACRMIDs()
 			if _, err := s.LACRM.CreateContact(""); err != nil {
 				return err
 			}
@@ -24,7 +24,7 @@ func TestConformance(t *testing.T) {
 			return s.LACRM.UpdatePipelineItem(items[0])
 		},
 		Delete: func(s *testenv.Sandbox, _ string) error {
-			contacts, items := lacrmIDs(s)
+			contacts, items := s.LACRMIDs()
 			if err := s.LACRM.DeletePipelineItem(items[1]); err != nil {
 				return err
 			}
@@ -33,17 +33,4 @@ func TestConformance(t *testing.T) {
 		// Small pages, so that a backfill crosses several page boundaries.
 		Configure: func(o config.Options) { o.(*lacrm.Options).PageSize = 25 },
 	})
-}
-
-func lacrmIDs(s *testenv.Sandbox) (contacts, items []string) {
-	for _, at := range s.LACRM.GroundTruth() {
-		for _, l := range at.Leads {
-			if l.Kind == sources.KindPipelineItem {
-				items = append(items, l.ID)
-			} else {
-				contacts = append(contacts, l.ID)
-			}
-		}
-	}
-	return contacts, items
 }
