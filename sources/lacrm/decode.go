@@ -11,33 +11,9 @@ import (
 	"github.com/leadsync/leadsync/sources"
 )
 
-// flexString is a JSON string, number or null, kept verbatim: LACRM ids are ~31-digit
-// decimal strings that must never go through a number type.
-type flexString string
-
-func (f *flexString) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	switch {
-	case len(b) == 0 || string(b) == "null":
-		*f = ""
-	case b[0] == '"':
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*f = flexString(s)
-	case b[0] == '-' || (b[0] >= '0' && b[0] <= '9'):
-		// Verbatim digits, not a float64 round trip.
-		var n json.Number
-		if err := json.Unmarshal(b, &n); err != nil {
-			return err
-		}
-		*f = flexString(n)
-	default:
-		return errors.New("expected a string or a number")
-	}
-	return nil
-}
+// flexString is sources.FlexString: LACRM ids are ~31-digit decimal strings or numbers, kept
+// verbatim, never through a number type.
+type flexString = sources.FlexString
 
 // flexBool is true/false, 1/0, "1"/"0"/"true"/"false", or null (false).
 type flexBool bool

@@ -332,28 +332,9 @@ func firstNonEmpty(vals ...flexString) string {
 	return ""
 }
 
-// flexString reads a JSON string, number or boolean as text, null as "": the vendor's
-// types drift (phones as numbers, ids as numbers in old records).
-type flexString string
-
-func (f *flexString) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		*f = flexString(s)
-		return nil
-	}
-	switch t := strings.TrimSpace(string(b)); {
-	case t == "null":
-		*f = ""
-	case t == "true" || t == "false":
-		*f = flexString(t)
-	case t != "" && json.Valid(b) && (t[0] == '-' || (t[0] >= '0' && t[0] <= '9')):
-		*f = flexString(t)
-	default:
-		return errors.New("want a string") // never the value: it may be PII
-	}
-	return nil
-}
+// flexString is sources.FlexString: strings, numbers and booleans as text, null as "" (the
+// vendor's types drift: phones as numbers, ids as numbers in old records).
+type flexString = sources.FlexString
 
 // flexStrings reads an array of scalars, a single string, or null.
 type flexStrings []string

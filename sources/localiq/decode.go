@@ -18,26 +18,17 @@ import (
 // unexpected type decodes to its zero value instead of failing the whole page; only a body
 // that is not JSON, or an interaction we cannot key, is an error.
 
-// flexString accepts a string, number or boolean; anything else is "".
+// flexString is sources.FlexString read leniently, as the vendor's documented type drift
+// asks: an object or an array where a scalar belongs is "", and strings are trimmed.
 type flexString string
 
 func (s *flexString) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 {
+	var f sources.FlexString
+	if f.UnmarshalJSON(b) != nil {
+		*s = ""
 		return nil
 	}
-	switch b[0] {
-	case '"':
-		var v string
-		if json.Unmarshal(b, &v) == nil {
-			*s = flexString(strings.TrimSpace(v))
-		}
-	case 't', 'f':
-		*s = flexString(b)
-	case 'n', '{', '[':
-	default:
-		*s = flexString(b) // a number, as written
-	}
+	*s = flexString(strings.TrimSpace(string(f)))
 	return nil
 }
 
