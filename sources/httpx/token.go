@@ -118,6 +118,16 @@ func (c *Client) Token(ctx context.Context, style TokenStyle, tokenURL, clientID
 	return ParseToken(resp.Body, c.cfg.Clock(), style)
 }
 
+// TokenFailure prefixes an error of Token that is not a refusal with what ("localiq:
+// refresh"); a refusal (*oauth2.RetrieveError) stays as it is, for the token store to read.
+func TokenFailure(err error, what string) error {
+	var refused *oauth2.RetrieveError
+	if err == nil || errors.As(err, &refused) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
 // Refused is the *oauth2.RetrieveError of a refusal with HTTP status status.
 func Refused(status int, code, description string) *oauth2.RetrieveError {
 	return &oauth2.RetrieveError{ErrorCode: code, ErrorDescription: description,

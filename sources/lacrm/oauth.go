@@ -3,7 +3,6 @@ package lacrm
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -87,14 +86,7 @@ func (c Config) tokenCall(ctx context.Context, endpoint string, body map[string]
 	st := tokenStyle
 	st.Endpoint = endpoint
 	tok, err := cl.Token(ctx, st, c.TokenURL, c.ClientID, c.ClientSecret, body)
-	if err != nil {
-		var refused *oauth2.RetrieveError
-		if errors.As(err, &refused) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("lacrm: token request: %w", err)
-	}
-	return tok, nil
+	return tok, httpx.TokenFailure(err, "lacrm: token request")
 }
 
 func cmpOr(v, def string) string {

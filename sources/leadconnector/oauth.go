@@ -91,14 +91,7 @@ func (c Config) tokenRequest(ctx context.Context, api *httpx.Client, grant strin
 		p[k] = v
 	}
 	tok, err := api.Token(ctx, c.tokenStyle(), c.TokenURL, c.ClientID, c.ClientSecret, p)
-	if err != nil {
-		var refused *oauth2.RetrieveError
-		if errors.As(err, &refused) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("leadconnector: %s: %w", grant, err)
-	}
-	return tok, nil
+	return tok, httpx.TokenFailure(err, "leadconnector: "+grant)
 }
 
 // parseToken reads a token answer (the token endpoint's, or a minted location token's).

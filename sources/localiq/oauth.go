@@ -2,8 +2,6 @@ package localiq
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	"golang.org/x/oauth2"
 
@@ -69,12 +67,5 @@ var tokenStyle = httpx.TokenStyle{JSON: true, IssuedAt: "created_at", Extras: []
 func (c Config) token(ctx context.Context, what string, body map[string]string) (*oauth2.Token, error) {
 	client := httpx.New(httpx.Config{Vendor: "localiq", BaseURL: c.BaseURL, HTTP: c.HTTPClient})
 	tok, err := client.Token(ctx, tokenStyle, c.TokenURL, c.ClientID, c.ClientSecret, body)
-	if err != nil {
-		var refused *oauth2.RetrieveError
-		if errors.As(err, &refused) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("localiq: %s: %w", what, err)
-	}
-	return tok, nil
+	return tok, httpx.TokenFailure(err, "localiq: "+what)
 }
