@@ -16,12 +16,18 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
+	"math"
+	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,6 +90,7 @@ type suite struct {
 	v      Vendor
 	env    *testenv.Env
 	app    *app.App
+	cut    *truncator // the source's HTTP answers, which the malformed-page test cuts short
 }
 
 // newSuite starts a sandbox and wires leadsync to it. quickRetries shortens retry waits to
@@ -100,9 +107,11 @@ func newSuite(t *testing.T, vendor, dialect string, v Vendor, quickRetries bool)
 	if c := cfg.Connection(conn); c != nil && v.Configure != nil {
 		v.Configure(c.Options)
 	}
-	var hx func(*httpx.Config)
-	if quickRetries {
-		hx = func(h *httpx.Config) {
+	cut := &truncator{base: http.DefaultTransport}
+	cut.after.Store(math.MaxInt64)
+	hx := func(h *httpx.Config) {
+		h.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: cut}
+		if quickRetries {
 			h.Sleep = func(ctx context.Context, d time.Duration) error {
 				select {
 				case <-ctx.Done():
@@ -114,7 +123,7 @@ func newSuite(t *testing.T, vendor, dialect string, v Vendor, quickRetries bool)
 		}
 	}
 	a := testenv.Authorize(t, env.AppWith(t, cfg, app.Options{HTTPX: hx}))
-	return &suite{vendor: vendor, conn: conn, v: v, env: env, app: a}
+	return &suite{vendor: vendor, conn: conn, v: v, env: env, app: a, cut: cut}
 }
 
 // sync runs the vendor's connection once (full: a full pass).
@@ -335,23 +344,93 @@ func (s *suite) faults(t *testing.T) {
 	s.requireTruth(t)
 }
 
+// malformed cuts every answer of the source short from the middle of a backfill on: the
+// accounts fail with "malformed JSON", the warehouse holds exactly the pages read before
+// (nothing of a page half-way), and a run after the cut ends equal to the ground truth.
 func (s *suite) malformed(t *testing.T) {
-	s.env.Sandbox.SetFaults(simkit.FaultSettings{RateTruncate: 1})
+	clean := s.sync(t, false)
+	s.requireOK(t, "counting backfill", clean)
+	requests := clean.Stats.Requests
+
+	s = newSuite(t, s.vendor, s.env.Dialect, s.v, true)
+	s.cut.after.Store(requests / 2)
+	seen := &seenLeads{ids: map[string]bool{}}
+	restore := s.wrap(t, func(src sources.Source) sources.Source { seen.Source = src; return seen })
 	res := s.sync(t, false)
-	s.env.Sandbox.SetFaults(simkit.FaultSettings{})
+	restore()
+	s.cut.after.Store(math.MaxInt64)
 	if res.OK() || len(res.Failures) == 0 {
-		t.Fatalf("every answer truncated, and the run says %s", res.Status)
+		t.Fatalf("answers cut short after %d of %d requests, and the run says %s", requests/2, requests, res.Status)
 	}
 	for _, f := range res.Failures {
 		if !strings.Contains(f.Error(), "malformed JSON") {
 			t.Errorf("the error does not say the answer was malformed: %v", f)
 		}
 	}
-	if n := s.env.LeadCount(t); n != 0 {
-		t.Fatalf("%d leads committed from truncated pages", n)
+	stored, read := s.env.LeadCount(t), seen.count()
+	t.Logf("answers cut after %d of %d requests: %d leads read before, %d stored", requests/2, requests, read, stored)
+	if stored != read {
+		t.Fatalf("the warehouse holds %d leads; the pages read before the cut held %d", stored, read)
 	}
-	s.requireOK(t, "run after the truncation stopped", s.sync(t, false))
+	if read == 0 {
+		t.Fatalf("no page was read before the cut: the test proves nothing (give the fake more pages)")
+	}
+	s.requireOK(t, "run after the cut", s.sync(t, false))
 	s.requireTruth(t)
+}
+
+// truncator is an HTTP transport that, after `after` requests, cuts every answer's body in
+// half (a truncated page: valid HTTP, malformed JSON).
+type truncator struct {
+	base  http.RoundTripper
+	after atomic.Int64
+	n     atomic.Int64
+}
+
+func (tr *truncator) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := tr.base.RoundTrip(r)
+	if err != nil || tr.n.Add(1) <= tr.after.Load() {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	half := body[:len(body)/2]
+	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(half)), int64(len(half))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(half)))
+	return resp, nil
+}
+
+// seenLeads is a source wrapper that records the leads of the pages the worker was given.
+type seenLeads struct {
+	sources.Source
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func (s *seenLeads) Leads(ctx context.Context, a sources.Account, cur sources.Cursor, o sources.LeadOptions) iter.Seq2[sources.Page, error] {
+	return func(yield func(sources.Page, error) bool) {
+		for p, err := range s.Source.Leads(ctx, a, cur, o) {
+			if err == nil {
+				s.mu.Lock()
+				for _, l := range p.Leads {
+					s.ids[l.AccountID+"/"+l.ID] = true
+				}
+				s.mu.Unlock()
+			}
+			if !yield(p, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+func (s *seenLeads) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.ids)
 }
 
 func (s *suite) incremental(t *testing.T) {

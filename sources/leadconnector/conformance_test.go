@@ -3,9 +3,11 @@ package leadconnector_test
 import (
 	"testing"
 
+	"github.com/leadsync/leadsync/internal/config"
 	"github.com/leadsync/leadsync/internal/conformance"
 	"github.com/leadsync/leadsync/internal/testenv"
 	"github.com/leadsync/leadsync/sources"
+	"github.com/leadsync/leadsync/sources/leadconnector"
 )
 
 func TestConformance(t *testing.T) {
@@ -19,5 +21,7 @@ func TestConformance(t *testing.T) {
 			return s.LC.UpdateContact(loc, ids[0])
 		},
 		Delete: func(s *testenv.Sandbox, loc string) error { return s.LC.DeleteContact(loc, s.LC.ContactIDs(loc)[1]) },
+		// Small pages, so that a backfill crosses several page boundaries.
+		Configure: func(o config.Options) { o.(*leadconnector.Options).PageSize = 25 },
 	})
 }
