@@ -84,9 +84,6 @@ func (s *Sandbox) Handler() http.Handler { return s.mux }
 // vendor assert its type (*lctest.Fake, ...) for the vendor's own admin calls.
 func (s *Sandbox) Fake(name string) vendors.Fake { return s.fakes[name] }
 
-// Vendors lists the vendors the sandbox serves, by name.
-func (s *Sandbox) Vendors() []vendors.Vendor { return s.vendors }
-
 // SetFaults sets the same faults on every vendor.
 func (s *Sandbox) SetFaults(fs simkit.FaultSettings) {
 	for _, f := range s.fakes {
