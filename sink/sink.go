@@ -31,18 +31,44 @@ const (
 	RunAbandoned = "abandoned"
 )
 
-// PageWrite is one page to commit: its leads and the cursor that resumes after it.
+// PageWrite is one page of a stream to commit: its rows and the cursor that resumes after
+// it, stored under (Source, Account, Stream).
 type PageWrite struct {
 	Run     RunID
 	Source  string
 	Account string
-	Leads   []sources.Lead
+	// Stream names the stream (required); its leads are stored with it, and only a full
+	// pass of the same stream can delete them.
+	Stream string
+	Leads  []sources.Lead
 	// Rejected are quarantined in rejected_records in the same transaction.
 	Rejected []sources.Rejected
-	Next     sources.Cursor
+	// Counts are upserted into lead_daily_counts in the same transaction.
+	Counts []sources.DailyCount
+	Next   sources.Cursor
 	// FullPass records the leads as seen by this run, so FinishFullPass can soft-delete
-	// the ones a complete full pass did not see.
+	// the ones a complete full pass of the stream did not see.
 	FullPass bool
+}
+
+// StreamResult is how one stream of an account ended in a run, for the ledger
+// (sync_run_streams) and the stream's row of sync_state.
+type StreamResult struct {
+	Source, Account, Stream string
+	// Outcome is the worker's: "ok", "failed", "restricted" or "cancelled".
+	Outcome string
+	Written int64 // rows inserted or updated
+	Err     error // the failure, or the *sources.RestrictedError; nil when ok
+	Started time.Time
+}
+
+// StreamStatus is one stream of an account in `leadsync status`.
+type StreamStatus struct {
+	Name         string
+	Cursor       sources.Cursor
+	LastOutcome  string    // "" when never synced
+	LastError    string    `json:",omitempty"`
+	LastSyncedAt time.Time `json:",omitzero"` // last ok sync
 }
 
 // WriteResult says what a page commit changed. A lead repeated within one page is written
@@ -75,7 +101,8 @@ type AccountStatus struct {
 	LastSyncedAt time.Time // zero if never
 	LastError    string
 	Leads        int64 // not deleted
-	Cursor       sources.Cursor
+	// Streams are the account's streams that have a row in sync_state, by name.
+	Streams []StreamStatus
 	// LeaseOwner is the worker syncing the account now ("" if none; multi-worker
 	// PostgreSQL only), until LeaseExpiresAt unless it heartbeats.
 	LeaseOwner     string    `json:",omitempty"`
@@ -86,17 +113,21 @@ type AccountStatus struct {
 
 // Sink is the warehouse. Implementations are safe for concurrent use.
 type Sink interface {
-	// Cursor returns the stored cursor of an account ("" if none).
-	Cursor(ctx context.Context, source, account string) (sources.Cursor, error)
+	// Cursor returns the stored cursor of an account's stream ("" if none).
+	Cursor(ctx context.Context, source, account, stream string) (sources.Cursor, error)
 	// WritePage upserts the leads on (source, account_id, lead_id), rewriting only rows
-	// whose content changed, and advances the cursor: all in one transaction.
+	// whose content changed, upserts the counts, and advances the stream's cursor: all in
+	// one transaction.
 	WritePage(ctx context.Context, w PageWrite) (WriteResult, error)
-	// FinishFullPass soft-deletes the account's leads that the full pass of run did not
+	// FinishFullPass soft-deletes the stream's leads that the full pass of run did not
 	// see. Call it only after the pass completed without error.
-	FinishFullPass(ctx context.Context, run RunID, source, account string) (deleted int64, err error)
+	FinishFullPass(ctx context.Context, run RunID, source, account, stream string) (deleted int64, err error)
 	// FullPassMissing lists, sorted, the leads FinishFullPass would soft-delete now, for a
 	// source that confirms them first (sources.Confirmer).
-	FullPassMissing(ctx context.Context, run RunID, source, account string) ([]string, error)
+	FullPassMissing(ctx context.Context, run RunID, source, account, stream string) ([]string, error)
+	// StreamSynced records how a stream of an account ended in run: a sync_run_streams
+	// row, and the outcome on the stream's sync_state row (its cursor is left alone).
+	StreamSynced(ctx context.Context, run RunID, r StreamResult) error
 
 	// UpsertAccount records an account as listed by its source.
 	UpsertAccount(ctx context.Context, acct sources.Account) error
@@ -107,8 +138,6 @@ type Sink interface {
 	// to ok, clears restricted_fields and last_error and stamps last_synced_at; on failure
 	// it records last_error only.
 	AccountSynced(ctx context.Context, run RunID, source, account string, syncErr error) error
-	// WriteDailyCounts upserts PII-free aggregates.
-	WriteDailyCounts(ctx context.Context, source, account string, counts []sources.DailyCount) error
 
 	// BeginRun opens a sync_runs row.
 	BeginRun(ctx context.Context, trigger string) (RunID, error)

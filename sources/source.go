@@ -39,30 +39,65 @@ type Source interface {
 	// Accounts lists the accounts the grant can see: installed locations, advertisers, or
 	// the single LACRM account.
 	Accounts(ctx context.Context) iter.Seq2[Account, error]
-	// Leads pages an account's leads from cur (the zero Cursor starts a backfill, or a
-	// full pass when opts.Full is set). Each Page carries the cursor to resume after it.
-	// A 403 ends the sequence with a *RestrictedError.
-	Leads(ctx context.Context, acct Account, cur Cursor, opts LeadOptions) iter.Seq2[Page, error]
+	// Streams are what the source reads of each account, in the order the worker syncs
+	// them. The list is fixed for the life of the Source.
+	Streams() []Stream
+	// Read pages one stream of an account from cur (the zero Cursor starts a backfill, or
+	// a full pass when opts.Full is set). Each Page carries the cursor to resume after it.
+	// A 403 ends the sequence with a *RestrictedError, which restricts this stream only.
+	Read(ctx context.Context, acct Account, stream string, cur Cursor, opts ReadOptions) iter.Seq2[Page, error]
+}
+
+// Stream modes.
+const (
+	// Incremental streams resume from their cursor and read only what changed; a full pass
+	// (ReadOptions.Full) re-reads everything and soft-deletes what it did not see.
+	Incremental Mode = "incremental"
+	// FullRefresh streams are read whole on every run, from an empty cursor. A stream
+	// writing leads soft-deletes what a complete read did not see; one writing counts
+	// overwrites the days it read.
+	FullRefresh Mode = "full_refresh"
+)
+
+// Mode is how a stream is read from run to run.
+type Mode string
+
+// Warehouse tables a stream can write.
+const (
+	TableLeads       = "leads"             // Page.Leads (and Page.Rejected)
+	TableDailyCounts = "lead_daily_counts" // Page.Counts
+)
+
+// Stream is one named listing of an account (e.g. LeadConnector "contacts", LocaliQ
+// "daily_counts"), with its own cursor in sync_state.
+type Stream struct {
+	Name  string
+	Mode  Mode
+	Table string // TableLeads or TableDailyCounts
+}
+
+// StreamNamed returns the stream of s called name.
+func StreamNamed(s Source, name string) (Stream, bool) {
+	for _, st := range s.Streams() {
+		if st.Name == name {
+			return st, true
+		}
+	}
+	return Stream{}, false
 }
 
 // Confirmer is implemented by sources whose full pass alone cannot prove a lead gone: with
 // page-number paging, a record deleted during the pass from a page already read pulls the
 // rest one place forward, and the pass can miss a live lead at the next page boundary. Before
-// the worker soft-deletes the leads a complete full pass did not see (missing, sorted), it
-// reads Confirm's pages as part of the pass: they must hold every lead of missing that the
-// vendor still has (they may hold others). Their Next cursors are ignored.
+// the worker soft-deletes the leads a complete full pass of a stream did not see (missing,
+// sorted), it reads Confirm's pages as part of the pass: they must hold every lead of missing
+// that the vendor still has (they may hold others). Their Next cursors are ignored.
 type Confirmer interface {
-	Confirm(ctx context.Context, acct Account, missing []string) iter.Seq2[Page, error]
+	Confirm(ctx context.Context, acct Account, stream string, missing []string) iter.Seq2[Page, error]
 }
 
-// Aggregator is implemented by sources that offer PII-free lead counts (LocaliQ), which are
-// synced even for accounts whose lead endpoints are restricted.
-type Aggregator interface {
-	DailyCounts(ctx context.Context, acct Account, from, to time.Time) ([]DailyCount, error)
-}
-
-// LeadOptions tune one pass over an account.
-type LeadOptions struct {
+// ReadOptions tune one pass over a stream of an account.
+type ReadOptions struct {
 	// Full re-reads everything from the backfill start; the worker soft-deletes what a
 	// completed full pass did not see.
 	Full bool
@@ -86,7 +121,7 @@ type Account struct {
 // its content (JSON); the sink stores it verbatim. The zero value means "from the start".
 type Cursor string
 
-// Page is one batch of leads and the cursor that resumes right after it. The sink commits
+// Page is one batch of a stream's rows and the cursor that resumes right after it. The sink commits
 // the leads and Next in one transaction.
 type Page struct {
 	Leads []Lead
@@ -95,6 +130,8 @@ type Page struct {
 	// deeply nested, not an object): quarantined in rejected_records in the same
 	// transaction as Leads, and counted, so one bad record never blocks the stream.
 	Rejected []Rejected
+	// Counts are the page's PII-free daily counts, for a stream writing TableDailyCounts.
+	Counts []DailyCount
 }
 
 // Rejected is one quarantined vendor record. Raw holds lead PII: it goes to the
@@ -167,6 +204,8 @@ const (
 type RestrictedError struct {
 	Vendor    string
 	AccountID string
+	// Stream is the stream the vendor refused ("" when it refused the whole account).
+	Stream string
 	// HIPAA is true when the account is known to be HIPAA-protected.
 	HIPAA bool
 	// Message is the vendor's own message.
@@ -176,6 +215,9 @@ type RestrictedError struct {
 }
 
 func (e *RestrictedError) Error() string {
+	if e.Stream != "" {
+		return fmt.Sprintf("%s: account %s stream %s restricted (%s): %s", e.Vendor, e.AccountID, e.Stream, e.Access(), e.Message)
+	}
 	return fmt.Sprintf("%s: account %s restricted (%s): %s", e.Vendor, e.AccountID, e.Access(), e.Message)
 }
 
