@@ -56,7 +56,7 @@ func BenchmarkRateUtilization(b *testing.B) {
 		srv.Counters().Reset()
 		ctx, cancel := context.WithDeadline(context.Background(), start.Add(window))
 		for ctx.Err() == nil {
-			for _, err := range src.Leads(ctx, acct, "", sources.LeadOptions{Full: true}) {
+			for _, err := range readAll(src, ctx, acct, "", sources.ReadOptions{Full: true}) {
 				if err != nil {
 					if !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 						b.Fatal(err)

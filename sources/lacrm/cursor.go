@@ -8,7 +8,8 @@ import (
 	"github.com/leadsync/leadsync/sources"
 )
 
-// cursorJSON is the LACRM cursor. Each stream ("contacts", "pipeline:<id>") has a watermark:
+// cursorJSON is the LACRM cursor of a stream. Each of its listings ("contacts", or
+// "pipeline:<id>" for the pipeline_items stream) has a watermark:
 // the newest LastUpdate seen by its last *completed* pass. Incremental paging is newest first, so while
 // a pass is under way its pages carry the old watermark plus the pass's progress (next page,
 // highest LastUpdate so far); only the page that ends the pass moves the watermark. A crash
@@ -72,8 +73,9 @@ func parseCursor(cur sources.Cursor) (*cursorJSON, error) {
 	return c, nil
 }
 
-// keep drops the state of streams no longer synced (a pipeline removed or unselected).
-func (c *cursorJSON) keep(streams []stream) {
+// keep drops the state of listings the stream no longer reads (a pipeline removed or
+// unselected, or the other stream's listings in a cursor written before streams were split).
+func (c *cursorJSON) keep(streams []listing) {
 	want := map[string]bool{}
 	for _, s := range streams {
 		want[s.key] = true

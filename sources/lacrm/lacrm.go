@@ -1,10 +1,10 @@
 // Package lacrm is the Less Annoying CRM source. One grant sees one LACRM account (the
-// authorized user's company); its leads are its contacts (Kind "contact", companies excluded)
-// and its pipeline items (Kind "pipeline_item").
+// authorized user's company). It has two streams: "contacts" (Kind "contact", companies
+// excluded) and "pipeline_items" (Kind "pipeline_item", every synced pipeline's items).
 //
-// LACRM has no modified-since filter, so each stream (contacts, then each pipeline's items)
+// LACRM has no modified-since filter, so each listing (the contacts, each pipeline's items)
 // is read newest first (SortBy LastUpdate, Descending) until a record is older than the
-// stream's watermark minus Lookback. Because the newest records come first, the watermark may
+// listing's watermark minus Lookback. Because the newest records come first, the watermark may
 // only move when a pass completes; see cursor.go.
 //
 // A full pass (whose misses the worker soft-deletes) pages by DateCreated ascending instead.
@@ -157,7 +157,10 @@ type Source struct {
 	http   *httpx.Client
 }
 
-var _ sources.Source = (*Source)(nil)
+var (
+	_ sources.Source    = (*Source)(nil)
+	_ sources.Confirmer = (*Source)(nil)
+)
 
 // New returns the source of one connection; tokens gives the grant's access tokens.
 func New(cfg Config, tokens sources.Tokens, opts ...Option) (*Source, error) {
@@ -276,45 +279,80 @@ func (s *Source) pipelineIDs(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// stream is one listing: the contacts, or one pipeline's items.
-type stream struct {
+// listing is one vendor listing: the contacts, or one pipeline's items.
+type listing struct {
 	key    string
 	fn     string
 	params map[string]any
 	decode recordDecoder
 }
 
-// Confirm implements sources.Confirmer with a second full read (one page of LastUpdate order
-// per stream would not do: a missed record may be old). A delete during the first read can
-// make it miss a live record (see the package comment); to be deleted, a record must be
-// missing from both reads. It costs a full read only in the runs whose pass missed something.
-func (s *Source) Confirm(ctx context.Context, acct sources.Account, _ []string) iter.Seq2[sources.Page, error] {
-	return s.Leads(ctx, acct, "", sources.LeadOptions{Full: true})
+// Streams the source offers, in sync order.
+const (
+	StreamContacts      = "contacts"
+	StreamPipelineItems = "pipeline_items"
+)
+
+// Streams implements sources.Source: the contacts, then the items of every synced pipeline.
+// Both are incremental (newest first, down to the stream's watermark) and soft-delete what a
+// full pass misses.
+func (s *Source) Streams() []sources.Stream {
+	return []sources.Stream{
+		{Name: StreamContacts, Mode: sources.Incremental, Table: sources.TableLeads},
+		{Name: StreamPipelineItems, Mode: sources.Incremental, Table: sources.TableLeads},
+	}
 }
 
-// Leads pages the account's contacts, then each pipeline's items: newest first on
-// incremental passes, oldest created first on full passes (see the package comment).
-func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cursor, opts sources.LeadOptions) iter.Seq2[sources.Page, error] {
+// Confirm implements sources.Confirmer with a second full read of the stream (one page of
+// LastUpdate order per listing would not do: a missed record may be old). A delete during
+// the first read can make it miss a live record (see the package comment); to be deleted, a
+// record must be missing from both reads. It costs a full read only in the runs whose pass
+// missed something.
+func (s *Source) Confirm(ctx context.Context, acct sources.Account, stream string, _ []string) iter.Seq2[sources.Page, error] {
+	return s.Read(ctx, acct, stream, "", sources.ReadOptions{Full: true})
+}
+
+// listings are the vendor listings a stream reads: GetContacts, or GetPipelineItems once per
+// pipeline.
+func (s *Source) listings(ctx context.Context, stream string) ([]listing, error) {
+	switch stream {
+	case StreamContacts:
+		return []listing{{
+			key: "contacts", fn: "GetContacts", decode: decodeContact,
+			params: map[string]any{"RecordTypeFilter": "Contacts"},
+		}}, nil
+	case StreamPipelineItems:
+		pipelines, err := s.pipelineIDs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var out []listing
+		for _, id := range pipelines {
+			out = append(out, listing{
+				key: "pipeline:" + id, fn: "GetPipelineItems", decode: decodePipelineItem,
+				params: map[string]any{"PipelineId": id},
+			})
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("lacrm: no stream %q", stream)
+}
+
+// Read implements sources.Source: a stream's listings one after the other, newest first on
+// incremental passes, oldest created first on full passes (see the package comment). The
+// cursor keeps one state per listing, under the keys a cursor of the combined stream of
+// earlier versions used, so a cursor written before streams were split resumes each stream.
+func (s *Source) Read(ctx context.Context, acct sources.Account, stream string, cur sources.Cursor, opts sources.ReadOptions) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		c, err := parseCursor(cur)
 		if err != nil {
 			yield(sources.Page{}, err)
 			return
 		}
-		pipelines, err := s.pipelineIDs(ctx)
+		streams, err := s.listings(ctx, stream)
 		if err != nil {
 			yield(sources.Page{}, err)
 			return
-		}
-		streams := []stream{{
-			key: "contacts", fn: "GetContacts", decode: decodeContact,
-			params: map[string]any{"RecordTypeFilter": "Contacts"},
-		}}
-		for _, id := range pipelines {
-			streams = append(streams, stream{
-				key: "pipeline:" + id, fn: "GetPipelineItems", decode: decodePipelineItem,
-				params: map[string]any{"PipelineId": id},
-			})
 		}
 		c.keep(streams)
 		since := s.cfg.Since

@@ -128,10 +128,10 @@ func newStore() *store { return &store{leads: map[string]sources.Lead{}} }
 
 // sync runs one pass from the store's cursor; stopAfter > 0 simulates a crash after that
 // many committed pages. each (optional) runs after every committed page.
-func (b *bundle) sync(t *testing.T, s *store, opts sources.LeadOptions, stopAfter int, each func(page int)) error {
+func (b *bundle) sync(t *testing.T, s *store, opts sources.ReadOptions, stopAfter int, each func(page int)) error {
 	t.Helper()
 	n := 0
-	for p, err := range b.src.Leads(context.Background(), b.acct, s.cursor, opts) {
+	for p, err := range readAll(b.src, context.Background(), b.acct, s.cursor, opts) {
 		if err != nil {
 			return err
 		}
@@ -194,7 +194,7 @@ func TestSyncStoresEveryLeadExactlyOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t, lacrmtest.Options{Contacts: 130, PipelineItems: 70}, nil)
 	s := newStore()
-	if err := b.sync(t, s, sources.LeadOptions{}, 0, nil); err != nil {
+	if err := b.sync(t, s, sources.ReadOptions{}, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	b.wantTruth(t, s)
@@ -227,7 +227,7 @@ func TestSyncStoresEveryLeadExactlyOnce(t *testing.T) {
 	}
 	// A second, incremental pass reads only the lookback window.
 	writes := s.writes
-	if err := b.sync(t, s, sources.LeadOptions{}, 0, nil); err != nil {
+	if err := b.sync(t, s, sources.ReadOptions{}, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	if again := s.writes - writes; again > 10 {
@@ -242,14 +242,14 @@ func TestResumeAfterCrashContinues(t *testing.T) {
 	t.Parallel()
 	b := setup(t, lacrmtest.Options{Contacts: 100, PipelineItems: 30}, nil)
 	s := newStore()
-	if err := b.sync(t, s, sources.LeadOptions{}, 2, nil); err != nil {
+	if err := b.sync(t, s, sources.ReadOptions{}, 2, nil); err != nil {
 		t.Fatal(err)
 	}
 	if len(s.leads) != 50 {
 		t.Fatalf("after 2 pages: %d leads, want 50", len(s.leads))
 	}
 	before := b.srv.Counters().Requests("v2/GetContacts", 0)
-	if err := b.sync(t, s, sources.LeadOptions{}, 0, nil); err != nil {
+	if err := b.sync(t, s, sources.ReadOptions{}, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	b.wantTruth(t, s)
@@ -274,7 +274,7 @@ func TestUpdatesDuringPagingAreCaughtNextPass(t *testing.T) {
 	}
 	var created, createdItem string
 	s := newStore()
-	err := b.sync(t, s, sources.LeadOptions{}, 0, func(page int) {
+	err := b.sync(t, s, sources.ReadOptions{}, 0, func(page int) {
 		if page != 1 {
 			return
 		}
@@ -301,7 +301,7 @@ func TestUpdatesDuringPagingAreCaughtNextPass(t *testing.T) {
 	}
 	b.clock.Advance(time.Minute)
 	writes := s.writes
-	if err := b.sync(t, s, sources.LeadOptions{}, 0, nil); err != nil {
+	if err := b.sync(t, s, sources.ReadOptions{}, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	b.wantTruth(t, s)
@@ -324,7 +324,7 @@ func TestExpiredAccessTokenRefreshesOnceAndRetries(t *testing.T) {
 	b.toks.mu.Unlock()
 	b.clock.Advance(61 * time.Minute)
 	s := newStore()
-	if err := b.sync(t, s, sources.LeadOptions{}, 0, nil); err != nil {
+	if err := b.sync(t, s, sources.ReadOptions{}, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	b.wantTruth(t, s)
@@ -339,7 +339,7 @@ func TestRefreshesDuringLongSyncNeverReuse(t *testing.T) {
 	b := setup(t, lacrmtest.Options{Contacts: 200, PipelineItems: 50}, func(c *lacrm.Config) { c.PageSize = 10 })
 	s := newStore()
 	// Each page takes 20 minutes of vendor time: the 1 h tokens rotate several times.
-	err := b.sync(t, s, sources.LeadOptions{}, 0, func(int) { b.clock.Advance(20 * time.Minute) })
+	err := b.sync(t, s, sources.ReadOptions{}, 0, func(int) { b.clock.Advance(20 * time.Minute) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +369,7 @@ func TestThrottledRequestsWaitForRetryAfter(t *testing.T) {
 		}))
 	clock = b.clock
 	s := newStore()
-	if err := b.sync(t, s, sources.LeadOptions{}, 0, nil); err != nil {
+	if err := b.sync(t, s, sources.ReadOptions{}, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	b.wantTruth(t, s)
@@ -392,7 +392,7 @@ func TestRevokedGrantFailsCleanly(t *testing.T) {
 	for _, g := range b.srv.Tokens().Grants() {
 		b.srv.RevokeGrant(g.ID)
 	}
-	err := b.sync(t, newStore(), sources.LeadOptions{}, 0, nil)
+	err := b.sync(t, newStore(), sources.ReadOptions{}, 0, nil)
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) || re.ErrorCode != "invalid_grant" {
 		t.Fatalf("sync with a revoked grant: %v, want invalid_grant from the refresh", err)
@@ -503,7 +503,7 @@ func TestFullPassAndSince(t *testing.T) {
 	s := newStore()
 	var stats httpx.Stats
 	since := epoch.Add(-60 * 24 * time.Hour)
-	for p, err := range b.src.Leads(httpx.WithStats(context.Background(), &stats), b.acct, "", sources.LeadOptions{Since: since}) {
+	for p, err := range readAll(b.src, httpx.WithStats(context.Background(), &stats), b.acct, "", sources.ReadOptions{Since: since}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -528,7 +528,7 @@ func TestFullPassAndSince(t *testing.T) {
 		t.Errorf("the pass counted %d requests, the vendor saw %d", stats.Requests.Load(), total)
 	}
 	// A full pass ignores the watermark and the backfill start is the configured one (none).
-	if err := b.sync(t, s, sources.LeadOptions{Full: true}, 0, nil); err != nil {
+	if err := b.sync(t, s, sources.ReadOptions{Full: true}, 0, nil); err != nil {
 		t.Fatal(err)
 	}
 	b.wantTruth(t, s)
@@ -540,7 +540,7 @@ func TestFullPassSeesEveryRecordEditedDuringIt(t *testing.T) {
 	records := b.srv.GroundTruth()[0].Leads
 	seen := map[string]bool{}
 	pages, edits := 0, 0
-	for p, err := range b.src.Leads(context.Background(), b.acct, "", sources.LeadOptions{Full: true}) {
+	for p, err := range readAll(b.src, context.Background(), b.acct, "", sources.ReadOptions{Full: true}) {
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -38,7 +38,7 @@ func BenchmarkRateUtilization(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for ctx.Err() == nil { // full passes, back to back, until the time is up
-		for _, err := range src.Leads(ctx, acct, "", sources.LeadOptions{Full: true}) {
+		for _, err := range src.Read(ctx, acct, StreamContacts, "", sources.ReadOptions{Full: true}) {
 			if err != nil && ctx.Err() == nil {
 				b.Fatal(err)
 			}

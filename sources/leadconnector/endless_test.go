@@ -77,7 +77,7 @@ func TestBadContactsAreQuarantinedAndThePassGoesOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pages []sources.Page
-	for p, err := range src.Leads(context.Background(), sources.Account{ID: "L"}, "", sources.LeadOptions{}) {
+	for p, err := range src.Read(context.Background(), sources.Account{ID: "L"}, StreamContacts, "", sources.ReadOptions{}) {
 		if err != nil {
 			t.Fatalf("the pass failed: %v", err)
 		}

@@ -172,10 +172,10 @@ func (b *testBundle) accounts(t *testing.T) []sources.Account {
 }
 
 // pass runs Leads to the end (or stopAfter pages) and returns its pages.
-func (b *testBundle) pass(t *testing.T, acct sources.Account, cur sources.Cursor, opts sources.LeadOptions, stopAfter int) ([]sources.Page, error) {
+func (b *testBundle) pass(t *testing.T, acct sources.Account, cur sources.Cursor, opts sources.ReadOptions, stopAfter int) ([]sources.Page, error) {
 	t.Helper()
 	var pages []sources.Page
-	for p, err := range b.src.Leads(context.Background(), acct, cur, opts) {
+	for p, err := range b.src.Read(context.Background(), acct, StreamContacts, cur, opts) {
 		if err != nil {
 			return pages, err
 		}
@@ -217,7 +217,7 @@ func TestEveryLeadArrivesExactlyOnce(t *testing.T) {
 				t.Fatalf("accounts %v, want %v", ids, b.srv.LocationIDs())
 			}
 			acct := accts[1]
-			pages, err := b.pass(t, acct, "", sources.LeadOptions{}, 0)
+			pages, err := b.pass(t, acct, "", sources.ReadOptions{}, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -275,7 +275,7 @@ func TestResumedCursorContinuesWhereItStopped(t *testing.T) {
 	t.Parallel()
 	b := setup(t, lctest.Options{Locations: 1, ContactsPerLocation: 260}, func(c *Config) { c.PageSize = 50 })
 	acct := b.accounts(t)[0]
-	first, err := b.pass(t, acct, "", sources.LeadOptions{}, 2)
+	first, err := b.pass(t, acct, "", sources.ReadOptions{}, 2)
 	if err != nil || len(first) != 2 {
 		t.Fatalf("%d pages: %v", len(first), err)
 	}
@@ -283,7 +283,7 @@ func TestResumedCursorContinuesWhereItStopped(t *testing.T) {
 	if err := json.Unmarshal([]byte(first[1].Next), &c); err != nil || c.Watermark == "" || len(c.After) != 2 {
 		t.Fatalf("mid-pass cursor %s: %v", first[1].Next, err)
 	}
-	rest, err := b.pass(t, acct, first[1].Next, sources.LeadOptions{}, 0)
+	rest, err := b.pass(t, acct, first[1].Next, sources.ReadOptions{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +313,7 @@ func TestUpdatesDuringPagingArriveInNextPass(t *testing.T) {
 	latest := map[string]time.Time{}
 	var cur sources.Cursor
 	n := 0
-	for p, err := range b.src.Leads(context.Background(), acct, "", sources.LeadOptions{}) {
+	for p, err := range b.src.Read(context.Background(), acct, StreamContacts, "", sources.ReadOptions{}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -338,7 +338,7 @@ func TestUpdatesDuringPagingArriveInNextPass(t *testing.T) {
 	if err := b.srv.UpdateContact(acct.ID, ids[20]); err != nil {
 		t.Fatal(err)
 	}
-	next, err := b.pass(t, acct, cur, sources.LeadOptions{}, 0)
+	next, err := b.pass(t, acct, cur, sources.ReadOptions{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +380,7 @@ func TestFullPassStartsAtBackfillStart(t *testing.T) {
 		}
 	}
 	for _, full := range []bool{false, true} {
-		pages, err := b.pass(t, acct, `{"watermark":"2026-03-01T00:00:00.000Z"}`, sources.LeadOptions{Full: full}, 0)
+		pages, err := b.pass(t, acct, `{"watermark":"2026-03-01T00:00:00.000Z"}`, sources.ReadOptions{Full: full}, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -401,7 +401,7 @@ func TestForbiddenLocationIsRestricted(t *testing.T) {
 	t.Parallel()
 	b := setup(t, lctest.Options{Locations: 2, ContactsPerLocation: 5, ForbiddenLocations: 1}, nil)
 	accts := b.accounts(t)
-	_, err := b.pass(t, accts[1], "", sources.LeadOptions{}, 0)
+	_, err := b.pass(t, accts[1], "", sources.ReadOptions{}, 0)
 	var re *sources.RestrictedError
 	if !errors.As(err, &re) {
 		t.Fatalf("want a *sources.RestrictedError, got %v", err)
@@ -411,11 +411,11 @@ func TestForbiddenLocationIsRestricted(t *testing.T) {
 		t.Fatalf("restriction %+v", re)
 	}
 	accts[1].HIPAAProtected = true
-	_, err = b.pass(t, accts[1], "", sources.LeadOptions{}, 0)
+	_, err = b.pass(t, accts[1], "", sources.ReadOptions{}, 0)
 	if !errors.As(err, &re) || !re.HIPAA {
 		t.Fatalf("a known HIPAA account: %v", err)
 	}
-	if _, err := b.pass(t, accts[0], "", sources.LeadOptions{}, 0); err != nil {
+	if _, err := b.pass(t, accts[0], "", sources.ReadOptions{}, 0); err != nil {
 		t.Fatalf("the other location must still sync: %v", err)
 	}
 }
@@ -424,7 +424,7 @@ func TestExpiredTokensAreRefreshedAndReminted(t *testing.T) {
 	t.Parallel()
 	b := setup(t, lctest.Options{Locations: 1, ContactsPerLocation: 120}, nil)
 	acct := b.accounts(t)[0]
-	if _, err := b.pass(t, acct, "", sources.LeadOptions{}, 1); err != nil {
+	if _, err := b.pass(t, acct, "", sources.ReadOptions{}, 1); err != nil {
 		t.Fatal(err)
 	}
 	// The vendor revokes everything early (our tokens still look valid to us): the search
@@ -437,7 +437,7 @@ func TestExpiredTokensAreRefreshedAndReminted(t *testing.T) {
 	b.tokens.grant = (&oauth2.Token{AccessToken: "lc_at_revoked", RefreshToken: refreshed.Refresh, Expiry: t0.Add(time.Hour)}).
 		WithExtra(map[string]any{"companyId": b.srv.CompanyID()})
 	b.tokens.mu.Unlock()
-	pages, err := b.pass(t, acct, "", sources.LeadOptions{}, 0)
+	pages, err := b.pass(t, acct, "", sources.ReadOptions{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +455,7 @@ func TestScopeErrorDoesNotRefresh(t *testing.T) {
 		c.Scopes = []string{"oauth.readonly", "oauth.write"} // no contacts.readonly
 	})
 	acct := b.accounts(t)[0]
-	_, err := b.pass(t, acct, "", sources.LeadOptions{}, 0)
+	_, err := b.pass(t, acct, "", sources.ReadOptions{}, 0)
 	if httpx.StatusOf(err) != http.StatusUnauthorized || !strings.Contains(err.Error(), lctest.MsgScope) {
 		t.Fatalf("want the scope 401, got %v", err)
 	}
@@ -471,7 +471,7 @@ func TestThrottlingIsWaitedOut(t *testing.T) {
 	stats := &httpx.Stats{}
 	start := b.clock.Now()
 	n := 0
-	for p, err := range b.src.Leads(httpx.WithStats(context.Background(), stats), acct, "", sources.LeadOptions{}) {
+	for p, err := range b.src.Read(httpx.WithStats(context.Background(), stats), acct, StreamContacts, "", sources.ReadOptions{}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -491,7 +491,7 @@ func TestMalformedJSONFailsTheAccount(t *testing.T) {
 	b := setup(t, lctest.Options{Locations: 1, ContactsPerLocation: 50}, nil)
 	acct := b.accounts(t)[0]
 	b.srv.Faults().Set(simkit.FaultSettings{RateTruncate: 1})
-	pages, err := b.pass(t, acct, "", sources.LeadOptions{}, 0)
+	pages, err := b.pass(t, acct, "", sources.ReadOptions{}, 0)
 	if len(pages) != 0 || err == nil || !strings.Contains(err.Error(), "malformed JSON at offset") ||
 		!strings.Contains(err.Error(), "contacts/search") {
 		t.Fatalf("%d pages, err %v", len(pages), err)
@@ -629,7 +629,7 @@ func TestRepeatingSearchAfterIsAnError(t *testing.T) {
 	}
 	pages := 0
 	var last error
-	for _, err := range src.Leads(context.Background(), sources.Account{ID: "L"}, "", sources.LeadOptions{}) {
+	for _, err := range src.Read(context.Background(), sources.Account{ID: "L"}, StreamContacts, "", sources.ReadOptions{}) {
 		if err != nil {
 			last = err
 			break

@@ -73,11 +73,29 @@ type searchBody struct {
 	SearchAfter []json.RawMessage `json:"searchAfter,omitempty"`
 }
 
-// Leads pages a location's contacts by dateUpdated ascending. A full pass or an empty cursor
+// StreamContacts is the source's one stream: each location's contacts.
+const StreamContacts = "contacts"
+
+// Streams implements sources.Source.
+func (s *Source) Streams() []sources.Stream {
+	return []sources.Stream{{Name: StreamContacts, Mode: sources.Incremental, Table: sources.TableLeads}}
+}
+
+// Read implements sources.Source.
+func (s *Source) Read(ctx context.Context, acct sources.Account, stream string, cur sources.Cursor, opts sources.ReadOptions) iter.Seq2[sources.Page, error] {
+	if stream != StreamContacts {
+		return func(yield func(sources.Page, error) bool) {
+			yield(sources.Page{}, fmt.Errorf("leadconnector: no stream %q", stream))
+		}
+	}
+	return s.contacts(ctx, acct, cur, opts)
+}
+
+// contacts pages a location's contacts by dateUpdated ascending. A full pass or an empty cursor
 // starts at the backfill start; an incremental pass re-reads Lookback before the watermark
 // (the search index lags writes) and resumes after the cursor's searchAfter when a pass was
 // interrupted. A 403 ends the sequence with a *sources.RestrictedError.
-func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cursor, opts sources.LeadOptions) iter.Seq2[sources.Page, error] {
+func (s *Source) contacts(ctx context.Context, acct sources.Account, cur sources.Cursor, opts sources.ReadOptions) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		if acct.ID == "" {
 			yield(sources.Page{}, errors.New("leadconnector: leads of an account without id"))
@@ -182,7 +200,7 @@ func (s *Source) search(ctx context.Context, acct sources.Account, creds sources
 func (s *Source) leadsError(acct sources.Account, err error) error {
 	for e := err; e != nil; e = errors.Unwrap(e) {
 		if he, ok := e.(*httpx.Error); ok && he.Status == http.StatusForbidden {
-			return &sources.RestrictedError{Vendor: sources.LeadConnector, AccountID: acct.ID,
+			return &sources.RestrictedError{Vendor: sources.LeadConnector, AccountID: acct.ID, Stream: StreamContacts,
 				HIPAA: acct.HIPAAProtected, Message: he.Message, Fields: sources.PIIFields}
 		}
 	}

@@ -41,7 +41,7 @@ func BenchmarkRateUtilization(b *testing.B) {
 		wg.Go(func() {
 			// Full passes over one-day windows: one request per day, round and round.
 			for ctx.Err() == nil {
-				for _, err := range bn.src.Leads(ctx, acct, "", sources.LeadOptions{Full: true}) {
+				for _, err := range bn.src.Read(ctx, acct, localiq.StreamInteractions, "", sources.ReadOptions{Full: true}) {
 					if err != nil {
 						if ctx.Err() == nil {
 							b.Errorf("%s: %v", acct.ID, err)

@@ -78,7 +78,7 @@ func TestEndlessListingsEndWithinTheBudget(t *testing.T) {
 			n := requests.Load()
 			err = nil
 			acct := sources.Account{Source: sources.LocaliQ, ID: "USA_1"}
-			for _, e := range src.Leads(context.Background(), acct, "", sources.LeadOptions{}) {
+			for _, e := range src.Read(context.Background(), acct, localiq.StreamInteractions, "", sources.ReadOptions{}) {
 				err = e
 			}
 			if !errors.Is(err, sources.ErrEndlessPaging) || !strings.Contains(err.Error(), "interactions") {

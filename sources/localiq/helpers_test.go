@@ -125,11 +125,11 @@ type pass struct {
 }
 
 // run reads up to maxPages pages (0: all).
-func (b *bundle) run(t testing.TB, acct sources.Account, cur sources.Cursor, opts sources.LeadOptions, maxPages int) pass {
+func (b *bundle) run(t testing.TB, acct sources.Account, cur sources.Cursor, opts sources.ReadOptions, maxPages int) pass {
 	t.Helper()
 	var p pass
 	p.last = cur
-	for page, err := range b.src.Leads(context.Background(), acct, cur, opts) {
+	for page, err := range b.src.Read(context.Background(), acct, localiq.StreamInteractions, cur, opts) {
 		if err != nil {
 			p.err = err
 			return p

@@ -1,12 +1,13 @@
-// Package localiq syncs LocaliQ contact interactions (calls, forms, emails, chats) as leads.
+// Package localiq syncs LocaliQ contact interactions (calls, forms, emails, chats) as leads
+// (stream "interactions") and the lead_detail report's daily counts (stream "daily_counts").
 //
 // Accounts are the advertisers (GMAIDs) the business user may see (/identities/v3). The
 // interactions API filters by creation date only, so an account is read in date windows
 // from a cursor, and every incremental run re-reads the last few days (the vendor's own
 // recommendation) to catch late arrivals; a pass dedupes on the interaction id. Lead
 // endpoints answer 403 for HIPAA-protected advertisers unless the user has the Agency
-// Customer role: that becomes a *sources.RestrictedError, and the PII-free lead_detail
-// report still yields daily counts (sources.Aggregator).
+// Customer role: that becomes a *sources.RestrictedError of the interactions stream
+// only, and the PII-free lead_detail report still yields the account's daily counts.
 package localiq
 
 import (
@@ -43,6 +44,19 @@ const (
 	rateHeadroom = 0.98
 	// maxReportDays is the longest lead_detail range asked in one request.
 	maxReportDays = 366
+	// CountDays is how far back the daily_counts stream reads on its first run (or a full
+	// pass): the lead_detail report's counts of the last 90 days.
+	CountDays = 90
+)
+
+// Streams the source offers, in sync order.
+const (
+	// StreamInteractions are the advertiser's calls, forms, emails and chats (leads, with
+	// PII; 403 for HIPAA-restricted advertisers).
+	StreamInteractions = "interactions"
+	// StreamDailyCounts are the lead_detail report's PII-free counts per day and kind,
+	// which LocaliQ serves even for HIPAA-restricted advertisers.
+	StreamDailyCounts = "daily_counts"
 )
 
 // Config is one LocaliQ connection. Zero values mean the defaults.
@@ -108,10 +122,7 @@ type Source struct {
 	httpx  []func(*httpx.Config)
 }
 
-var (
-	_ sources.Source     = (*Source)(nil)
-	_ sources.Aggregator = (*Source)(nil)
-)
+var _ sources.Source = (*Source)(nil)
 
 // New returns a Source using tokens.Grant() for every call.
 func New(cfg Config, tokens sources.Tokens, opts ...Option) (*Source, error) {
@@ -241,10 +252,64 @@ func date(t time.Time) time.Time {
 
 func days(d time.Duration) int { return max(1, int((d+24*time.Hour-1)/(24*time.Hour))) }
 
-// Leads reads the account's interactions in date windows from cur up to tomorrow (UTC), one
-// Page per API page. An incremental run starts ReRead before the cursor; a cursor left
-// mid-window resumes at its page. A 403 ends the sequence with a *sources.RestrictedError.
-func (s *Source) Leads(ctx context.Context, acct sources.Account, cur sources.Cursor, opts sources.LeadOptions) iter.Seq2[sources.Page, error] {
+// Streams implements sources.Source. Both are incremental; interactions soft-deletes what a
+// full pass misses (LocaliQ deletes nothing that we know of), daily_counts overwrites the
+// days it reads.
+func (s *Source) Streams() []sources.Stream {
+	return []sources.Stream{
+		{Name: StreamInteractions, Mode: sources.Incremental, Table: sources.TableLeads},
+		{Name: StreamDailyCounts, Mode: sources.Incremental, Table: sources.TableDailyCounts},
+	}
+}
+
+// Read implements sources.Source.
+func (s *Source) Read(ctx context.Context, acct sources.Account, stream string, cur sources.Cursor, opts sources.ReadOptions) iter.Seq2[sources.Page, error] {
+	switch stream {
+	case StreamInteractions:
+		return s.interactionPages(ctx, acct, cur, opts)
+	case StreamDailyCounts:
+		return s.countPages(ctx, acct, cur, opts)
+	}
+	return func(yield func(sources.Page, error) bool) {
+		yield(sources.Page{}, fmt.Errorf("localiq: no stream %q", stream))
+	}
+}
+
+// countPages reads the daily counts from the cursor's day, less ReRead (counts of recent
+// days still grow), or the last CountDays on a first run or a full pass, up to today (UTC):
+// one Page per lead_detail request. Its cursor is the day after the last one read.
+func (s *Source) countPages(ctx context.Context, acct sources.Account, cur sources.Cursor, opts sources.ReadOptions) iter.Seq2[sources.Page, error] {
+	return func(yield func(sources.Page, error) bool) {
+		_, next, _, err := parseCursor(cur)
+		if err != nil {
+			yield(sources.Page{}, fmt.Errorf("localiq: account %s: daily counts: %w", acct.ID, err))
+			return
+		}
+		end := date(s.now()).AddDate(0, 0, 1) // exclusive: today included
+		start := end.AddDate(0, 0, -CountDays)
+		if !opts.Full && !next.IsZero() {
+			start = maxTime(start, next.AddDate(0, 0, -days(s.cfg.ReRead)))
+		}
+		for start.Before(end) {
+			to := minTime(start.AddDate(0, 0, maxReportDays), end)
+			counts, err := s.DailyCounts(ctx, acct, start, to)
+			if err != nil {
+				yield(sources.Page{}, err)
+				return
+			}
+			if !yield(sources.Page{Counts: counts, Next: cursor{NextDate: to.Format(dateLayout)}.encode()}, nil) {
+				return
+			}
+			start = to
+		}
+	}
+}
+
+// interactionPages reads the account's interactions in date windows from cur up to tomorrow
+// (UTC), one Page per API page. An incremental run starts ReRead before the cursor; a cursor
+// left mid-window resumes at its page. A 403 ends the sequence with a
+// *sources.RestrictedError.
+func (s *Source) interactionPages(ctx context.Context, acct sources.Account, cur sources.Cursor, opts sources.ReadOptions) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		c, next, winEnd, err := parseCursor(cur)
 		if err != nil {
@@ -361,25 +426,29 @@ func (s *Source) interactions(ctx context.Context, acct sources.Account, from, t
 	})
 	if err != nil {
 		what := fmt.Sprintf("localiq: account %s: interactions %s..%s page %d", acct.ID, from.Format(dateLayout), to.Format(dateLayout), page)
-		return interactionsPage{}, s.restricted(acct, what, err)
+		return interactionsPage{}, s.restricted(acct, StreamInteractions, what, err)
 	}
 	return p, nil
 }
 
 // restricted turns a 403 into a *sources.RestrictedError; the listing's hipaa_protected
 // says whether it is a HIPAA restriction or another one (inactive, not linked).
-func (s *Source) restricted(acct sources.Account, what string, err error) error {
+func (s *Source) restricted(acct sources.Account, stream, what string, err error) error {
 	var he *httpx.Error
 	if errors.As(err, &he) && he.Status == http.StatusForbidden {
-		return &sources.RestrictedError{Vendor: sources.LocaliQ, AccountID: acct.ID, HIPAA: acct.HIPAAProtected,
-			Message: he.Message, Fields: sources.PIIFields}
+		r := &sources.RestrictedError{Vendor: sources.LocaliQ, AccountID: acct.ID, Stream: stream,
+			HIPAA: acct.HIPAAProtected, Message: he.Message}
+		if stream == StreamInteractions {
+			r.Fields = sources.PIIFields
+		}
+		return r
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
 
 // DailyCounts reads the PII-free lead_detail report for the days that intersect [from, to):
 // calls, emails, web forms and chats per day (the advertiser's report time zone). It is not
-// HIPAA-gated, so it works for restricted accounts.
+// HIPAA-gated, so it works for restricted accounts. The daily_counts stream pages it.
 func (s *Source) DailyCounts(ctx context.Context, acct sources.Account, from, to time.Time) ([]sources.DailyCount, error) {
 	first := date(from)
 	last := date(to.Add(-time.Nanosecond))
@@ -394,7 +463,7 @@ func (s *Source) DailyCounts(ctx context.Context, acct sources.Account, from, to
 		}, &body)
 		what := fmt.Sprintf("localiq: account %s: lead_detail %s..%s", acct.ID, start.Format(dateLayout), end.Format(dateLayout))
 		if err != nil {
-			return nil, s.restricted(acct, what, err)
+			return nil, s.restricted(acct, StreamDailyCounts, what, err)
 		}
 		counts, err := decodeLeadDetail(body)
 		if err != nil {

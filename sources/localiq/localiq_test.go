@@ -47,7 +47,7 @@ func TestBackfillStoresEveryLeadExactlyOnce(t *testing.T) {
 	synced := 0
 	for _, acct := range b.accounts(t) {
 		truth := b.truth(t, acct.ID)
-		p := b.run(t, acct, "", sources.LeadOptions{}, 0)
+		p := b.run(t, acct, "", sources.ReadOptions{}, 0)
 		if truth.Restricted {
 			if restrictedErr(p.err) == nil {
 				t.Errorf("%s: restricted account gave %v", acct.ID, p.err)
@@ -104,17 +104,17 @@ func TestResumedCursorContinues(t *testing.T) {
 	// One-year windows, so a window spans several pages and the cursor stops mid-window.
 	b := setup(t, liqtest.Options{Advertisers: 1, InteractionsPerAdvertiser: 300}, localiq.Config{Window: 365 * 24 * time.Hour})
 	acct := b.accounts(t)[0]
-	full := b.run(t, acct, "", sources.LeadOptions{}, 0)
+	full := b.run(t, acct, "", sources.ReadOptions{}, 0)
 	if full.err != nil {
 		t.Fatal(full.err)
 	}
 	before := b.fake.Counters().Requests("crm/contact_interactions", 0)
 
-	first := b.run(t, acct, "", sources.LeadOptions{}, 3)
+	first := b.run(t, acct, "", sources.ReadOptions{}, 3)
 	if first.err != nil || first.pages != 3 || !strings.Contains(string(first.last), `"page":`) {
 		t.Fatalf("first run: %d pages, cursor %s, err %v", first.pages, first.last, first.err)
 	}
-	rest := b.run(t, acct, first.last, sources.LeadOptions{}, 0)
+	rest := b.run(t, acct, first.last, sources.ReadOptions{}, 0)
 	if rest.err != nil {
 		t.Fatal(rest.err)
 	}
@@ -140,7 +140,7 @@ func TestIncrementalRunReReadsLastDays(t *testing.T) {
 	t.Parallel()
 	b := setup(t, liqtest.Options{Advertisers: 1, InteractionsPerAdvertiser: 100}, localiq.Config{})
 	acct := b.accounts(t)[0]
-	full := b.run(t, acct, "", sources.LeadOptions{}, 0)
+	full := b.run(t, acct, "", sources.ReadOptions{}, 0)
 	if full.err != nil {
 		t.Fatal(full.err)
 	}
@@ -153,7 +153,7 @@ func TestIncrementalRunReReadsLastDays(t *testing.T) {
 	old, _ := b.fake.AddInteractions(liqtest.NewInteraction{GMAID: acct.ID, EventType: "chat", CreatedAt: now.AddDate(0, 0, -8)}, 1)
 
 	before := b.fake.Counters().Requests("crm/contact_interactions", 0)
-	inc := b.run(t, acct, full.last, sources.LeadOptions{}, 0)
+	inc := b.run(t, acct, full.last, sources.ReadOptions{}, 0)
 	if inc.err != nil {
 		t.Fatal(inc.err)
 	}
@@ -177,7 +177,7 @@ func TestIncrementalRunReReadsLastDays(t *testing.T) {
 	if err := b.fake.EditInteraction(fresh[0], "client"); err != nil {
 		t.Fatal(err)
 	}
-	again := b.run(t, acct, inc.last, sources.LeadOptions{}, 0)
+	again := b.run(t, acct, inc.last, sources.ReadOptions{}, 0)
 	var want simkit.LeadTruth
 	for _, lt := range b.truth(t, acct.ID).Leads {
 		if lt.ID == idString(fresh[0]) {
@@ -188,7 +188,7 @@ func TestIncrementalRunReReadsLastDays(t *testing.T) {
 	if again.err != nil || i < 0 || !again.leads[i].UpdatedAt.Equal(want.UpdatedAt) || again.leads[i].Status != "client" {
 		t.Fatalf("edited lead: %v, truth %+v", again.err, want)
 	}
-	fullAgain := b.run(t, acct, inc.last, sources.LeadOptions{Full: true}, 0)
+	fullAgain := b.run(t, acct, inc.last, sources.ReadOptions{Full: true}, 0)
 	if !slices.ContainsFunc(fullAgain.leads, func(l sources.Lead) bool { return l.ID == idString(old[0]) }) {
 		t.Fatal("full pass missed the back-dated interaction")
 	}
@@ -200,7 +200,7 @@ func TestHIPAAAdvertiserIsRestrictedButCounted(t *testing.T) {
 	t.Parallel()
 	b := setup(t, liqtest.Options{InteractionsPerAdvertiser: 120}, localiq.Config{})
 	acct := b.account(t, func(a sources.Account) bool { return a.HIPAAProtected })
-	p := b.run(t, acct, "", sources.LeadOptions{}, 0)
+	p := b.run(t, acct, "", sources.ReadOptions{}, 0)
 	re := restrictedErr(p.err)
 	if re == nil || !re.HIPAA || re.AccountID != acct.ID || re.Access() != sources.AccessHIPAARestricted ||
 		!strings.Contains(re.Message, "You are not permitted to perform this action.") || !reflect.DeepEqual(re.Fields, sources.PIIFields) {
@@ -227,7 +227,7 @@ func TestHIPAAAdvertiserIsRestrictedButCounted(t *testing.T) {
 	if !reflect.DeepEqual(byKind, want) {
 		t.Fatalf("daily counts %v, leads by kind %v", byKind, want)
 	}
-	p = b.run(t, acct, "", sources.LeadOptions{}, 0)
+	p = b.run(t, acct, "", sources.ReadOptions{}, 0)
 	if p.err != nil || len(p.leads) != len(b.truth(t, acct.ID).Leads) {
 		t.Fatalf("after role grant: %d leads, err %v", len(p.leads), p.err)
 	}
@@ -242,7 +242,7 @@ func TestInactiveAdvertiserIsForbidden(t *testing.T) {
 	t.Parallel()
 	b := setup(t, liqtest.Options{InteractionsPerAdvertiser: 10}, localiq.Config{})
 	acct := b.account(t, func(a sources.Account) bool { return !a.Active })
-	re := restrictedErr(b.run(t, acct, "", sources.LeadOptions{}, 0).err)
+	re := restrictedErr(b.run(t, acct, "", sources.ReadOptions{}, 0).err)
 	if re == nil || re.HIPAA || re.Access() != sources.AccessForbidden {
 		t.Fatalf("inactive account: %#v", re)
 	}
@@ -388,7 +388,7 @@ func TestDefaultsAndValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, err := range src.Leads(context.Background(), sources.Account{ID: "X"}, "{not json", sources.LeadOptions{}) {
+	for _, err := range src.Read(context.Background(), sources.Account{ID: "X"}, localiq.StreamInteractions, "{not json", sources.ReadOptions{}) {
 		if err == nil || !strings.Contains(err.Error(), "cursor") {
 			t.Fatalf("bad cursor: %v", err)
 		}
@@ -405,7 +405,7 @@ func TestRealRateLimitIsRespected(t *testing.T) {
 	b := setup(t, liqtest.Options{Advertisers: 1, InteractionsPerAdvertiser: 20, RateLimit: liqtest.DefaultRateLimit},
 		localiq.Config{RateLimit: localiq.DefaultRateLimit, Window: 24 * time.Hour, BackfillStart: time.Now().AddDate(0, 0, -29)})
 	acct := b.accounts(t)[0]
-	p := b.run(t, acct, "", sources.LeadOptions{}, 0)
+	p := b.run(t, acct, "", sources.ReadOptions{}, 0)
 	if p.err != nil {
 		t.Fatal(p.err)
 	}
@@ -423,7 +423,7 @@ func TestPassDedupesShiftedPages(t *testing.T) {
 	acct := b.accounts(t)[0]
 	seen := map[string]int{}
 	pages := 0
-	for page, err := range b.src.Leads(context.Background(), acct, "", sources.LeadOptions{}) {
+	for page, err := range b.src.Read(context.Background(), acct, localiq.StreamInteractions, "", sources.ReadOptions{}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -463,7 +463,7 @@ func TestThrottledRequestsAreRetried(t *testing.T) {
 	b := setup(t, liqtest.Options{Advertisers: 1, InteractionsPerAdvertiser: 30, RateLimit: 6},
 		localiq.Config{RateLimit: localiq.DefaultRateLimit, Window: 24 * time.Hour, BackfillStart: time.Now().AddDate(0, 0, -13)})
 	acct := b.accounts(t)[0]
-	p := b.run(t, acct, "", sources.LeadOptions{}, 0)
+	p := b.run(t, acct, "", sources.ReadOptions{}, 0)
 	if p.err != nil {
 		t.Fatal(p.err)
 	}
@@ -509,7 +509,7 @@ func TestBackfillIncludesTheFirstDayInAFarWestZone(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.src = src
-	p := b.run(t, b.account(t, func(a sources.Account) bool { return a.ID == west }), "", sources.LeadOptions{}, 0)
+	p := b.run(t, b.account(t, func(a sources.Account) bool { return a.ID == west }), "", sources.ReadOptions{}, 0)
 	if p.err != nil {
 		t.Fatal(p.err)
 	}
