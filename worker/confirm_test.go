@@ -29,10 +29,10 @@ type deletingSource struct {
 	missing []string // what the worker asked to confirm
 }
 
-func (s *deletingSource) Leads(ctx context.Context, a sources.Account, cur sources.Cursor, o sources.LeadOptions) iter.Seq2[sources.Page, error] {
+func (s *deletingSource) Read(ctx context.Context, a sources.Account, stream string, cur sources.Cursor, o sources.ReadOptions) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		first := true
-		for p, err := range s.Source.Leads(ctx, a, cur, o) {
+		for p, err := range s.Source.Read(ctx, a, stream, cur, o) {
 			if !yield(p, err) {
 				return
 			}
@@ -53,11 +53,13 @@ func (s *deletingSource) Leads(ctx context.Context, a sources.Account, cur sourc
 	}
 }
 
-func (s *deletingSource) Confirm(ctx context.Context, a sources.Account, missing []string) iter.Seq2[sources.Page, error] {
+func (s *deletingSource) Confirm(ctx context.Context, a sources.Account, stream string, missing []string) iter.Seq2[sources.Page, error] {
 	s.mu.Lock()
-	s.missing = slices.Clone(missing)
+	if stream == "contacts" {
+		s.missing = slices.Clone(missing)
+	}
 	s.mu.Unlock()
-	return s.Source.(sources.Confirmer).Confirm(ctx, a, missing)
+	return s.Source.(sources.Confirmer).Confirm(ctx, a, stream, missing)
 }
 
 // A full pass over page-number paging deletes only what a second read confirms gone: a

@@ -48,7 +48,11 @@ func (s *listingSource) Accounts(ctx context.Context) iter.Seq2[sources.Account,
 	}
 }
 
-func (s *listingSource) Leads(context.Context, sources.Account, sources.Cursor, sources.LeadOptions) iter.Seq2[sources.Page, error] {
+func (s *listingSource) Streams() []sources.Stream {
+	return []sources.Stream{{Name: "leads", Mode: sources.Incremental, Table: sources.TableLeads}}
+}
+
+func (s *listingSource) Read(context.Context, sources.Account, string, sources.Cursor, sources.ReadOptions) iter.Seq2[sources.Page, error] {
 	return func(func(sources.Page, error) bool) {}
 }
 

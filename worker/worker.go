@@ -59,10 +59,7 @@ type Worker struct {
 	Logger      *slog.Logger
 	Observer    Observer  // optional
 	Progress    *Progress // optional
-	// AggregateDays is how far back PII-free counts are fetched for restricted accounts
-	// (default 90).
-	AggregateDays int
-	Now           func() time.Time
+	Now         func() time.Time
 
 	abandoned sync.Once // runs a crash or an outage left "running" are closed before the first run
 }
@@ -322,60 +319,115 @@ func (rs *runState) account(c Connection, a sources.Account, log *slog.Logger) {
 	rs.w.Progress.AccountDone(c.Name, outcome)
 }
 
-// syncAccount pages one account into the sink. It returns the outcome and, for failures,
-// the error.
+// syncAccount syncs one account's streams in the source's order, recording each in the
+// ledger. A stream that fails or is restricted does not stop the others; a stop does. It
+// returns the account's outcome (failed over restricted over ok) and the first failure.
 func (rs *runState) syncAccount(c Connection, a sources.Account, written *int64) (string, error) {
-	s := rs.w.Sink
-	if err := s.UpsertAccount(rs.work, a); err != nil {
+	if err := rs.w.Sink.UpsertAccount(rs.work, a); err != nil {
 		return OutcomeFailed, fmt.Errorf("record account: %w", err)
 	}
+	outcome := OutcomeOK
+	var failure error
+	for _, st := range c.Source.Streams() {
+		if rs.soft.Err() != nil {
+			return OutcomeCancelled, rs.soft.Err()
+		}
+		start := rs.w.now()
+		var n int64
+		o, err := rs.syncStream(c, a, st, &n)
+		*written += n
+		rs.recordStream(c, a, st, o, n, err, start)
+		switch o {
+		case OutcomeCancelled:
+			return o, err
+		case OutcomeFailed:
+			outcome = OutcomeFailed
+			failure = cmp.Or(failure, fmt.Errorf("stream %s: %w", st.Name, err))
+		case OutcomeRestricted:
+			if outcome == OutcomeOK {
+				outcome = OutcomeRestricted
+			}
+		}
+	}
+	return outcome, failure
+}
+
+// recordStream writes how a stream ended to the ledger, even during a hard stop.
+func (rs *runState) recordStream(c Connection, a sources.Account, st sources.Stream, outcome string, n int64, err error, start time.Time) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(rs.work), 10*time.Second)
+	defer cancel()
+	r := sink.StreamResult{Source: a.Source, Account: a.ID, Stream: st.Name, Outcome: outcome, Written: n, Err: err, Started: start}
+	if e := rs.w.Sink.StreamSynced(ctx, rs.run, r); e != nil {
+		rs.w.logger().Error("recording stream outcome failed", slog.String("connection", c.Name),
+			slog.String("account", a.ID), slog.String("stream", st.Name), slog.String("error", e.Error()))
+	}
+}
+
+// syncStream pages one stream of an account into the sink: from its cursor, or whole on a
+// full pass or for a full-refresh stream, after which the leads it did not see are
+// soft-deleted.
+func (rs *runState) syncStream(c Connection, a sources.Account, st sources.Stream, written *int64) (string, error) {
+	s := rs.w.Sink
+	full := rs.opts.Full || st.Mode == sources.FullRefresh
 	var cur sources.Cursor
-	if !rs.opts.Full {
+	if !full {
 		var err error
-		if cur, err = s.Cursor(rs.work, a.Source, a.ID); err != nil {
+		if cur, err = s.Cursor(rs.work, a.Source, a.ID, st.Name); err != nil {
 			return OutcomeFailed, fmt.Errorf("read cursor: %w", err)
 		}
 	}
-	lopts := sources.LeadOptions{Full: rs.opts.Full, Since: rs.opts.Since}
-	if outcome, err := rs.pages(c, a, c.Source.Leads(rs.work, a, cur, lopts), &cur, false, written); outcome != "" {
+	p := pass{c: c, a: a, st: st, full: full && st.Table == sources.TableLeads, written: written}
+	ropts := sources.ReadOptions{Full: full, Since: rs.opts.Since}
+	if outcome, err := rs.pages(p, c.Source.Read(rs.work, a, st.Name, cur, ropts), &cur, false); outcome != "" {
 		return outcome, err
 	}
-	if rs.opts.Full {
-		if cf, ok := c.Source.(sources.Confirmer); ok {
-			missing, err := s.FullPassMissing(rs.work, rs.run, a.Source, a.ID)
-			if err != nil {
-				return OutcomeFailed, fmt.Errorf("finish full pass: %w", err)
-			}
-			if len(missing) > 0 && cur != "" {
-				rs.w.logger().Info("confirming leads missing from the full pass before deleting them",
-					slog.String("connection", c.Name), slog.String("account", a.ID), slog.Int("missing", len(missing)))
-				if outcome, err := rs.pages(c, a, cf.Confirm(rs.work, a, missing), &cur, true, written); outcome != "" {
-					return outcome, err
-				}
-			}
-		}
-		n, err := s.FinishFullPass(rs.work, rs.run, a.Source, a.ID)
+	if !p.full {
+		return OutcomeOK, nil
+	}
+	if cf, ok := c.Source.(sources.Confirmer); ok {
+		missing, err := s.FullPassMissing(rs.work, rs.run, a.Source, a.ID, st.Name)
 		if err != nil {
 			return OutcomeFailed, fmt.Errorf("finish full pass: %w", err)
 		}
-		if n > 0 {
-			rs.w.logger().Info("soft-deleted leads missing from a full pass", slog.String("connection", c.Name),
-				slog.String("account", a.ID), slog.Int64("deleted", n))
+		if len(missing) > 0 && cur != "" {
+			rs.w.logger().Info("confirming leads missing from the full pass before deleting them",
+				slog.String("connection", c.Name), slog.String("account", a.ID), slog.String("stream", st.Name),
+				slog.Int("missing", len(missing)))
+			if outcome, err := rs.pages(p, cf.Confirm(rs.work, a, st.Name, missing), &cur, true); outcome != "" {
+				return outcome, err
+			}
 		}
 	}
+	n, err := s.FinishFullPass(rs.work, rs.run, a.Source, a.ID, st.Name)
+	if err != nil {
+		return OutcomeFailed, fmt.Errorf("finish full pass: %w", err)
+	}
+	if n > 0 {
+		rs.w.logger().Info("soft-deleted leads missing from a full pass", slog.String("connection", c.Name),
+			slog.String("account", a.ID), slog.String("stream", st.Name), slog.Int64("deleted", n))
+	}
 	return OutcomeOK, nil
+}
+
+// pass is the stream pass that pages are written for.
+type pass struct {
+	c       Connection
+	a       sources.Account
+	st      sources.Stream
+	full    bool // a full pass of a leads stream: its leads are recorded as seen
+	written *int64
 }
 
 // pages writes a source's pages into the sink, each with its cursor (or, with keepCursor,
 // with *cur unchanged), and leaves *cur at the last cursor written. It returns an outcome
 // only when the account's sync ends here (restricted, failed, cancelled).
-func (rs *runState) pages(c Connection, a sources.Account, seq iter.Seq2[sources.Page, error], cur *sources.Cursor,
-	keepCursor bool, written *int64) (string, error) {
+func (rs *runState) pages(p pass, seq iter.Seq2[sources.Page, error], cur *sources.Cursor, keepCursor bool) (string, error) {
 	s := rs.w.Sink
+	c, a := p.c, p.a
 	for page, err := range seq {
 		if err != nil {
 			if r, ok := errors.AsType[*sources.RestrictedError](err); ok {
-				return rs.restrict(c, a, r)
+				return rs.restrict(p, r)
 			}
 			if rs.work.Err() != nil {
 				return OutcomeCancelled, rs.work.Err()
@@ -385,23 +437,24 @@ func (rs *runState) pages(c Connection, a sources.Account, seq iter.Seq2[sources
 		if !keepCursor {
 			*cur = page.Next
 		}
-		res, err := s.WritePage(rs.work, sink.PageWrite{Run: rs.run, Source: a.Source, Account: a.ID,
-			Leads: page.Leads, Rejected: page.Rejected, Next: *cur, FullPass: rs.opts.Full})
+		res, err := s.WritePage(rs.work, sink.PageWrite{Run: rs.run, Source: a.Source, Account: a.ID, Stream: p.st.Name,
+			Leads: page.Leads, Rejected: page.Rejected, Counts: page.Counts, Next: *cur, FullPass: p.full})
 		if err != nil {
 			if rs.work.Err() != nil {
 				return OutcomeCancelled, rs.work.Err()
 			}
 			return OutcomeFailed, fmt.Errorf("write page: %w", err)
 		}
-		n := int64(res.Inserted + res.Updated)
-		*written += n
+		if p.st.Table == sources.TableLeads {
+			*p.written += int64(res.Inserted + res.Updated) // leads_written counts leads only
+		}
 		if res.Rejected > 0 {
 			rs.rejected.Add(int64(res.Rejected))
 			if rs.w.Observer != nil {
 				rs.w.Observer.RecordsRejected(c.Name, a.Source, res.Rejected)
 			}
 			rs.w.logger().Warn("records quarantined in rejected_records", slog.String("connection", c.Name),
-				slog.String("account", a.ID), slog.Int("rejected", res.Rejected))
+				slog.String("account", a.ID), slog.String("stream", p.st.Name), slog.Int("rejected", res.Rejected))
 		}
 		rs.w.Progress.Leads(c.Name, int64(len(page.Leads)))
 		if rs.soft.Err() != nil {
@@ -412,23 +465,17 @@ func (rs *runState) pages(c Connection, a sources.Account, seq iter.Seq2[sources
 	return "", nil
 }
 
-// restrict handles a 403 per DESIGN §6: tag the account, keep its cursor, sync its PII-free
-// counts where the vendor has them.
-func (rs *runState) restrict(c Connection, a sources.Account, r *sources.RestrictedError) (string, error) {
-	log := rs.w.logger().With(slog.String("connection", c.Name), slog.String("account", a.ID))
-	log.Warn("account restricted", slog.String("access", r.Access()), slog.String("reason", r.Message))
+// restrict handles a 403 per DESIGN §6: the stream is restricted and its cursor kept; a
+// restricted leads stream tags the account (access, restricted_fields). The account's other
+// streams go on (LocaliQ's PII-free daily counts, for one).
+func (rs *runState) restrict(p pass, r *sources.RestrictedError) (string, error) {
+	rs.w.logger().Warn("stream restricted", slog.String("connection", p.c.Name), slog.String("account", p.a.ID),
+		slog.String("stream", p.st.Name), slog.String("access", r.Access()), slog.String("reason", r.Message))
+	if p.st.Table != sources.TableLeads {
+		return OutcomeRestricted, r
+	}
 	if err := rs.w.Sink.MarkRestricted(rs.work, rs.run, r); err != nil {
 		return OutcomeFailed, fmt.Errorf("mark restricted: %w", err)
 	}
-	if ag, ok := c.Source.(sources.Aggregator); ok {
-		to := rs.w.now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
-		from := to.AddDate(0, 0, -cmp.Or(rs.w.AggregateDays, 90))
-		counts, err := ag.DailyCounts(rs.work, a, from, to)
-		if err != nil {
-			log.Warn("aggregate counts unavailable", slog.String("error", err.Error()))
-		} else if err := rs.w.Sink.WriteDailyCounts(rs.work, a.Source, a.ID, counts); err != nil {
-			return OutcomeFailed, fmt.Errorf("write daily counts: %w", err)
-		}
-	}
-	return OutcomeRestricted, nil
+	return OutcomeRestricted, r
 }

@@ -307,20 +307,27 @@ type (
 		Connections []connectionDoc `json:"connections"`
 	}
 	accountDoc struct {
-		Source         string         `json:"source"`
-		AccountID      string         `json:"account_id"`
-		Name           string         `json:"name"`
-		Access         string         `json:"access"`
-		AccessReason   string         `json:"access_reason,omitempty"`
-		Connection     string         `json:"connection,omitempty"` // "" when several share the source
-		NeedsReauth    bool           `json:"needs_reauth"`
-		LastSyncedAt   time.Time      `json:"last_synced_at,omitzero"`
-		LastError      string         `json:"last_error,omitempty"`
-		Leads          int64          `json:"leads"`
-		Cursor         sources.Cursor `json:"cursor,omitempty"`
-		LeaseOwner     string         `json:"lease_owner,omitempty"`
-		LeaseExpiresAt time.Time      `json:"lease_expires_at,omitzero"`
-		LastSyncedBy   string         `json:"last_synced_by,omitempty"`
+		Source         string      `json:"source"`
+		AccountID      string      `json:"account_id"`
+		Name           string      `json:"name"`
+		Access         string      `json:"access"`
+		AccessReason   string      `json:"access_reason,omitempty"`
+		Connection     string      `json:"connection,omitempty"` // "" when several share the source
+		NeedsReauth    bool        `json:"needs_reauth"`
+		LastSyncedAt   time.Time   `json:"last_synced_at,omitzero"`
+		LastError      string      `json:"last_error,omitempty"`
+		Leads          int64       `json:"leads"`
+		Streams        []streamDoc `json:"streams"`
+		LeaseOwner     string      `json:"lease_owner,omitempty"`
+		LeaseExpiresAt time.Time   `json:"lease_expires_at,omitzero"`
+		LastSyncedBy   string      `json:"last_synced_by,omitempty"`
+	}
+	streamDoc struct {
+		Name         string         `json:"name"`
+		LastOutcome  string         `json:"last_outcome,omitempty"`
+		LastError    string         `json:"last_error,omitempty"`
+		LastSyncedAt time.Time      `json:"last_synced_at,omitzero"`
+		Cursor       sources.Cursor `json:"cursor,omitempty"`
 	}
 	connectionDoc struct {
 		Connection  string `json:"connection"`
@@ -335,8 +342,12 @@ func statusJSON(st []sink.AccountStatus, grants []ops.GrantState) statusDoc {
 		conn, reauth := accountGrant(grants, s.Source)
 		doc.Accounts[i] = accountDoc{Source: s.Source, AccountID: s.AccountID, Name: s.Name, Access: s.Access,
 			AccessReason: s.AccessReason, Connection: conn, NeedsReauth: reauth,
-			LastSyncedAt: s.LastSyncedAt, LastError: s.LastError, Leads: s.Leads, Cursor: s.Cursor,
+			LastSyncedAt: s.LastSyncedAt, LastError: s.LastError, Leads: s.Leads, Streams: []streamDoc{},
 			LeaseOwner: s.LeaseOwner, LeaseExpiresAt: s.LeaseExpiresAt, LastSyncedBy: s.LastSyncedBy}
+		for _, ss := range s.Streams {
+			doc.Accounts[i].Streams = append(doc.Accounts[i].Streams, streamDoc{Name: ss.Name, LastOutcome: ss.LastOutcome,
+				LastError: ss.LastError, LastSyncedAt: ss.LastSyncedAt, Cursor: ss.Cursor})
+		}
 	}
 	for i, g := range grants {
 		doc.Connections[i] = connectionDoc{Connection: g.Connection, Source: g.Source, NeedsReauth: g.NeedsReauth}

@@ -187,7 +187,7 @@ func (a *App) Shutdown(ctx context.Context) {
 // an operator must act on. The error names every such connection.
 func (a *App) Ready(ctx context.Context) error {
 	if a.Sink != nil {
-		if _, err := a.Sink.Cursor(ctx, "", ""); err != nil {
+		if _, err := a.Sink.Cursor(ctx, "", "", ""); err != nil {
 			return fmt.Errorf("warehouse: %w", err)
 		}
 	}

@@ -70,7 +70,11 @@ func (s *toySource) Accounts(ctx context.Context) iter.Seq2[sources.Account, err
 	}
 }
 
-func (s *toySource) Leads(ctx context.Context, acct sources.Account, cur sources.Cursor, _ sources.LeadOptions) iter.Seq2[sources.Page, error] {
+func (s *toySource) Streams() []sources.Stream {
+	return []sources.Stream{{Name: "forms", Mode: sources.Incremental, Table: sources.TableLeads}}
+}
+
+func (s *toySource) Read(ctx context.Context, acct sources.Account, _ string, cur sources.Cursor, _ sources.ReadOptions) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		from, _ := strconv.Atoi(string(cur))
 		t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -197,6 +198,25 @@ func (s *suite) backfill(t *testing.T) {
 	if res.Stats.LeadsWritten != int64(leads) {
 		t.Fatalf("backfill wrote %d leads, the vendor has %d readable", res.Stats.LeadsWritten, leads)
 	}
+	// Every stream of every readable account is in the ledger, ok.
+	st, err := s.app.Sink.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := len(s.source(t).Streams())
+	for _, a := range st {
+		if a.Source != s.vendor || a.Access != sources.AccessOK {
+			continue
+		}
+		if len(a.Streams) != want {
+			t.Errorf("account %s: %d streams recorded, the source has %d", a.AccountID, len(a.Streams), want)
+		}
+		for _, ss := range a.Streams {
+			if ss.LastOutcome != worker.OutcomeOK {
+				t.Errorf("account %s stream %s: outcome %q", a.AccountID, ss.Name, ss.LastOutcome)
+			}
+		}
+	}
 }
 
 // errStopped is what the stopping source says after its pages: a crash between two pages.
@@ -208,13 +228,13 @@ type stopAfter struct {
 	left atomic.Int64
 }
 
-func (s *stopAfter) Leads(ctx context.Context, a sources.Account, cur sources.Cursor, o sources.LeadOptions) iter.Seq2[sources.Page, error] {
+func (s *stopAfter) Read(ctx context.Context, a sources.Account, stream string, cur sources.Cursor, o sources.ReadOptions) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		if s.left.Load() <= 0 {
 			yield(sources.Page{}, errStopped)
 			return
 		}
-		for p, err := range s.Source.Leads(ctx, a, cur, o) {
+		for p, err := range s.Source.Read(ctx, a, stream, cur, o) {
 			if err != nil {
 				yield(p, err)
 				return
@@ -236,9 +256,9 @@ type countPages struct {
 	n atomic.Int64
 }
 
-func (s *countPages) Leads(ctx context.Context, a sources.Account, cur sources.Cursor, o sources.LeadOptions) iter.Seq2[sources.Page, error] {
+func (s *countPages) Read(ctx context.Context, a sources.Account, stream string, cur sources.Cursor, o sources.ReadOptions) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
-		for p, err := range s.Source.Leads(ctx, a, cur, o) {
+		for p, err := range s.Source.Read(ctx, a, stream, cur, o) {
 			if err == nil {
 				s.n.Add(1)
 			}
@@ -334,6 +354,41 @@ func (s *suite) restricted(t *testing.T) {
 			t.Errorf("account %s answers 403 but its access is %q", id, access[id])
 		}
 	}
+	// The 403 restricts the streams the vendor refuses, and the others sync.
+	for _, a := range st {
+		if a.Source != s.vendor {
+			continue
+		}
+		outcomes := map[string]string{}
+		for _, ss := range a.Streams {
+			outcomes[ss.Name] = ss.LastOutcome
+		}
+		src := s.source(t)
+		for _, want := range src.Streams() {
+			o := outcomes[want.Name]
+			if !slices.Contains(restricted, a.AccountID) && o != worker.OutcomeOK {
+				t.Errorf("account %s stream %s: outcome %q, want ok", a.AccountID, want.Name, o)
+			}
+			if slices.Contains(restricted, a.AccountID) && o != worker.OutcomeOK && o != worker.OutcomeRestricted {
+				t.Errorf("restricted account %s stream %s: outcome %q", a.AccountID, want.Name, o)
+			}
+		}
+		if slices.Contains(restricted, a.AccountID) && !slices.Contains(slices.Collect(maps.Values(outcomes)), worker.OutcomeRestricted) {
+			t.Errorf("restricted account %s: no stream restricted: %v", a.AccountID, outcomes)
+		}
+	}
+}
+
+// source is the vendor's source in the worker.
+func (s *suite) source(t *testing.T) sources.Source {
+	t.Helper()
+	for _, c := range s.app.Worker.Connections {
+		if c.Name == s.conn {
+			return c.Source
+		}
+	}
+	t.Fatalf("no worker connection %s", s.conn)
+	return nil
 }
 
 func (s *suite) faults(t *testing.T) {
@@ -410,9 +465,9 @@ type seenLeads struct {
 	ids map[string]bool
 }
 
-func (s *seenLeads) Leads(ctx context.Context, a sources.Account, cur sources.Cursor, o sources.LeadOptions) iter.Seq2[sources.Page, error] {
+func (s *seenLeads) Read(ctx context.Context, a sources.Account, stream string, cur sources.Cursor, o sources.ReadOptions) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
-		for p, err := range s.Source.Leads(ctx, a, cur, o) {
+		for p, err := range s.Source.Read(ctx, a, stream, cur, o) {
 			if err == nil {
 				s.mu.Lock()
 				for _, l := range p.Leads {
