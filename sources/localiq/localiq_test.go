@@ -521,3 +521,46 @@ func TestBackfillIncludesTheFirstDayInAFarWestZone(t *testing.T) {
 	t.Fatalf("the lead created at %v, inside the backfill window that starts %v, was not read (%d leads)",
 		first, now.Add(-localiq.DefaultBackfill), len(p.leads))
 }
+
+// TestDailyCountsStream: the daily_counts stream reads the last CountDays for a
+// HIPAA-restricted advertiser too, and from its cursor re-reads only the last ReRead days.
+func TestDailyCountsStream(t *testing.T) {
+	t.Parallel()
+	b := setup(t, liqtest.Options{InteractionsPerAdvertiser: 150}, localiq.Config{})
+	acct := b.account(t, func(a sources.Account) bool { return a.HIPAAProtected })
+	read := func(cur sources.Cursor) (counts []sources.DailyCount, next sources.Cursor) {
+		t.Helper()
+		for p, err := range b.src.Read(context.Background(), acct, localiq.StreamDailyCounts, cur, sources.ReadOptions{}) {
+			if err != nil {
+				t.Fatalf("daily_counts of a restricted advertiser: %v", err)
+			}
+			if len(p.Leads) != 0 || p.Next == "" {
+				t.Fatalf("a daily_counts page with %d leads, cursor %q", len(p.Leads), p.Next)
+			}
+			counts, next = append(counts, p.Counts...), p.Next
+		}
+		return counts, next
+	}
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	first := today.AddDate(0, 0, -localiq.CountDays+1)
+	counts, cur := read("")
+	want := len(b.truth(t, acct.ID).Leads)
+	got := 0
+	for _, c := range counts {
+		if c.Day.Before(first.AddDate(0, 0, -1)) || c.Day.After(today.AddDate(0, 0, 1)) {
+			t.Fatalf("a count for %v, outside the last %d days", c.Day, localiq.CountDays)
+		}
+		got += c.Count
+	}
+	if got == 0 || got > want {
+		t.Fatalf("the counts of the last %d days add up to %d; the advertiser has %d leads in all", localiq.CountDays, got, want)
+	}
+	again, _ := read(cur)
+	for _, c := range again {
+		if c.Day.Before(today.AddDate(0, 0, -days(localiq.DefaultReRead)-1)) {
+			t.Fatalf("from its cursor the stream re-read %v, more than %v back", c.Day, localiq.DefaultReRead)
+		}
+	}
+}
+
+func days(d time.Duration) int { return int(d / (24 * time.Hour)) }
