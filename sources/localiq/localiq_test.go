@@ -544,6 +544,7 @@ func TestDailyCountsStream(t *testing.T) {
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	first := today.AddDate(0, 0, -localiq.CountDays+1)
 	counts, cur := read("")
+	b.fake.SetAgencyCustomer(b.cfg.User, true) // the ground truth lists readable leads only
 	want := len(b.truth(t, acct.ID).Leads)
 	got := 0
 	for _, c := range counts {
