@@ -31,6 +31,14 @@ const (
 	RunAbandoned = "abandoned"
 )
 
+// Stream outcomes (StreamResult.Outcome, the sync_run_streams.outcome column).
+const (
+	OutcomeOK         = "ok"
+	OutcomeFailed     = "failed"
+	OutcomeRestricted = "restricted"
+	OutcomeCancelled  = "cancelled"
+)
+
 // PageWrite is one page of a stream to commit: its rows and the cursor that resumes after
 // it, stored under (Source, Account, Stream).
 type PageWrite struct {
@@ -78,6 +86,7 @@ type WriteResult struct {
 	Updated   int // leads whose content changed
 	Unchanged int // leads already stored as they are
 	Rejected  int // records quarantined in rejected_records
+	Counts    int // daily counts upserted
 }
 
 // RunStats are the per-run counts of the ledger.
