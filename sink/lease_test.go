@@ -68,6 +68,12 @@ func TestLeaseFencesPageCommits(t *testing.T) {
 	if err := b.AccountSynced(ctx, run, "lc", "L1", nil); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("non-holder's account outcome: %v, want ErrLeaseLost", err)
 	}
+	if err := b.StreamSynced(ctx, run, StreamResult{Source: "lc", Account: "L1", Stream: testStream, Outcome: OutcomeOK}); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("non-holder's stream outcome: %v, want ErrLeaseLost", err)
+	}
+	if err := a.StreamSynced(ctx, run, StreamResult{Source: "lc", Account: "L1", Stream: testStream, Outcome: OutcomeOK}); err != nil {
+		t.Fatalf("holder's stream outcome: %v", err)
+	}
 
 	// a stops heartbeating (a paused or partitioned worker): b takes over once it expires.
 	deadline := time.Now().Add(10 * time.Second)
