@@ -18,7 +18,8 @@ import (
 
 // Postgres is the shared warehouse: the tables live in the first schema of the URL's
 // search_path (the user's default schema without one). Page writes use pgx directly (one
-// array-bound upsert per page, pipelined with the cursor); the rest goes through sqlx.
+// array-bound upsert per table per page, pipelined with the cursor); the rest goes through
+// sqlx.
 type Postgres struct {
 	*core
 	pool  *pgxpool.Pool
