@@ -97,13 +97,13 @@ func seedWarehouse(t *testing.T, b *bundle) {
 	d.Kind, d.Tags = sources.KindContact, nil
 	write := func(run RunID, src, acct string, full bool, leads ...sources.Lead) {
 		t.Helper()
-		_, err := b.s.WritePage(ctx, PageWrite{Run: run, Source: src, Account: acct, Leads: leads, Next: `{"page":2}`, FullPass: full})
+		_, err := b.s.WritePage(ctx, PageWrite{Run: run, Source: src, Stream: testStream, Account: acct, Leads: leads, Next: `{"page":2}`, FullPass: full})
 		must(err)
 	}
 	write(run, sources.LocaliQ, "USA_1", false, a, bb)
 	write(run, sources.LocaliQ, "USA_2", false, c, old)
 	write(run, sources.LeadConnector, "LOC1", false, d)
-	_, err := b.s.WritePage(ctx, PageWrite{Run: run, Source: sources.LeadConnector, Account: "LOC1", Next: `{"page":3}`,
+	_, err := b.s.WritePage(ctx, PageWrite{Run: run, Source: sources.LeadConnector, Stream: testStream, Account: "LOC1", Next: `{"page":3}`,
 		Rejected: []sources.Rejected{{Reason: "no id", Raw: []byte(`{"id":null,"email":"x@example.com"}`)}}})
 	must(err)
 	b.clock.Advance(time.Minute)
@@ -111,10 +111,12 @@ func seedWarehouse(t *testing.T, b *bundle) {
 	write(run, sources.LocaliQ, "USA_1", false, bb)
 	pass := b.run(t) // a full pass deletes only what was stored before it began
 	write(pass, sources.LocaliQ, "USA_2", true, c)
-	_, err = b.s.FinishFullPass(ctx, pass, sources.LocaliQ, "USA_2")
+	_, err = b.s.FinishFullPass(ctx, pass, sources.LocaliQ, "USA_2", testStream)
 	must(err)
 	must(b.s.FinishRun(ctx, pass, RunOK, RunStats{AccountsOK: 1, Requests: 2}, nil))
-	must(b.s.WriteDailyCounts(ctx, sources.LocaliQ, "USA_1", []sources.DailyCount{{Day: created.Truncate(24 * time.Hour), Kind: sources.KindCall, Count: 3}}))
+	_, err = b.s.WritePage(ctx, PageWrite{Run: run, Source: sources.LocaliQ, Account: "USA_1", Stream: "daily_counts",
+		Counts: []sources.DailyCount{{Day: created.Truncate(24 * time.Hour), Kind: sources.KindCall, Count: 3}}})
+	must(err)
 	must(b.s.MarkRestricted(ctx, run, &sources.RestrictedError{Vendor: sources.LocaliQ, AccountID: "USA_3", HIPAA: true, Message: "You are not permitted to perform this action."}))
 	for _, acct := range [][2]string{{sources.LocaliQ, "USA_1"}, {sources.LocaliQ, "USA_2"}, {sources.LeadConnector, "LOC1"}} {
 		must(b.s.AccountSynced(ctx, run, acct[0], acct[1], nil))

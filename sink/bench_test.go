@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,14 +27,20 @@ func BenchmarkWritePage(b *testing.B) {
 	}
 }
 
-const benchFloorColumns = `source text, account_id text, first_seen_at %[1]s, last_synced_at %[1]s,
-    sync_run_id bigint, lead_id text, kind text, status text, first_name text, last_name text,
-    email text, phone text, company text, channel text, campaign text, tags %[2]s,
-    created_at %[1]s, updated_at %[1]s, hipaa boolean, raw %[2]s`
-
-var benchColumnNames = []string{"source", "account_id", "first_seen_at", "last_synced_at", "sync_run_id",
-	"lead_id", "kind", "status", "first_name", "last_name", "email", "phone", "company", "channel",
-	"campaign", "tags", "created_at", "updated_at", "hipaa", "raw"}
+// benchFloorTable is a table of the leads upsert's columns, without key, index or check.
+func benchFloorTable(dialect string) (create string, columns []string) {
+	var defs []string
+	for _, i := range slices.Concat(leadsTable.shared, leadsTable.perRow) {
+		c := leadsTable.columns[i]
+		typ := pgScalar[c.typ]
+		if dialect == DialectSQLite {
+			typ = "text"
+		}
+		defs = append(defs, c.name+" "+typ)
+		columns = append(columns, c.name)
+	}
+	return "CREATE TABLE bench_floor (" + strings.Join(defs, ", ") + ")", columns
+}
 
 // benchLead looks like a synced contact: a few hundred bytes of vendor JSON.
 func benchLead(account, id string) sources.Lead {
@@ -69,7 +77,7 @@ func benchWrite(b *testing.B, dc dialectCase, size int, unchanged bool) {
 		return leads
 	}
 	if unchanged {
-		if _, err := w.WritePage(ctx, PageWrite{Run: 1, Source: sources.LocaliQ, Account: "USA_1", Leads: page(0), Next: "x"}); err != nil {
+		if _, err := w.WritePage(ctx, PageWrite{Run: 1, Source: sources.LocaliQ, Stream: testStream, Account: "USA_1", Leads: page(0), Next: "x"}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -84,7 +92,7 @@ func benchWrite(b *testing.B, dc dialectCase, size int, unchanged bool) {
 		b.StartTimer()
 
 		start = time.Now()
-		res, err := w.WritePage(ctx, PageWrite{Run: RunID(i + 1), Source: sources.LocaliQ, Account: "USA_1", Leads: leads, Next: "x"})
+		res, err := w.WritePage(ctx, PageWrite{Run: RunID(i + 1), Source: sources.LocaliQ, Stream: testStream, Account: "USA_1", Leads: leads, Next: "x"})
 		upsert += time.Since(start)
 		if err != nil {
 			b.Fatal(err)
@@ -100,28 +108,26 @@ func benchWrite(b *testing.B, dc dialectCase, size int, unchanged bool) {
 // newFloor creates the unindexed floor table and returns the raw writer of a page.
 func newFloor(b *testing.B, w warehouse) func(context.Context, []sources.Lead) {
 	ctx := context.Background()
+	page := &PageWrite{Run: 1, Source: sources.LocaliQ, Account: "USA_1", Stream: testStream}
 	switch s := w.(type) {
 	case *SQLite:
-		if _, err := s.w.ExecContext(ctx, "CREATE TABLE bench_floor ("+fmt.Sprintf(benchFloorColumns, "text", "text")+")"); err != nil {
+		create, columns := benchFloorTable(DialectSQLite)
+		if _, err := s.w.ExecContext(ctx, create); err != nil {
 			b.Fatal(err)
 		}
-		ins, err := s.w.PrepareContext(ctx, `INSERT INTO bench_floor VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
+		ins, err := s.w.PrepareContext(ctx, `INSERT INTO bench_floor VALUES (`+strings.Repeat("?,", len(columns)-1)+`?)`)
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { ins.Close() })
 		return func(ctx context.Context, leads []sources.Lead) {
-			now := sqliteTS(time.Now())
 			tx, err := s.w.BeginTx(ctx, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
 			st := tx.StmtContext(ctx, ins)
-			args := make([]any, 0, 20)
-			for i := range leads {
-				args = append(args[:0], "localiq", "USA_1", now, now, 1)
-				args = appendLeadArgs(args, &leads[i])
-				if _, err := st.ExecContext(ctx, args...); err != nil {
+			for _, r := range leadRows(page, time.Now(), leads) {
+				if _, err := st.ExecContext(ctx, leadsTable.oneArgs(DialectSQLite, &r)...); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -130,20 +136,17 @@ func newFloor(b *testing.B, w warehouse) func(context.Context, []sources.Lead) {
 			}
 		}
 	case *Postgres:
-		if _, err := s.pool.Exec(ctx, "CREATE TABLE bench_floor ("+fmt.Sprintf(benchFloorColumns, "timestamptz", "jsonb")+")"); err != nil {
+		create, columns := benchFloorTable(DialectPostgres)
+		if _, err := s.pool.Exec(ctx, create); err != nil {
 			b.Fatal(err)
 		}
 		return func(ctx context.Context, leads []sources.Lead) {
-			now := storedTime(time.Now())
-			rows := make([][]any, len(leads))
-			for i := range leads {
-				l := &leads[i]
-				rows[i] = []any{"localiq", "USA_1", now, now, int64(1), l.ID, l.Kind, pgText(l.Status),
-					pgText(l.FirstName), pgText(l.LastName), pgText(l.Email), pgText(l.Phone), pgText(l.Company),
-					pgText(l.Channel), pgText(l.Campaign), tagsJSON(l.Tags), pgTime(l.CreatedAt), pgTime(l.UpdatedAt),
-					l.HIPAA, string(l.Raw)}
+			rows := leadRows(page, time.Now(), leads)
+			values := make([][]any, len(rows))
+			for i := range rows {
+				values[i] = leadsTable.oneArgs(DialectPostgres, &rows[i])
 			}
-			if _, err := s.pool.CopyFrom(ctx, pgx.Identifier{"bench_floor"}, benchColumnNames, pgx.CopyFromRows(rows)); err != nil {
+			if _, err := s.pool.CopyFrom(ctx, pgx.Identifier{"bench_floor"}, columns, pgx.CopyFromRows(values)); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -116,33 +116,17 @@ const (
 	sqlEnsureAccount = `INSERT INTO accounts (source, account_id, first_seen_at) VALUES (?, ?, ?)
 ON CONFLICT (source, account_id) DO NOTHING`
 
-	sqlUpsertCursor = `INSERT INTO sync_state (source, account_id, cursor, updated_at, sync_run_id)
-VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (source, account_id) DO UPDATE SET
+	// sqlUpsertCursor stores a stream's cursor (source, account, stream, cursor, now, run).
+	sqlUpsertCursor = `INSERT INTO sync_state (source, account_id, stream, cursor, updated_at, sync_run_id)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (source, account_id, stream) DO UPDATE SET
     cursor = excluded.cursor, updated_at = excluded.updated_at, sync_run_id = excluded.sync_run_id`
 )
 
-// leadContentColumns are compared to decide whether a stored lead changed.
-var leadContentColumns = []string{
-	"kind", "status", "first_name", "last_name", "email", "phone", "company",
-	"channel", "campaign", "tags", "created_at", "updated_at", "hipaa", "raw",
+// cursorArgs are sqlUpsertCursor's parameters for a page; now is encoded for the dialect.
+func cursorArgs(w PageWrite, now any) []any {
+	return []any{w.Source, w.Account, w.Stream, string(w.Next), now, int64(w.Run)}
 }
-
-// leadUpsertTail turns an INSERT INTO leads AS l into the upsert: rewrite a row only when
-// its content changed (or it was soft-deleted and is back), keeping first_seen_at, and
-// return the revision of each written row (1 = inserted).
-var leadUpsertTail = func() string {
-	var set, where []string
-	for _, col := range leadContentColumns {
-		set = append(set, col+" = excluded."+col)
-		where = append(where, "l."+col+" IS DISTINCT FROM excluded."+col)
-	}
-	set = append(set, "last_synced_at = excluded.last_synced_at", "sync_run_id = excluded.sync_run_id",
-		"revision = l.revision + 1", "deleted_at = NULL")
-	where = append(where, "l.deleted_at IS NOT NULL")
-	return "\nON CONFLICT (source, account_id, lead_id) DO UPDATE SET " + strings.Join(set, ", ") +
-		"\nWHERE " + strings.Join(where, " OR ") + "\nRETURNING revision"
-}()
 
 // rejection is a record quarantined in rejected_records rather than stored.
 type rejection struct {
@@ -156,6 +140,9 @@ type rejection struct {
 func pageLeads(w PageWrite) ([]sources.Lead, []rejection, error) {
 	if w.Source == "" || w.Account == "" {
 		return nil, nil, errors.New("sink: page without source or account")
+	}
+	if w.Stream == "" {
+		return nil, nil, fmt.Errorf("sink: page of %s/%s without a stream", w.Source, w.Account)
 	}
 	out := make([]sources.Lead, 0, len(w.Leads))
 	var seen map[string]int
@@ -193,6 +180,31 @@ func pageLeads(w PageWrite) ([]sources.Lead, []rejection, error) {
 	return leads, rejects, nil
 }
 
+// pageCounts collapses the counts of a page repeating a day and kind (the last copy wins):
+// one statement may not upsert the same key twice.
+func pageCounts(counts []sources.DailyCount) []sources.DailyCount {
+	if len(counts) == 0 {
+		return nil
+	}
+	type key struct {
+		day  string
+		kind string
+	}
+	out := make([]sources.DailyCount, 0, len(counts))
+	seen := make(map[key]int, len(counts))
+	for _, dc := range counts {
+		dc.Kind = validText(dc.Kind)
+		k := key{dc.Day.UTC().Format(time.DateOnly), dc.Kind}
+		if i, ok := seen[k]; ok {
+			out[i] = dc
+			continue
+		}
+		seen[k] = len(out)
+		out = append(out, dc)
+	}
+	return out
+}
+
 // cleanText makes a lead's text storable in both dialects: vendors send invalid UTF-8 and
 // NULs now and then, which PostgreSQL's text refuses — and one bad lead must not block its
 // account on every run. Invalid bytes become U+FFFD, as in any lenient decoder. Raw JSON is
@@ -223,15 +235,10 @@ func validText(s string) string {
 // Statements of the quarantine and of the lead-by-lead fallback, shared by both dialects.
 const (
 	sqlInsertRejected = `INSERT INTO rejected_records
-    (source, account_id, record_id, reason, raw, rejected_at, sync_run_id) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	sqlSeenOne = `INSERT INTO full_pass_seen (source, account_id, run_id, lead_id) VALUES (?, ?, ?, ?)
+    (source, account_id, stream, record_id, reason, raw, rejected_at, sync_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlSeenOne = `INSERT INTO full_pass_seen (source, account_id, stream, run_id, lead_id) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT DO NOTHING`
 )
-
-var sqlUpsertOne = `INSERT INTO leads AS l (source, account_id, first_seen_at, last_synced_at, sync_run_id,
-    lead_id, kind, status, first_name, last_name, email, phone, company, channel, campaign,
-    tags, created_at, updated_at, hipaa, raw)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)` + leadUpsertTail
 
 // maxReasonLen bounds rejected_records.reason.
 const maxReasonLen = 500
@@ -246,7 +253,7 @@ func rejectArgs(w PageWrite, r rejection, now any) []any {
 	if len(r.raw) > 0 {
 		raw = validText(string(r.raw))
 	}
-	return []any{w.Source, w.Account, nullString(validText(r.id)), reason, raw, now, int64(w.Run)}
+	return []any{w.Source, w.Account, w.Stream, nullString(validText(r.id)), reason, raw, now, int64(w.Run)}
 }
 
 // seenIDs are the ids of quarantined records: the vendor still has them, so a full pass must
@@ -281,7 +288,7 @@ func (c *core) markSeen(ctx context.Context, tx execer, w PageWrite, ids []strin
 		return nil
 	}
 	for _, id := range ids {
-		if _, err := tx.ExecContext(ctx, c.q(sqlSeenOne), w.Source, w.Account, int64(w.Run), id); err != nil {
+		if _, err := tx.ExecContext(ctx, c.q(sqlSeenOne), w.Source, w.Account, w.Stream, int64(w.Run), id); err != nil {
 			return err
 		}
 	}
@@ -321,16 +328,16 @@ func errorCode(err error) string {
 
 // commitPage commits a page with the dialect's fast write and, when the database refuses
 // a value in it, again lead by lead: one bad lead is quarantined, never the page.
-func (c *core) commitPage(ctx context.Context, w PageWrite,
-	fast func(ctx context.Context, w PageWrite, leads []sources.Lead, rejects []rejection) (WriteResult, error)) (WriteResult, error) {
+func (c *core) commitPage(ctx context.Context, w PageWrite, fast func(ctx context.Context, p page) (WriteResult, error)) (WriteResult, error) {
 	leads, rejects, err := pageLeads(w)
 	if err != nil {
 		return WriteResult{}, err
 	}
 	c.logRejects(w, rejects[:len(rejects)-len(w.Rejected)])
-	res, err := fast(ctx, w, leads, rejects)
+	p := page{w: w, leads: leads, rejects: rejects, counts: pageCounts(w.Counts)}
+	res, err := fast(ctx, p)
 	if isDataError(err) {
-		res, err = c.writeByLead(ctx, w, leads, rejects)
+		res, err = c.writeByLead(ctx, p)
 	}
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("sink: write page of %s/%s: %w", w.Source, w.Account, err)
@@ -338,10 +345,20 @@ func (c *core) commitPage(ctx context.Context, w PageWrite,
 	return res, nil
 }
 
+// page is a page ready to write: its leads storable and unique, its rejections (the page's
+// and the leads whose raw JSON could not be repaired), its counts unique.
+type page struct {
+	w       PageWrite
+	leads   []sources.Lead
+	rejects []rejection
+	counts  []sources.DailyCount
+}
+
 // writeByLead is the page's transaction again, each lead in a savepoint: a lead the database
 // refuses is quarantined with the field and the error code, and the rest commits with the
-// cursor as usual.
-func (c *core) writeByLead(ctx context.Context, w PageWrite, leads []sources.Lead, rejects []rejection) (WriteResult, error) {
+// counts and the cursor as usual.
+func (c *core) writeByLead(ctx context.Context, p page) (WriteResult, error) {
+	w, leads, rejects := p.w, p.leads, p.rejects
 	now := c.clock()
 	var res WriteResult
 	err := c.tx(ctx, func(tx *sqlx.Tx) error {
@@ -395,7 +412,13 @@ func (c *core) writeByLead(ctx context.Context, w PageWrite, leads []sources.Lea
 			return err
 		}
 		res.Rejected = len(refused)
-		_, err := tx.ExecContext(ctx, c.q(sqlUpsertCursor), w.Source, w.Account, string(w.Next), c.ts(now), int64(w.Run))
+		for _, r := range countRows(&w, now, p.counts) {
+			if _, err := tx.ExecContext(ctx, c.q(countsTable.oneSQL), countsTable.oneArgs(c.dialect, &r)...); err != nil {
+				return err
+			}
+		}
+		res.Counts = len(p.counts)
+		_, err := tx.ExecContext(ctx, c.q(sqlUpsertCursor), cursorArgs(w, c.ts(now))...)
 		return err
 	})
 	return res, err
@@ -403,14 +426,8 @@ func (c *core) writeByLead(ctx context.Context, w PageWrite, leads []sources.Lea
 
 // upsertOne writes one lead; rev is its revision, 0 when it was already stored as it is.
 func (c *core) upsertOne(ctx context.Context, tx *sqlx.Tx, w PageWrite, l *sources.Lead, now time.Time, rev *int64) error {
-	var raw any
-	if len(l.Raw) > 0 {
-		raw = string(l.Raw)
-	}
-	err := tx.QueryRowxContext(ctx, c.q(sqlUpsertOne), w.Source, w.Account, c.ts(now), c.ts(now), int64(w.Run),
-		l.ID, l.Kind, nullString(l.Status), nullString(l.FirstName), nullString(l.LastName), nullString(l.Email),
-		nullString(l.Phone), nullString(l.Company), nullString(l.Channel), nullString(l.Campaign),
-		tagsJSON(l.Tags), c.ts(l.CreatedAt), c.ts(l.UpdatedAt), l.HIPAA, raw).Scan(rev)
+	row := leadRow{w: &w, now: now, l: l}
+	err := tx.QueryRowxContext(ctx, c.q(leadsTable.oneSQL), leadsTable.oneArgs(c.dialect, &row)...).Scan(rev)
 	if errors.Is(err, sql.ErrNoRows) {
 		*rev = 0
 		return nil
@@ -472,14 +489,15 @@ func (c *core) refusal(ctx context.Context, tx *sqlx.Tx, w PageWrite, l sources.
 }
 
 // Cursor implements Sink.
-func (c *core) Cursor(ctx context.Context, source, account string) (sources.Cursor, error) {
+func (c *core) Cursor(ctx context.Context, source, account, stream string) (sources.Cursor, error) {
 	var cur string
-	err := c.r.GetContext(ctx, &cur, c.q(`SELECT cursor FROM sync_state WHERE source = ? AND account_id = ?`), source, account)
+	err := c.r.GetContext(ctx, &cur, c.q(`SELECT cursor FROM sync_state WHERE source = ? AND account_id = ? AND stream = ?`),
+		source, account, stream)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("sink: read cursor of %s/%s: %w", source, account, err)
+		return "", fmt.Errorf("sink: read cursor of %s/%s/%s: %w", source, account, stream, err)
 	}
 	return sources.Cursor(cur), nil
 }
@@ -488,14 +506,15 @@ func (c *core) Cursor(ctx context.Context, source, account string) (sources.Curs
 // this close to the pass's start may have moved to a page the pass had already read.
 const fullPassSkew = time.Minute
 
-// fullPassMissing is the condition on leads of the account's live leads that the full pass of a run did not see
-// and that nobody changed since the run began (args: source, account, the run's start, the
-// start less fullPassSkew, run): the ones a completed pass may soft-delete.
-const fullPassMissing = `source = ? AND account_id = ? AND deleted_at IS NULL
+// fullPassMissing is the condition on leads of the stream's live leads that the full pass
+// of a run did not see and that nobody changed since the run began (args: source, account,
+// stream, the run's start, the start less fullPassSkew, run): the ones a completed pass may
+// soft-delete. Another stream's leads are never among them.
+const fullPassMissing = `source = ? AND account_id = ? AND stream = ? AND deleted_at IS NULL
   AND last_synced_at < ? AND (updated_at IS NULL OR updated_at < ?)
   AND NOT EXISTS (SELECT 1 FROM full_pass_seen s
                   WHERE s.source = leads.source AND s.account_id = leads.account_id
-                    AND s.run_id = ? AND s.lead_id = leads.lead_id)`
+                    AND s.stream = leads.stream AND s.run_id = ? AND s.lead_id = leads.lead_id)`
 
 // fullPassRun reads the run of a full pass, which must still be running, and its start.
 func (c *core) fullPassRun(ctx context.Context, q sqlx.QueryerContext, run RunID) (time.Time, error) {
@@ -517,16 +536,17 @@ func (c *core) fullPassRun(ctx context.Context, q sqlx.QueryerContext, run RunID
 }
 
 // FullPassMissing implements Sink.
-func (c *core) FullPassMissing(ctx context.Context, run RunID, source, account string) ([]string, error) {
+func (c *core) FullPassMissing(ctx context.Context, run RunID, source, account, stream string) ([]string, error) {
 	started, err := c.fullPassRun(ctx, c.w, run)
 	if err != nil {
-		return nil, fmt.Errorf("sink: full pass of %s/%s: %w", source, account, err)
+		return nil, fmt.Errorf("sink: full pass of %s/%s/%s: %w", source, account, stream, err)
 	}
 	var ids []string
 	if err := c.w.SelectContext(ctx, &ids, c.q(`SELECT lead_id FROM leads WHERE `+fullPassMissing+` ORDER BY lead_id`),
-		source, account, c.ts(started), c.ts(started.Add(-fullPassSkew)), run); err != nil {
-		return nil, fmt.Errorf("sink: full pass of %s/%s: %w", source, account, err)
+		source, account, stream, c.ts(started), c.ts(started.Add(-fullPassSkew)), run); err != nil {
+		return nil, fmt.Errorf("sink: full pass of %s/%s/%s: %w", source, account, stream, err)
 	}
+	slices.Sort(ids) // in byte order, whatever the database's collation
 	return ids, nil
 }
 
@@ -535,7 +555,7 @@ func (c *core) FullPassMissing(ctx context.Context, run RunID, source, account s
 // glitch than an account whose every lead was deleted. It spares what another run wrote,
 // or the vendor updated, since the run began: a pass cannot prove those gone. The run's own
 // seen ids are dropped either way (other runs' belong to passes still under way).
-func (c *core) FinishFullPass(ctx context.Context, run RunID, source, account string) (int64, error) {
+func (c *core) FinishFullPass(ctx context.Context, run RunID, source, account, stream string) (int64, error) {
 	var deleted int64
 	err := c.tx(ctx, func(tx *sqlx.Tx) error {
 		if err := c.fence(ctx, tx, source, account); err != nil {
@@ -547,12 +567,12 @@ func (c *core) FinishFullPass(ctx context.Context, run RunID, source, account st
 		}
 		var seen int64
 		if err := tx.GetContext(ctx, &seen, c.q(`SELECT count(*) FROM full_pass_seen
-WHERE source = ? AND account_id = ? AND run_id = ?`), source, account, run); err != nil {
+WHERE source = ? AND account_id = ? AND stream = ? AND run_id = ?`), source, account, stream, run); err != nil {
 			return err
 		}
 		if seen > 0 {
 			res, err := tx.ExecContext(ctx, c.q(`UPDATE leads SET deleted_at = ?, sync_run_id = ? WHERE `+fullPassMissing),
-				c.ts(c.clock()), run, source, account, c.ts(started), c.ts(started.Add(-fullPassSkew)), run)
+				c.ts(c.clock()), run, source, account, stream, c.ts(started), c.ts(started.Add(-fullPassSkew)), run)
 			if err != nil {
 				return err
 			}
@@ -561,14 +581,15 @@ WHERE source = ? AND account_id = ? AND run_id = ?`), source, account, run); err
 			}
 		} else {
 			c.log.Warn("sink: full pass saw no leads; deleting nothing",
-				slog.String("source", source), slog.String("account", account), slog.Int64("run", int64(run)))
+				slog.String("source", source), slog.String("account", account), slog.String("stream", stream),
+				slog.Int64("run", int64(run)))
 		}
-		_, err = tx.ExecContext(ctx, c.q(`DELETE FROM full_pass_seen WHERE source = ? AND account_id = ? AND run_id = ?`),
-			source, account, run)
+		_, err = tx.ExecContext(ctx, c.q(`DELETE FROM full_pass_seen
+WHERE source = ? AND account_id = ? AND stream = ? AND run_id = ?`), source, account, stream, run)
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("sink: finish full pass of %s/%s: %w", source, account, err)
+		return 0, fmt.Errorf("sink: finish full pass of %s/%s/%s: %w", source, account, stream, err)
 	}
 	return deleted, nil
 }
@@ -649,7 +670,11 @@ func errorText(err error) any {
 	if err == nil {
 		return nil
 	}
-	s := err.Error()
+	return boundedText(err.Error())
+}
+
+// boundedText is s as stored in an error column: at most maxErrorLen bytes, valid UTF-8.
+func boundedText(s string) any {
 	if len(s) > maxErrorLen {
 		s = strings.ToValidUTF8(s[:maxErrorLen], "") + "…"
 	}
@@ -702,31 +727,60 @@ ON CONFLICT (source, account_id) DO UPDATE SET
 	return nil
 }
 
-// WriteDailyCounts implements Sink.
-func (c *core) WriteDailyCounts(ctx context.Context, source, account string, counts []sources.DailyCount) error {
-	now := c.ts(c.clock())
+// StreamSynced implements Sink. A *sources.RestrictedError is recorded as the outcome
+// restricted, with the vendor's message: a restricted stream is an expected state.
+func (c *core) StreamSynced(ctx context.Context, run RunID, r StreamResult) error {
+	if r.Source == "" || r.Account == "" || r.Stream == "" {
+		return fmt.Errorf("sink: stream result without source, account or stream: %s/%s/%q", r.Source, r.Account, r.Stream)
+	}
+	outcome, errText := r.Outcome, errorText(r.Err)
+	if re, ok := errors.AsType[*sources.RestrictedError](r.Err); ok {
+		outcome = OutcomeRestricted
+		if re.Message != "" {
+			errText = boundedText(re.Message)
+		}
+	}
+	if outcome == "" {
+		return fmt.Errorf("sink: stream result of %s/%s/%s without an outcome", r.Source, r.Account, r.Stream)
+	}
+	now := c.clock()
+	var okAt any
+	if outcome == OutcomeOK {
+		okAt = c.ts(now)
+	}
+	started := r.Started
+	if started.IsZero() {
+		started = now
+	}
 	err := c.tx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, c.q(sqlEnsureAccount), source, account, now); err != nil {
+		if err := c.fence(ctx, tx, r.Source, r.Account); err != nil {
 			return err
 		}
-		stmt, err := tx.PreparexContext(ctx, c.q(`INSERT INTO lead_daily_counts
-    (source, account_id, day, kind, count, synced_at) VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (source, account_id, day, kind) DO UPDATE SET
-    count = excluded.count, synced_at = excluded.synced_at`))
-		if err != nil {
+		if _, err := tx.ExecContext(ctx, c.q(sqlEnsureAccount), r.Source, r.Account, c.ts(now)); err != nil {
 			return err
 		}
-		defer stmt.Close()
-		for _, dc := range counts {
-			day := dc.Day.UTC().Format(time.DateOnly)
-			if _, err := stmt.ExecContext(ctx, source, account, day, dc.Kind, dc.Count, now); err != nil {
-				return err
-			}
+		// A second result of the same stream in one run replaces the first.
+		if _, err := tx.ExecContext(ctx, c.q(`INSERT INTO sync_run_streams
+    (run_id, source, account_id, stream, outcome, rows_written, error, started_at, finished_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id, source, account_id, stream) DO UPDATE SET
+    outcome = excluded.outcome, rows_written = excluded.rows_written, error = excluded.error,
+    started_at = excluded.started_at, finished_at = excluded.finished_at`),
+			run, r.Source, r.Account, r.Stream, outcome, r.Written, errText, c.ts(started), c.ts(now)); err != nil {
+			return err
 		}
-		return nil
+		// The cursor is the page writes' alone: a stream never written gets an empty one.
+		_, err := tx.ExecContext(ctx, c.q(`INSERT INTO sync_state
+    (source, account_id, stream, cursor, updated_at, last_outcome, last_error, last_run_id, last_ok_at)
+VALUES (?, ?, ?, '', ?, ?, ?, ?, ?)
+ON CONFLICT (source, account_id, stream) DO UPDATE SET
+    last_outcome = excluded.last_outcome, last_error = excluded.last_error,
+    last_run_id = excluded.last_run_id, last_ok_at = COALESCE(excluded.last_ok_at, sync_state.last_ok_at)`),
+			r.Source, r.Account, r.Stream, c.ts(now), outcome, errText, run, okAt)
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("sink: write daily counts of %s/%s: %w", source, account, err)
+		return fmt.Errorf("sink: record sync of %s/%s/%s: %w", r.Source, r.Account, r.Stream, err)
 	}
 	return nil
 }
@@ -808,7 +862,6 @@ func (c *core) Status(ctx context.Context) ([]AccountStatus, error) {
 		LastSyncedAt nullTime `db:"last_synced_at"`
 		LastError    string   `db:"last_error"`
 		Leads        int64    `db:"leads"`
-		Cursor       string   `db:"cursor"`
 		LeaseOwner   string   `db:"lease_owner"`
 		LeaseExpires nullTime `db:"lease_expires_at"`
 		DoneBy       string   `db:"done_by"`
@@ -818,22 +871,43 @@ func (c *core) Status(ctx context.Context) ([]AccountStatus, error) {
     COALESCE(a.last_error, '') AS last_error,
     (SELECT count(*) FROM leads l
      WHERE l.source = a.source AND l.account_id = a.account_id AND l.deleted_at IS NULL) AS leads,
-    COALESCE(s.cursor, '') AS cursor,
     COALESCE(al.owner, '') AS lease_owner, al.expires_at AS lease_expires_at,
     COALESCE(al.done_by, '') AS done_by
 FROM accounts a
-LEFT JOIN sync_state s ON s.source = a.source AND s.account_id = a.account_id
 LEFT JOIN account_leases al ON al.source = a.source AND al.account_id = a.account_id
 ORDER BY a.source, a.account_id`)
 	if err != nil {
 		return nil, fmt.Errorf("sink: status: %w", err)
 	}
+	var streams []struct {
+		Source    string   `db:"source"`
+		AccountID string   `db:"account_id"`
+		Stream    string   `db:"stream"`
+		Cursor    string   `db:"cursor"`
+		Outcome   string   `db:"last_outcome"`
+		Error     string   `db:"last_error"`
+		OKAt      nullTime `db:"last_ok_at"`
+	}
+	if err := c.r.SelectContext(ctx, &streams, `SELECT source, account_id, stream, cursor,
+    COALESCE(last_outcome, '') AS last_outcome, COALESCE(last_error, '') AS last_error, last_ok_at
+FROM sync_state`); err != nil {
+		return nil, fmt.Errorf("sink: status: %w", err)
+	}
+	type acct struct{ source, id string }
+	byAccount := make(map[acct][]StreamStatus)
+	for _, s := range streams {
+		k := acct{s.Source, s.AccountID}
+		byAccount[k] = append(byAccount[k], StreamStatus{Name: s.Stream, Cursor: sources.Cursor(s.Cursor),
+			LastOutcome: s.Outcome, LastError: s.Error, LastSyncedAt: s.OKAt.Time})
+	}
 	out := make([]AccountStatus, len(rows))
 	for i, r := range rows {
+		st := byAccount[acct{r.Source, r.AccountID}]
+		slices.SortFunc(st, func(a, b StreamStatus) int { return strings.Compare(a.Name, b.Name) })
 		out[i] = AccountStatus{
 			Source: r.Source, AccountID: r.AccountID, Name: r.Name, Access: r.Access,
 			AccessReason: r.AccessReason, LastSyncedAt: r.LastSyncedAt.Time, LastError: r.LastError,
-			Leads: r.Leads, Cursor: sources.Cursor(r.Cursor), LastSyncedBy: r.DoneBy,
+			Leads: r.Leads, Streams: st, LastSyncedBy: r.DoneBy,
 		}
 		// An expired lease is held by nobody.
 		if r.LeaseOwner != "" && r.LeaseExpires.After(c.clock()) {

@@ -29,7 +29,7 @@ func TestPoisonedJSONIsRepaired(t *testing.T) {
 		leads := testLeads("USA_1", "before", "surrogate", "huge", "after")
 		leads[1].Raw = json.RawMessage(`{"id":"surrogate","note":"a\ud800b"}`)
 		leads[2].Raw = json.RawMessage(`{"id":"huge","score":1e999999}`)
-		res, err := b.s.WritePage(b.ctx, PageWrite{Run: run, Source: sources.LocaliQ, Account: "USA_1", Leads: leads, Next: "c1"})
+		res, err := b.s.WritePage(b.ctx, PageWrite{Run: run, Source: sources.LocaliQ, Stream: testStream, Account: "USA_1", Leads: leads, Next: "c1"})
 		if err != nil {
 			t.Fatalf("a page with poisoned JSON failed: %v", err)
 		}
@@ -70,11 +70,11 @@ func TestOverlappingFullPassesDeleteNothingLive(t *testing.T) {
 		first, second := b.run(t), b.run(t)
 		b.write(t, PageWrite{Run: second, Account: acct, Leads: testLeads(acct, "a"), Next: "f1", FullPass: true})
 		b.write(t, PageWrite{Run: first, Account: acct, Leads: testLeads(acct, "a", "b", "c"), Next: "f1", FullPass: true})
-		if n, err := b.s.FinishFullPass(b.ctx, first, sources.LocaliQ, acct); err != nil || n != 0 {
+		if n, err := b.s.FinishFullPass(b.ctx, first, sources.LocaliQ, acct, testStream); err != nil || n != 0 {
 			t.Fatalf("first FinishFullPass = %d, %v; want 0 deleted", n, err)
 		}
 		b.write(t, PageWrite{Run: second, Account: acct, Leads: testLeads(acct, "b", "c"), Next: "f2", FullPass: true})
-		if n, err := b.s.FinishFullPass(b.ctx, second, sources.LocaliQ, acct); err != nil || n != 0 {
+		if n, err := b.s.FinishFullPass(b.ctx, second, sources.LocaliQ, acct, testStream); err != nil || n != 0 {
 			t.Errorf("second FinishFullPass = %d, %v; want 0 deleted: it saw every lead", n, err)
 		}
 		if n := b.count(t, `SELECT count(*) FROM leads_current WHERE account_id = ?`, acct); n != 3 {
@@ -112,10 +112,10 @@ func TestFullPassSparesLeadsChangedDuringThePass(t *testing.T) {
 		b.write(t, PageWrite{Run: b.run(t), Account: acct, Leads: []sources.Lead{edited}, Next: "c2"})
 		b.clock.Advance(2 * time.Minute)
 
-		if missing, err := b.s.FullPassMissing(b.ctx, pass, sources.LocaliQ, acct); err != nil || !slices.Equal(missing, []string{"gone"}) {
+		if missing, err := b.s.FullPassMissing(b.ctx, pass, sources.LocaliQ, acct, testStream); err != nil || !slices.Equal(missing, []string{"gone"}) {
 			t.Fatalf("FullPassMissing = %q, %v; want only gone", missing, err)
 		}
-		n, err := b.s.FinishFullPass(b.ctx, pass, sources.LocaliQ, acct)
+		n, err := b.s.FinishFullPass(b.ctx, pass, sources.LocaliQ, acct, testStream)
 		if err != nil || n != 1 {
 			t.Fatalf("FinishFullPass = %d, %v; want only gone deleted", n, err)
 		}
@@ -223,7 +223,7 @@ func TestRejectedRecordsAreQuarantined(t *testing.T) {
 		}
 		broken := got[0]
 		if broken.RecordID.String != "broken" || !strings.HasPrefix(broken.Reason, "raw: unexpected end of JSON at byte ") ||
-			broken.Raw.String != string(leads[1].Raw) || broken.Run != int64(run) || broken.Stream.Valid {
+			broken.Raw.String != string(leads[1].Raw) || broken.Run != int64(run) || broken.Stream.String != testStream {
 			t.Errorf("the lead with broken raw JSON: %+v", broken)
 		}
 		if strings.Contains(broken.Reason, "ada@") {
@@ -232,7 +232,7 @@ func TestRejectedRecordsAreQuarantined(t *testing.T) {
 		if noID := got[1]; noID.RecordID.Valid || noID.Reason != "no id" || noID.Raw.String != "{\"id\":null,\"n\":\"a\uFFFD\uFFFDb\"}" {
 			t.Errorf("the record without an id: %+v", noID)
 		}
-		if n, err := b.s.FinishFullPass(b.ctx, run, sources.LocaliQ, acct); err != nil || n != 0 {
+		if n, err := b.s.FinishFullPass(b.ctx, run, sources.LocaliQ, acct, testStream); err != nil || n != 0 {
 			t.Errorf("FinishFullPass = %d, %v; want nothing deleted: the vendor still has every lead", n, err)
 		}
 		if err := b.s.FinishRun(b.ctx, run, RunOK, RunStats{RecordsRejected: int64(res.Rejected)}, nil); err != nil {

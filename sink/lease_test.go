@@ -30,7 +30,7 @@ func scaleWorkers(t *testing.T, leases ...time.Duration) []*Postgres {
 }
 
 func scalePage(run RunID, acct, cursor string) PageWrite {
-	return PageWrite{Run: run, Source: "lc", Account: acct, Next: sources.Cursor(cursor),
+	return PageWrite{Run: run, Source: "lc", Stream: testStream, Account: acct, Next: sources.Cursor(cursor),
 		Leads: []sources.Lead{{ID: "lead-" + cursor, Kind: "contact"}}}
 }
 
@@ -68,6 +68,12 @@ func TestLeaseFencesPageCommits(t *testing.T) {
 	if err := b.AccountSynced(ctx, run, "lc", "L1", nil); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("non-holder's account outcome: %v, want ErrLeaseLost", err)
 	}
+	if err := b.StreamSynced(ctx, run, StreamResult{Source: "lc", Account: "L1", Stream: testStream, Outcome: OutcomeOK}); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("non-holder's stream outcome: %v, want ErrLeaseLost", err)
+	}
+	if err := a.StreamSynced(ctx, run, StreamResult{Source: "lc", Account: "L1", Stream: testStream, Outcome: OutcomeOK}); err != nil {
+		t.Fatalf("holder's stream outcome: %v", err)
+	}
 
 	// a stops heartbeating (a paused or partitioned worker): b takes over once it expires.
 	deadline := time.Now().Add(10 * time.Second)
@@ -91,7 +97,7 @@ func TestLeaseFencesPageCommits(t *testing.T) {
 	if ok, err := a.Heartbeat(ctx, slot.ID, "lc", "L1"); err != nil || ok {
 		t.Fatalf("stale holder's heartbeat = %v, %v; want lost", ok, err)
 	}
-	if cur, err := a.Cursor(ctx, "lc", "L1"); err != nil || cur != "c1" {
+	if cur, err := a.Cursor(ctx, "lc", "L1", testStream); err != nil || cur != "c1" {
 		t.Fatalf("cursor = %q, %v; want c1 (the stale write must not land)", cur, err)
 	}
 	if _, err := b.WritePage(ctx, scalePage(run, "L1", "c2")); err != nil {

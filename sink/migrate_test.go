@@ -2,11 +2,14 @@ package sink
 
 import (
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/leadsync/leadsync/sources"
 )
 
 func TestMigrations(t *testing.T) {
@@ -168,6 +171,141 @@ VALUES ('cron', ?, ?, 7)`), c.ts(time.Now()), status); err != nil {
 		}
 		if run, err := s.BeginRun(ctx, TriggerOnce); err != nil || run != 3 {
 			t.Errorf("the next run is %d, %v; want 3", run, err)
+		}
+	})
+}
+
+// Migration 4 carries a warehouse written by the 00003 schema over to streams: each cursor
+// lands on the stream that read it (LACRM's on both of its streams), each lead gets its
+// stream, and the views show it. Down restores the 00003 shape with one cursor per account.
+func TestMigrationToStreamsKeepsData(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, newURL func(testing.TB) string) {
+		ctx, url := t.Context(), newURL(t)
+		w, err := open(ctx, url, Options{Logger: quiet}, modeNone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := w.base()
+		if _, err := c.migrations.Goose.UpTo(ctx, 3); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
+		const lacrmCursor = `{"v":1,"streams":{"contacts":{"page":4},"pipeline:77":{"page":2}}}`
+		exec := func(query string, args ...any) {
+			t.Helper()
+			if _, err := c.w.ExecContext(ctx, c.q(query), args...); err != nil {
+				t.Fatalf("%s: %v", query, err)
+			}
+		}
+		for _, r := range [][3]string{
+			{"leadconnector", "LOC1", `{"after":"lc"}`},
+			{"localiq", "USA_1", `{"since":"liq"}`},
+			{"lacrm", "L1", lacrmCursor},
+			{"acme", "A1", "acme-cursor"},
+		} {
+			exec(`INSERT INTO sync_state (source, account_id, cursor, updated_at, sync_run_id) VALUES (?, ?, ?, ?, 1)`,
+				r[0], r[1], r[2], c.ts(now))
+		}
+		for _, l := range [][4]string{
+			{"leadconnector", "LOC1", "lc-1", "contact"},
+			{"localiq", "USA_1", "liq-1", "call"},
+			{"lacrm", "L1", "contact-1", "contact"},
+			{"lacrm", "L1", "item-1", "pipeline_item"},
+		} {
+			exec(`INSERT INTO leads (source, account_id, lead_id, kind, email, first_seen_at, last_synced_at, sync_run_id)
+VALUES (?, ?, ?, ?, 'a@example.com', ?, ?, 1)`, l[0], l[1], l[2], l[3], c.ts(now), c.ts(now))
+		}
+		exec(`INSERT INTO full_pass_seen (source, account_id, run_id, lead_id) VALUES ('lacrm', 'L1', 1, 'item-1')`)
+		w.Close()
+
+		s, err := Open(ctx, url, Options{Logger: quiet})
+		if err != nil {
+			t.Fatalf("migrate a 00003 warehouse with data: %v", err)
+		}
+		defer s.Close()
+		c = s.(warehouse).base()
+		for _, tc := range []struct{ source, account, stream, want string }{
+			{"leadconnector", "LOC1", "contacts", `{"after":"lc"}`},
+			{"localiq", "USA_1", "interactions", `{"since":"liq"}`},
+			{"localiq", "USA_1", "daily_counts", ""},
+			{"lacrm", "L1", "contacts", lacrmCursor},
+			{"lacrm", "L1", "pipeline_items", lacrmCursor},
+			{"acme", "A1", "leads", "acme-cursor"},
+		} {
+			if got, err := s.Cursor(ctx, tc.source, tc.account, tc.stream); err != nil || string(got) != tc.want {
+				t.Errorf("cursor of %s/%s/%s = %q, %v; want %q", tc.source, tc.account, tc.stream, got, err, tc.want)
+			}
+		}
+		streamsOf := func(view string) map[string]string {
+			t.Helper()
+			var rows []struct {
+				ID     string `db:"lead_id"`
+				Stream string `db:"stream"`
+			}
+			if err := c.r.SelectContext(ctx, &rows, `SELECT lead_id, stream FROM `+view); err != nil {
+				t.Fatalf("read %s: %v", view, err)
+			}
+			out := make(map[string]string)
+			for _, r := range rows {
+				out[r.ID] = r.Stream
+			}
+			return out
+		}
+		want := map[string]string{"lc-1": "contacts", "liq-1": "interactions", "contact-1": "contacts", "item-1": "pipeline_items"}
+		for _, view := range []string{"leads", "leads_current", "leads_deidentified"} {
+			if got := streamsOf(view); !maps.Equal(got, want) {
+				t.Errorf("%s streams = %v, want %v", view, got, want)
+			}
+		}
+		var n int
+		if err := c.r.GetContext(ctx, &n, `SELECT count(*) FROM full_pass_seen`); err != nil || n != 0 {
+			t.Errorf("%d seen rows carried over, %v; want the bookkeeping recreated empty", n, err)
+		}
+
+		// The first run after the upgrade is incremental, and a full pass of one stream
+		// spares the other's migrated leads.
+		run, err := s.BeginRun(ctx, TriggerOnce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := s.WritePage(ctx, PageWrite{Run: run, Source: "lacrm", Account: "L1", Stream: "contacts", FullPass: true,
+			Leads: []sources.Lead{{ID: "contact-2", Kind: "contact"}}, Next: `{"v":1}`})
+		if err != nil || res.Inserted != 1 {
+			t.Fatalf("page after the upgrade = %+v, %v", res, err)
+		}
+		if n, err := s.FinishFullPass(ctx, run, "lacrm", "L1", "contacts"); err != nil || n != 1 {
+			t.Errorf("FinishFullPass(contacts) = %d, %v; want contact-1 deleted, item-1 spared", n, err)
+		}
+		if err := s.FinishRun(ctx, run, RunOK, RunStats{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := streamsOf("leads_current")["item-1"]; !ok {
+			t.Error("the contacts pass deleted a pipeline item")
+		}
+
+		// Down to 3: one cursor per account again, leads without a stream.
+		if _, err := c.migrations.Goose.DownTo(ctx, 3); err != nil {
+			t.Fatalf("migrate down to 3: %v", err)
+		}
+		var cursors []struct {
+			Source string `db:"source"`
+			Cursor string `db:"cursor"`
+		}
+		if err := c.r.SelectContext(ctx, &cursors, `SELECT source, cursor FROM sync_state ORDER BY source`); err != nil {
+			t.Fatal(err)
+		}
+		if len(cursors) != 4 || cursors[1].Source != "lacrm" || cursors[1].Cursor != `{"v":1}` {
+			t.Errorf("sync_state after down = %+v, want 4 accounts, lacrm's contacts cursor", cursors)
+		}
+		if _, err := c.r.ExecContext(ctx, `SELECT stream FROM leads`); err == nil {
+			t.Error("leads.stream survived the down migration")
+		}
+		if err := c.r.GetContext(ctx, &n, `SELECT count(*) FROM leads_deidentified`); err != nil || n != 4 {
+			t.Errorf("leads_deidentified after down: %d rows, %v; want 4", n, err)
+		}
+		if _, err := c.migrations.Goose.Up(ctx); err != nil {
+			t.Fatalf("migrate up again: %v", err)
 		}
 	})
 }

@@ -11,17 +11,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
-
-	"github.com/leadsync/leadsync/sources"
 )
 
 // Postgres is the shared warehouse: the tables live in the first schema of the URL's
 // search_path (the user's default schema without one). Page writes use pgx directly (one
-// array-bound upsert per page, pipelined with the cursor); the rest goes through sqlx.
+// array-bound upsert per table per page, pipelined with the cursor); the rest goes through
+// sqlx.
 type Postgres struct {
 	*core
 	pool  *pgxpool.Pool
@@ -184,66 +182,19 @@ func (p *Postgres) CloseAbandonedRuns(ctx context.Context) (int64, error) {
 // Pool is the underlying pgx pool, for callers that share the connection (tests, tools).
 func (p *Postgres) Pool() *pgxpool.Pool { return p.pool }
 
-// pgUpsertSQL upserts a whole page bound as one array per column: a single statement
-// whatever the page size, with no per-row parameters to count.
-var pgUpsertSQL = `INSERT INTO leads AS l (source, account_id, first_seen_at, last_synced_at, sync_run_id,
-    lead_id, kind, status, first_name, last_name, email, phone, company, channel, campaign,
-    tags, created_at, updated_at, hipaa, raw)
-SELECT $1, $2, $3, $3, $4,
-    u.lead_id, u.kind, u.status, u.first_name, u.last_name, u.email, u.phone, u.company, u.channel, u.campaign,
-    u.tags::jsonb, u.created_at, u.updated_at, u.hipaa, u.raw::jsonb
-FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-            $12::text[], $13::text[], $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[],
-            $18::boolean[], $19::text[])
-    AS u(lead_id, kind, status, first_name, last_name, email, phone, company, channel, campaign,
-         tags, created_at, updated_at, hipaa, raw)` + leadUpsertTail
-
-const pgSeenSQL = `INSERT INTO full_pass_seen (source, account_id, run_id, lead_id)
-SELECT $1, $2, $3, unnest($4::text[])
+const pgSeenSQL = `INSERT INTO full_pass_seen (source, account_id, stream, run_id, lead_id)
+SELECT $1, $2, $3, $4, unnest($5::text[])
 ON CONFLICT DO NOTHING`
 
-// pgColumns is a page as column arrays, in pgUpsertSQL's order.
-type pgColumns struct {
-	id, kind                                                                      []string
-	status, firstName, lastName, email, phone, company, channel, campaign, rawCol []pgtype.Text
-	tags                                                                          []string
-	created, updated                                                              []pgtype.Timestamptz
-	hipaa                                                                         []bool
-}
-
-func pgText(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
-
-func pgTime(t time.Time) pgtype.Timestamptz {
-	return pgtype.Timestamptz{Time: storedTime(t), Valid: !t.IsZero()}
-}
-
-func newPGColumns(leads []sources.Lead) *pgColumns {
-	n := len(leads)
-	c := &pgColumns{
-		id: make([]string, n), kind: make([]string, n), tags: make([]string, n), hipaa: make([]bool, n),
-		status: make([]pgtype.Text, n), firstName: make([]pgtype.Text, n), lastName: make([]pgtype.Text, n),
-		email: make([]pgtype.Text, n), phone: make([]pgtype.Text, n), company: make([]pgtype.Text, n),
-		channel: make([]pgtype.Text, n), campaign: make([]pgtype.Text, n), rawCol: make([]pgtype.Text, n),
-		created: make([]pgtype.Timestamptz, n), updated: make([]pgtype.Timestamptz, n),
-	}
-	for i := range leads {
-		l := &leads[i]
-		c.id[i], c.kind[i], c.tags[i], c.hipaa[i] = l.ID, l.Kind, tagsJSON(l.Tags), l.HIPAA
-		c.status[i], c.firstName[i], c.lastName[i] = pgText(l.Status), pgText(l.FirstName), pgText(l.LastName)
-		c.email[i], c.phone[i], c.company[i] = pgText(l.Email), pgText(l.Phone), pgText(l.Company)
-		c.channel[i], c.campaign[i], c.rawCol[i] = pgText(l.Channel), pgText(l.Campaign), pgText(string(l.Raw))
-		c.created[i], c.updated[i] = pgTime(l.CreatedAt), pgTime(l.UpdatedAt)
-	}
-	return c
-}
-
-// WritePage implements Sink: BEGIN, one pipelined batch (account, upsert, seen ids,
-// quarantined records, cursor), COMMIT.
+// WritePage implements Sink: BEGIN, one pipelined batch (fence, account, the leads' upsert
+// bound as one array per column, seen ids, quarantined records, the counts' upsert, cursor),
+// COMMIT.
 func (p *Postgres) WritePage(ctx context.Context, w PageWrite) (WriteResult, error) {
 	return p.commitPage(ctx, w, p.writePage)
 }
 
-func (p *Postgres) writePage(ctx context.Context, w PageWrite, leads []sources.Lead, rejects []rejection) (WriteResult, error) {
+func (p *Postgres) writePage(ctx context.Context, pg page) (WriteResult, error) {
+	w, leads, rejects := pg.w, pg.leads, pg.rejects
 	now := storedTime(p.clock())
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
@@ -258,12 +209,13 @@ func (p *Postgres) writePage(ctx context.Context, w PageWrite, leads []sources.L
 	}
 	b.Queue(p.q(sqlEnsureAccount), w.Source, w.Account, now)
 	if len(leads) > 0 {
-		c := newPGColumns(leads)
-		b.Queue(pgUpsertSQL, w.Source, w.Account, now, int64(w.Run),
-			c.id, c.kind, c.status, c.firstName, c.lastName, c.email, c.phone, c.company,
-			c.channel, c.campaign, c.tags, c.created, c.updated, c.hipaa, c.rawCol)
+		b.Queue(leadsTable.pgSQL, leadsTable.pgArgs(leadRows(&w, now, leads))...)
 		if w.FullPass {
-			b.Queue(pgSeenSQL, w.Source, w.Account, int64(w.Run), c.id)
+			ids := make([]string, len(leads))
+			for i := range leads {
+				ids[i] = leads[i].ID
+			}
+			b.Queue(pgSeenSQL, w.Source, w.Account, w.Stream, int64(w.Run), ids)
 		}
 	}
 	for _, r := range rejects {
@@ -271,9 +223,12 @@ func (p *Postgres) writePage(ctx context.Context, w PageWrite, leads []sources.L
 	}
 	rejectedSeen := seenIDs(rejects)
 	if w.FullPass && len(rejectedSeen) > 0 {
-		b.Queue(pgSeenSQL, w.Source, w.Account, int64(w.Run), rejectedSeen)
+		b.Queue(pgSeenSQL, w.Source, w.Account, w.Stream, int64(w.Run), rejectedSeen)
 	}
-	b.Queue(p.q(sqlUpsertCursor), w.Source, w.Account, string(w.Next), now, int64(w.Run))
+	if len(pg.counts) > 0 {
+		b.Queue(countsTable.pgSQL, countsTable.pgArgs(countRows(&w, now, pg.counts))...)
+	}
+	b.Queue(p.q(sqlUpsertCursor), cursorArgs(w, now)...)
 
 	var res WriteResult
 	br := tx.SendBatch(ctx, b)
@@ -326,6 +281,11 @@ func (p *Postgres) writePage(ctx context.Context, w PageWrite, leads []sources.L
 				return err
 			}
 		}
+		if len(pg.counts) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
@@ -341,6 +301,7 @@ func (p *Postgres) writePage(ctx context.Context, w PageWrite, leads []sources.L
 	}
 	res.Unchanged = len(leads) - res.Inserted - res.Updated
 	res.Rejected = len(rejects)
+	res.Counts = len(pg.counts)
 	if err := tx.Commit(ctx); err != nil {
 		return WriteResult{}, err
 	}

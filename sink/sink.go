@@ -1,6 +1,10 @@
-// Package sink is the warehouse: the leads, the accounts, the run ledger and the cursors,
-// on SQLite (the embedded default) or PostgreSQL. A page of leads and its cursor are
-// committed in one transaction, so a crash at any instant loses and duplicates nothing.
+// Package sink is the warehouse: the leads, the daily counts, the accounts, the run ledger
+// (per run, and per stream of each account in each run) and the cursor of each stream of each
+// account, on SQLite (the embedded default) or PostgreSQL. A page of a stream (its leads, its
+// counts, its quarantined records) and the stream's cursor are committed in one transaction,
+// so a crash at any instant loses and duplicates nothing. Each stream's leads carry its name:
+// a full pass of one stream never deletes another's. The tables the pages upsert are
+// described once (tables.go), and both dialects' statements are built from that.
 package sink
 
 import (
@@ -29,6 +33,14 @@ const (
 	// RunAbandoned is a run left running by a process that ended before it could close it
 	// (a crash, or a database outage at the close); see CloseAbandonedRuns.
 	RunAbandoned = "abandoned"
+)
+
+// Stream outcomes (StreamResult.Outcome, the sync_run_streams.outcome column).
+const (
+	OutcomeOK         = "ok"
+	OutcomeFailed     = "failed"
+	OutcomeRestricted = "restricted"
+	OutcomeCancelled  = "cancelled"
 )
 
 // PageWrite is one page of a stream to commit: its rows and the cursor that resumes after
@@ -78,6 +90,7 @@ type WriteResult struct {
 	Updated   int // leads whose content changed
 	Unchanged int // leads already stored as they are
 	Rejected  int // records quarantined in rejected_records
+	Counts    int // daily counts upserted
 }
 
 // RunStats are the per-run counts of the ledger.
@@ -132,7 +145,7 @@ type Sink interface {
 	// UpsertAccount records an account as listed by its source.
 	UpsertAccount(ctx context.Context, acct sources.Account) error
 	// MarkRestricted records a 403: the account's access state and its restricted_fields
-	// tags. The cursor is left where it is.
+	// tags. The cursors are left where they are.
 	MarkRestricted(ctx context.Context, run RunID, r *sources.RestrictedError) error
 	// AccountSynced records the outcome of an account's sync: on success it sets access
 	// to ok, clears restricted_fields and last_error and stamps last_synced_at; on failure

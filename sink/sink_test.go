@@ -117,10 +117,16 @@ func (b *bundle) run(t *testing.T) RunID {
 	return run
 }
 
+// testStream is the stream of the tests' pages unless they say otherwise.
+const testStream = "interactions"
+
 func (b *bundle) write(t *testing.T, w PageWrite) WriteResult {
 	t.Helper()
 	if w.Source == "" {
 		w.Source = sources.LocaliQ
+	}
+	if w.Stream == "" {
+		w.Stream = testStream
 	}
 	res, err := b.s.WritePage(b.ctx, w)
 	if err != nil {
@@ -131,7 +137,12 @@ func (b *bundle) write(t *testing.T, w PageWrite) WriteResult {
 
 func (b *bundle) cursor(t *testing.T, account string) sources.Cursor {
 	t.Helper()
-	cur, err := b.s.Cursor(b.ctx, sources.LocaliQ, account)
+	return b.streamCursor(t, account, testStream)
+}
+
+func (b *bundle) streamCursor(t *testing.T, account, stream string) sources.Cursor {
+	t.Helper()
+	cur, err := b.s.Cursor(b.ctx, sources.LocaliQ, account, stream)
 	if err != nil {
 		t.Fatalf("Cursor: %v", err)
 	}
@@ -272,7 +283,7 @@ func TestWritePageRejectsForeignLead(t *testing.T) {
 	t.Parallel()
 	forEachDialect(t, func(t *testing.T, newURL func(testing.TB) string) {
 		b := setup(t, newURL)
-		_, err := b.s.WritePage(b.ctx, PageWrite{Run: b.run(t), Source: sources.LocaliQ, Account: "USA_1",
+		_, err := b.s.WritePage(b.ctx, PageWrite{Run: b.run(t), Source: sources.LocaliQ, Stream: testStream, Account: "USA_1",
 			Leads: testLeads("USA_2", "x"), Next: "c1"})
 		if err == nil {
 			t.Fatal("a lead of another account was accepted")
@@ -293,7 +304,7 @@ func TestWritePageEmptyAdvancesCursor(t *testing.T) {
 		if got := b.cursor(t, "USA_1"); got != "end" {
 			t.Errorf("cursor = %q, want end", got)
 		}
-		if st := b.status(t, "USA_1"); st.Leads != 0 || st.Cursor != "end" {
+		if st := b.status(t, "USA_1"); st.Leads != 0 || len(st.Streams) != 1 || st.Streams[0].Cursor != "end" {
 			t.Errorf("status after an empty page = %+v", st)
 		}
 	})
@@ -317,7 +328,7 @@ func TestWritePageAtomic(t *testing.T) {
 			}
 		}
 		many := func() []sources.Lead {
-			ids := make([]string, 2*sqliteChunk+50)
+			ids := make([]string, 2*leadsTable.sqliteChunk+50)
 			for i := range ids {
 				ids[i] = fmt.Sprintf("l%04d", i)
 			}
@@ -327,7 +338,7 @@ func TestWritePageAtomic(t *testing.T) {
 		t.Run("constraint violation in a later batch", func(t *testing.T) {
 			leads := many()
 			leads[len(leads)-10].ID = "" // violates CHECK (lead_id <> '')
-			if _, err := b.s.WritePage(b.ctx, PageWrite{Run: run, Source: sources.LocaliQ, Account: "USA_1", Leads: leads, Next: "c2"}); err == nil {
+			if _, err := b.s.WritePage(b.ctx, PageWrite{Run: run, Source: sources.LocaliQ, Stream: testStream, Account: "USA_1", Leads: leads, Next: "c2"}); err == nil {
 				t.Fatal("a lead without an id was accepted")
 			}
 			unchangedState(t)
@@ -340,7 +351,7 @@ func TestWritePageAtomic(t *testing.T) {
 				return nil
 			}
 			defer func() { b.c.afterChunk = nil }()
-			if _, err := b.s.WritePage(ctx, PageWrite{Run: run, Source: sources.LocaliQ, Account: "USA_1", Leads: many(), Next: "c2"}); err == nil {
+			if _, err := b.s.WritePage(ctx, PageWrite{Run: run, Source: sources.LocaliQ, Stream: testStream, Account: "USA_1", Leads: many(), Next: "c2"}); err == nil {
 				t.Fatal("a page whose context was cancelled mid-transaction committed")
 			}
 			unchangedState(t)
@@ -349,7 +360,7 @@ func TestWritePageAtomic(t *testing.T) {
 			boom := errors.New("injected")
 			b.c.afterChunk = func(chunk int) error { return boom }
 			defer func() { b.c.afterChunk = nil }()
-			_, err := b.s.WritePage(b.ctx, PageWrite{Run: run, Source: sources.LocaliQ, Account: "USA_1", Leads: many(), Next: "c2"})
+			_, err := b.s.WritePage(b.ctx, PageWrite{Run: run, Source: sources.LocaliQ, Stream: testStream, Account: "USA_1", Leads: many(), Next: "c2"})
 			if !errors.Is(err, boom) {
 				t.Fatalf("err = %v, want the injected error", err)
 			}
@@ -377,7 +388,7 @@ func TestFullPassSoftDelete(t *testing.T) {
 
 		// A pass that saw nothing deletes nothing.
 		empty := b.run(t)
-		if n, err := b.s.FinishFullPass(b.ctx, empty, sources.LocaliQ, acct); err != nil || n != 0 {
+		if n, err := b.s.FinishFullPass(b.ctx, empty, sources.LocaliQ, acct, testStream); err != nil || n != 0 {
 			t.Fatalf("FinishFullPass of an empty pass = %d, %v; want 0, nil", n, err)
 		}
 
@@ -386,7 +397,7 @@ func TestFullPassSoftDelete(t *testing.T) {
 		run := b.run(t)
 		b.write(t, PageWrite{Run: run, Account: acct, Leads: testLeads(acct, "a"), Next: "f1", FullPass: true})
 		b.write(t, PageWrite{Run: run, Account: acct, Leads: testLeads(acct, "c"), Next: "f2", FullPass: true})
-		n, err := b.s.FinishFullPass(b.ctx, run, sources.LocaliQ, acct)
+		n, err := b.s.FinishFullPass(b.ctx, run, sources.LocaliQ, acct, testStream)
 		if err != nil || n != 1 {
 			t.Fatalf("FinishFullPass = %d, %v; want 1 deleted", n, err)
 		}
@@ -405,7 +416,7 @@ func TestFullPassSoftDelete(t *testing.T) {
 		if err := b.s.FinishRun(b.ctx, run, RunOK, RunStats{}, nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := b.s.FinishFullPass(b.ctx, run, sources.LocaliQ, acct); err == nil {
+		if _, err := b.s.FinishFullPass(b.ctx, run, sources.LocaliQ, acct, testStream); err == nil {
 			t.Error("FinishFullPass of a finished run succeeded")
 		}
 
@@ -440,7 +451,7 @@ func TestRestrictedFlow(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := b.status(t, acct)
-		if st.Access != sources.AccessHIPAARestricted || st.AccessReason != restricted.Message || st.LastError != "" || st.Cursor != "c1" || st.Name != "Clinic" {
+		if st.Access != sources.AccessHIPAARestricted || st.AccessReason != restricted.Message || st.LastError != "" || st.Streams[0].Cursor != "c1" || st.Name != "Clinic" {
 			t.Errorf("restricted account status = %+v", st)
 		}
 		var fields []struct {
@@ -521,7 +532,7 @@ func TestViews(t *testing.T) {
 		b.clock.Advance(time.Hour)
 		run := b.run(t)
 		b.write(t, PageWrite{Run: run, Account: "USA_1", Leads: leads[:2], Next: "f1", FullPass: true})
-		if _, err := b.s.FinishFullPass(b.ctx, run, sources.LocaliQ, "USA_1"); err != nil {
+		if _, err := b.s.FinishFullPass(b.ctx, run, sources.LocaliQ, "USA_1", testStream); err != nil {
 			t.Fatal(err)
 		}
 
@@ -604,20 +615,30 @@ func TestDailyCounts(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, newURL func(testing.TB) string) {
 		b := setup(t, newURL)
 		day := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
-		write := func(calls int) {
+		write := func(calls int, next sources.Cursor) {
 			t.Helper()
-			err := b.s.WriteDailyCounts(b.ctx, sources.LocaliQ, "USA_9", []sources.DailyCount{
-				{Day: day, Kind: sources.KindCall, Count: calls},
-				{Day: day, Kind: sources.KindForm, Count: 2},
-			})
-			if err != nil {
-				t.Fatal(err)
+			res := b.write(t, PageWrite{Run: b.run(t), Account: "USA_9", Stream: "daily_counts", Next: next,
+				Counts: []sources.DailyCount{
+					{Day: day, Kind: sources.KindCall, Count: 1}, // repeated in the page: the last copy wins
+					{Day: day, Kind: sources.KindCall, Count: calls},
+					{Day: day, Kind: sources.KindForm, Count: 2},
+				}})
+			if res != (WriteResult{Counts: 2}) {
+				t.Errorf("WritePage = %+v, want 2 counts", res)
 			}
 		}
-		write(5)
-		write(7) // the vendor revised its count
+		write(5, "d1")
+		b.clock.Advance(time.Hour)
+		write(7, "d2") // the vendor revised its count
 		if n := b.count(t, `SELECT sum(count) FROM lead_daily_counts WHERE account_id = 'USA_9'`); n != 9 {
 			t.Errorf("daily counts sum to %d, want 9", n)
+		}
+		var synced nullTime
+		if err := b.c.r.GetContext(b.ctx, &synced, `SELECT max(synced_at) FROM lead_daily_counts`); err != nil || !synced.Equal(b.clock.Stored()) {
+			t.Errorf("synced_at = %v, %v; want the last write's %v", synced.Time, err, b.clock.Stored())
+		}
+		if got := b.streamCursor(t, "USA_9", "daily_counts"); got != "d2" {
+			t.Errorf("daily_counts cursor = %q, want d2", got)
 		}
 		if st := b.status(t, "USA_9"); st.Access != sources.AccessOK {
 			t.Errorf("account of daily counts not listed: %+v", st)
@@ -638,7 +659,7 @@ func TestConcurrentWriters(t *testing.T) {
 				acct := fmt.Sprintf("USA_%d", a)
 				for p := range 5 {
 					ids := []string{fmt.Sprintf("p%d-1", p), fmt.Sprintf("p%d-2", p)}
-					if _, err := b.s.WritePage(b.ctx, PageWrite{Run: run, Source: sources.LocaliQ, Account: acct,
+					if _, err := b.s.WritePage(b.ctx, PageWrite{Run: run, Source: sources.LocaliQ, Stream: testStream, Account: acct,
 						Leads: testLeads(acct, ids...), Next: sources.Cursor(fmt.Sprint(p))}); err != nil {
 						errs <- err
 						return

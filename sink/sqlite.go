@@ -17,7 +17,6 @@ import (
 
 	"github.com/leadsync/leadsync/internal/dburl"
 	"github.com/leadsync/leadsync/internal/migrate"
-	"github.com/leadsync/leadsync/sources"
 )
 
 // SQLite is the embedded warehouse: one file, WAL, and one writer connection (the process
@@ -32,14 +31,13 @@ type SQLite struct {
 	writer writerLock // see LockWriter
 }
 
+// stmtKey names a cached multi-row statement.
 type stmtKey struct {
-	seen bool // full_pass_seen insert rather than leads upsert
+	kind string // stmtSeen, or the upserted table's name
 	rows int
 }
 
-// sqliteChunk is the most rows one upsert statement carries: 4 shared parameters plus 15
-// per row stay well under SQLite's 32766-variable limit, and larger statements gain little.
-const sqliteChunk = 200
+const stmtSeen = "full_pass_seen"
 
 var _ Sink = (*SQLite)(nil)
 
@@ -144,10 +142,15 @@ func (s *SQLite) stmt(ctx context.Context, k stmtKey) (*sql.Stmt, error) {
 		return st, nil
 	}
 	var q string
-	if k.seen {
+	switch k.kind {
+	case stmtSeen:
 		q = sqliteSeenSQL(k.rows)
-	} else {
-		q = sqliteUpsertSQL(k.rows)
+	case leadsTable.name:
+		q = leadsTable.sqliteSQL(k.rows)
+	case countsTable.name:
+		q = countsTable.sqliteSQL(k.rows)
+	default:
+		return nil, fmt.Errorf("sink: no statement %q", k.kind)
 	}
 	st, err := s.w.PrepareContext(ctx, q)
 	if err != nil {
@@ -157,71 +160,62 @@ func (s *SQLite) stmt(ctx context.Context, k stmtKey) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// leadParams is how many parameters each lead adds to an upsert.
-const leadParams = 15
-
-// sqliteUpsertSQL is a multi-row upsert of n leads. ?1..?4 are shared by every row
-// (source, account, now, run); numbered parameters let rows reuse them.
-func sqliteUpsertSQL(n int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO leads AS l (source, account_id, first_seen_at, last_synced_at, sync_run_id,
-    lead_id, kind, status, first_name, last_name, email, phone, company, channel, campaign,
-    tags, created_at, updated_at, hipaa, raw) VALUES `)
-	p := 5
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString("(?1,?2,?3,?3,?4")
-		for range leadParams {
-			b.WriteString(",?")
-			b.WriteString(strconv.Itoa(p))
-			p++
-		}
-		b.WriteByte(')')
-	}
-	b.WriteString(leadUpsertTail)
-	return b.String()
-}
-
-// sqliteSeenSQL records n lead ids as seen by a full pass: ?1..?3 are source, account, run.
+// sqliteSeenSQL records n lead ids as seen by a full pass: ?1..?4 are source, account,
+// stream, run.
 func sqliteSeenSQL(n int) string {
 	var b strings.Builder
-	b.WriteString(`INSERT INTO full_pass_seen (source, account_id, run_id, lead_id) VALUES `)
+	b.WriteString(`INSERT INTO full_pass_seen (source, account_id, stream, run_id, lead_id) VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString("(?1,?2,?3,?")
-		b.WriteString(strconv.Itoa(4 + i))
+		b.WriteString("(?1,?2,?3,?4,?")
+		b.WriteString(strconv.Itoa(5 + i))
 		b.WriteByte(')')
 	}
 	b.WriteString(` ON CONFLICT DO NOTHING`)
 	return b.String()
 }
 
-// WritePage implements Sink: one IMMEDIATE transaction, multi-row upserts of up to
-// sqliteChunk leads, the seen ids of a full pass, the quarantined records, and the cursor.
+// chunkSizes are the row counts of the statements that write n rows in chunks of size.
+func chunkSizes(n, size int) []int {
+	if n == 0 {
+		return nil
+	}
+	if n%size == 0 || n < size {
+		return []int{min(n, size)}
+	}
+	return []int{size, n % size}
+}
+
+// WritePage implements Sink: one IMMEDIATE transaction with multi-row upserts of the leads
+// (and the seen ids of a full pass), the quarantined records, the counts, and the cursor.
 func (s *SQLite) WritePage(ctx context.Context, w PageWrite) (WriteResult, error) {
 	return s.commitPage(ctx, w, s.writePage)
 }
 
-func (s *SQLite) writePage(ctx context.Context, w PageWrite, leads []sources.Lead, rejects []rejection) (WriteResult, error) {
-	now := s.ts(s.clock())
+func (s *SQLite) writePage(ctx context.Context, p page) (WriteResult, error) {
+	w, leads := p.w, p.leads
+	now := s.clock()
 	// Prepare first: the one connection is the transaction's once it begins.
-	stmts := make(map[stmtKey]*sql.Stmt, 4)
-	for _, n := range []int{min(len(leads), sqliteChunk), len(leads) % sqliteChunk} {
-		for _, seen := range []bool{false, w.FullPass} {
-			k := stmtKey{seen: seen, rows: n}
-			if _, ok := stmts[k]; ok || n == 0 {
-				continue
-			}
-			st, err := s.stmt(ctx, k)
-			if err != nil {
-				return WriteResult{}, err
-			}
-			stmts[k] = st
+	leadChunk, countChunk := leadsTable.sqliteChunk, countsTable.sqliteChunk
+	stmts := make(map[stmtKey]*sql.Stmt, 6)
+	var keys []stmtKey
+	for _, n := range chunkSizes(len(leads), leadChunk) {
+		keys = append(keys, stmtKey{leadsTable.name, n})
+		if w.FullPass {
+			keys = append(keys, stmtKey{stmtSeen, n})
 		}
+	}
+	for _, n := range chunkSizes(len(p.counts), countChunk) {
+		keys = append(keys, stmtKey{countsTable.name, n})
+	}
+	for _, k := range keys {
+		st, err := s.stmt(ctx, k)
+		if err != nil {
+			return WriteResult{}, err
+		}
+		stmts[k] = st
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -229,47 +223,61 @@ func (s *SQLite) writePage(ctx context.Context, w PageWrite, leads []sources.Lea
 	}
 	// No lease fence: SQLite has one writer process, held by its writer lock (LockWriter).
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	if _, err := tx.ExecContext(ctx, sqlEnsureAccount, w.Source, w.Account, now); err != nil {
+	if _, err := tx.ExecContext(ctx, sqlEnsureAccount, w.Source, w.Account, sqliteTS(now)); err != nil {
 		return WriteResult{}, err
 	}
 
 	var res WriteResult
-	args := make([]any, 0, 4+leadParams*min(len(leads), sqliteChunk))
-	for chunk := 0; chunk*sqliteChunk < len(leads); chunk++ {
-		part := leads[chunk*sqliteChunk : min((chunk+1)*sqliteChunk, len(leads))]
-		st := stmts[stmtKey{rows: len(part)}]
-		args = append(args[:0], w.Source, w.Account, now, int64(w.Run))
-		for i := range part {
-			args = appendLeadArgs(args, &part[i])
+	chunk := 0
+	afterChunk := func() error {
+		chunk++
+		if s.afterChunk != nil {
+			return s.afterChunk(chunk - 1)
 		}
-		ins, upd, err := scanRevisions(tx.StmtContext(ctx, st).QueryContext(ctx, args...))
+		return nil
+	}
+	rows := leadRows(&w, now, leads)
+	var args []any
+	for start := 0; start < len(rows); start += leadChunk {
+		part := rows[start:min(start+leadChunk, len(rows))]
+		args = leadsTable.sqliteArgs(args[:0], part)
+		ins, upd, err := scanRevisions(tx.StmtContext(ctx, stmts[stmtKey{leadsTable.name, len(part)}]).QueryContext(ctx, args...))
 		if err != nil {
 			return WriteResult{}, err
 		}
 		res.Inserted += ins
 		res.Updated += upd
 		if w.FullPass {
-			st := stmts[stmtKey{seen: true, rows: len(part)}]
-			args = append(args[:0], w.Source, w.Account, int64(w.Run))
+			args = append(args[:0], w.Source, w.Account, w.Stream, int64(w.Run))
 			for i := range part {
-				args = append(args, part[i].ID)
+				args = append(args, part[i].l.ID)
 			}
-			if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
+			if _, err := tx.StmtContext(ctx, stmts[stmtKey{stmtSeen, len(part)}]).ExecContext(ctx, args...); err != nil {
 				return WriteResult{}, err
 			}
 		}
-		if s.afterChunk != nil {
-			if err := s.afterChunk(chunk); err != nil {
-				return WriteResult{}, err
-			}
+		if err := afterChunk(); err != nil {
+			return WriteResult{}, err
 		}
 	}
 	res.Unchanged = len(leads) - res.Inserted - res.Updated
-	if err := s.writeRejects(ctx, tx, w, rejects, now); err != nil {
+	if err := s.writeRejects(ctx, tx, w, p.rejects, sqliteTS(now)); err != nil {
 		return WriteResult{}, err
 	}
-	res.Rejected = len(rejects)
-	if _, err := tx.ExecContext(ctx, sqlUpsertCursor, w.Source, w.Account, string(w.Next), now, int64(w.Run)); err != nil {
+	res.Rejected = len(p.rejects)
+	counts := countRows(&w, now, p.counts)
+	for start := 0; start < len(counts); start += countChunk {
+		part := counts[start:min(start+countChunk, len(counts))]
+		args = countsTable.sqliteArgs(args[:0], part)
+		if _, err := tx.StmtContext(ctx, stmts[stmtKey{countsTable.name, len(part)}]).ExecContext(ctx, args...); err != nil {
+			return WriteResult{}, err
+		}
+		if err := afterChunk(); err != nil {
+			return WriteResult{}, err
+		}
+	}
+	res.Counts = len(counts)
+	if _, err := tx.ExecContext(ctx, sqlUpsertCursor, cursorArgs(w, sqliteTS(now))...); err != nil {
 		return WriteResult{}, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -296,18 +304,6 @@ func scanRevisions(rows *sql.Rows, err error) (inserted, updated int, _ error) {
 		}
 	}
 	return inserted, updated, rows.Err()
-}
-
-// appendLeadArgs appends a lead's leadParams parameters, in sqliteUpsertSQL's column order.
-func appendLeadArgs(args []any, l *sources.Lead) []any {
-	var raw any
-	if len(l.Raw) > 0 {
-		raw = string(l.Raw)
-	}
-	return append(args, l.ID, l.Kind, nullString(l.Status),
-		nullString(l.FirstName), nullString(l.LastName), nullString(l.Email), nullString(l.Phone),
-		nullString(l.Company), nullString(l.Channel), nullString(l.Campaign),
-		tagsJSON(l.Tags), sqliteTS(l.CreatedAt), sqliteTS(l.UpdatedAt), l.HIPAA, raw)
 }
 
 // nullString stores "" as NULL, so analysts test one thing (IS NULL) for "absent".
