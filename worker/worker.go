@@ -46,10 +46,10 @@ type Observer interface {
 
 // Account outcomes, as reported to the Observer and the progress display.
 const (
-	OutcomeOK         = "ok"
-	OutcomeFailed     = "failed"
-	OutcomeRestricted = "restricted"
-	OutcomeCancelled  = "cancelled"
+	OutcomeOK         = sink.OutcomeOK
+	OutcomeFailed     = sink.OutcomeFailed
+	OutcomeRestricted = sink.OutcomeRestricted
+	OutcomeCancelled  = sink.OutcomeCancelled
 )
 
 // Worker runs syncs. Its fields are set once before use.
