@@ -30,6 +30,8 @@ FROM leads_current WHERE created_at >= strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-9
 GROUP BY 1 ORDER BY leads DESC LIMIT 8`},
 	{"Freshness and access per account", `SELECT source, account_id, access, last_synced_at
 FROM accounts ORDER BY source, account_id LIMIT 12`},
+	{"Streams per account: a 403 restricts the stream the vendor refused", `SELECT source, stream, last_outcome, COUNT(*) AS accounts
+FROM sync_state GROUP BY source, stream, last_outcome ORDER BY source, stream, last_outcome`},
 }
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
