@@ -236,6 +236,11 @@ var PIIFields = []string{"first_name", "last_name", "email", "phone", "company",
 // a new authorization (`leadsync auth login`) recovers it.
 var ErrNeedsReauth = errors.New("grant needs re-authorization")
 
+// ErrNeedsRotation marks a static token (a HighLevel Private Integration Token, an LACRM
+// API key) that the vendor refused, revoked or expired: only a new token in the connection's
+// secret recovers it, and the next run after the secret changes picks it up.
+var ErrNeedsRotation = errors.New("static token needs rotation")
+
 // Credentials is a token as the token store hands it out, for a grant or a minted account
 // token. Token returns a valid access token, refreshing (once, safely) when it is near
 // expiry. Invalidate reports that the API rejected tok with a 401: the next Token call

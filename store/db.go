@@ -112,7 +112,7 @@ func openDB(ctx context.Context, rawURL, schema string, lockTimeout time.Duratio
 		conn.SetConnMaxIdleTime(5 * time.Minute)
 		d.sql = conn
 		q := `"` + schema + `".`
-		d.replacer = strings.NewReplacer("{grants}", q+"grants", "{accounts}", q+"account_tokens", "{meta}", q+"store_meta")
+		d.replacer = strings.NewReplacer("{grants}", q+"grants", "{accounts}", q+"account_tokens", "{meta}", q+"store_meta", "{static}", q+"static_rejections")
 		mc.Table, mc.Legacy = schema+"."+versionTable, schema+"."+legacyTable
 		mc.Schema = schema
 		// The key of the runner before goose (a transaction lock): an older leadsync opening
@@ -141,7 +141,7 @@ func openDB(ctx context.Context, rawURL, schema string, lockTimeout time.Duratio
 		}
 		conn.SetMaxOpenConns(4)
 		d.sql = conn
-		d.replacer = strings.NewReplacer("{grants}", "grants", "{accounts}", "account_tokens", "{meta}", "store_meta")
+		d.replacer = strings.NewReplacer("{grants}", "grants", "{accounts}", "account_tokens", "{meta}", "store_meta", "{static}", "static_rejections")
 		mc.LockFile = migrate.LockFile(u.Path) // after createPrivateFile: the path resolves
 	}
 	if err := d.sql.PingContext(ctx); err != nil {
