@@ -64,6 +64,9 @@ type Config struct {
 	// Wait429 (optional) says how long to wait after a 429 without a Retry-After header.
 	// A result <= 0, like a nil Wait429, means exponential backoff.
 	Wait429 func(h http.Header, now time.Time) time.Duration
+	// AuthHeader (optional) is the Authorization header for a token. Default: "Bearer <token>".
+	// LACRM API keys are sent bare.
+	AuthHeader func(tok *oauth2.Token) string
 	// AuthFailed (optional) classifies a non-2xx answer as "credentials rejected": the
 	// token is invalidated, a fresh one fetched and the request retried once.
 	// Default: status == 401.
@@ -102,7 +105,7 @@ type Request struct {
 	Body        []byte
 	ContentType string
 	Bucket      string              // rate-limit bucket ("location:LOC", "client", "grant")
-	Auth        sources.Credentials // nil: no Authorization header; else "Bearer <token>"
+	Auth        sources.Credentials // nil: no Authorization header; else Config.AuthHeader's (default "Bearer <token>")
 	// NoRetry makes exactly one attempt with no re-send of any kind: for token endpoints,
 	// where a re-sent single-use refresh token would be reuse. Our layer then never retries
 	// (not on 429, 5xx, network or auth failures), and the request carries no GetBody, so
@@ -441,12 +444,13 @@ func (cl *call) reauth(ctx context.Context, last *Error) error {
 
 // tokenFailed handles a failure of Auth.Token. A refresh that failed transiently (the token
 // endpoint's 5xx, 429, a dropped answer; the store kept the refresh token) is retried like
-// the request itself; a grant that needs re-authorization, an OAuth refusal (invalid_grant,
-// invalid_client), or a cancelled call, is final. A nil answer means: get a token again.
+// the request itself; a grant that needs re-authorization, a static token that needs
+// rotation, an OAuth refusal (invalid_grant, invalid_client), or a cancelled call, is final. A nil answer means: get a token again.
 func (cl *call) tokenFailed(ctx context.Context, err error) error {
 	last := cl.fail(0, "get token", err)
 	var refused *oauth2.RetrieveError
-	if errors.Is(err, sources.ErrNeedsReauth) || errors.As(err, &refused) || ctx.Err() != nil || cl.req.NoRetry {
+	if errors.Is(err, sources.ErrNeedsReauth) || errors.Is(err, sources.ErrNeedsRotation) || errors.As(err, &refused) ||
+		ctx.Err() != nil || cl.req.NoRetry {
 		return last
 	}
 	cl.attempts++
@@ -532,7 +536,11 @@ func (cl *call) send(ctx context.Context) outcome {
 		hr.Header.Set("Content-Type", req.ContentType)
 	}
 	if cl.tok != nil {
-		hr.Header.Set("Authorization", "Bearer "+cl.tok.AccessToken)
+		if c.cfg.AuthHeader != nil {
+			hr.Header.Set("Authorization", c.cfg.AuthHeader(cl.tok))
+		} else {
+			hr.Header.Set("Authorization", "Bearer "+cl.tok.AccessToken)
+		}
 	}
 
 	t0 := c.cfg.Clock()
