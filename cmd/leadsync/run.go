@@ -464,10 +464,8 @@ func cmdConfig(_ context.Context, args []string, stdout, stderr io.Writer) (int,
 	}
 	var secretErrs []error
 	for _, c := range cfg.Connections {
-		for _, s := range c.Secrets() {
-			if _, err := s.Resolve(); err != nil {
-				secretErrs = append(secretErrs, err)
-			}
+		if err := c.CheckSecrets(); err != nil {
+			secretErrs = append(secretErrs, err)
 		}
 	}
 	if err := errors.Join(secretErrs...); err != nil {

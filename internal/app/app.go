@@ -27,8 +27,10 @@ import (
 type Conn struct {
 	Config    config.Connection
 	Source    sources.Source
-	Vendor    vendors.Auth // its OAuth endpoints, for `leadsync auth`
+	Vendor    vendors.Auth // its OAuth endpoints, for `leadsync auth`; nil when Static
 	Refresher store.Refresher
+	// Static: the connection authenticates with static tokens from its secrets (no grant).
+	Static bool
 }
 
 // App is leadsync, wired from a configuration.
@@ -132,9 +134,15 @@ func (a *App) Conn(name string) (*Conn, error) {
 }
 
 func (a *App) connection(i int, cc config.Connection, opts Options) (Conn, error) {
-	secret, err := cc.ClientSecret.Resolve()
-	if err != nil {
+	if err := cc.CheckSecrets(); err != nil {
 		return Conn{}, &ConfigError{err}
+	}
+	var secret string
+	if !cc.ClientSecret.IsZero() || !cc.StaticAuth() {
+		var err error
+		if secret, err = cc.ClientSecret.Resolve(); err != nil {
+			return Conn{}, &ConfigError{err}
+		}
 	}
 	log := a.Logger.With(slog.String("connection", cc.Name))
 	hx := func(h *httpx.Config) {
@@ -150,11 +158,12 @@ func (a *App) connection(i int, cc config.Connection, opts Options) (Conn, error
 			Msg: fmt.Sprintf("unknown source %q", cc.Source)}}
 	}
 	o, err := v.Open(vendors.Conn{Config: cc, ClientSecret: secret, Logger: log, HTTPX: hx,
-		Tokens: func(r store.Refresher) sources.Tokens { return a.Store.Tokens(cc.Name, r) }})
+		Tokens: func(r store.Refresher) sources.Tokens { return a.Store.Tokens(cc.Name, r) },
+		Static: a.Store.Static})
 	if err != nil {
 		return Conn{}, &ConfigError{fmt.Errorf("connections[%d] (%s): %w", i, cc.Name, err)}
 	}
-	return Conn{Config: cc, Source: o.Source, Vendor: o.Auth, Refresher: o.Refresher}, nil
+	return Conn{Config: cc, Source: o.Source, Vendor: o.Auth, Refresher: o.Refresher, Static: o.Static}, nil
 }
 
 // Close releases everything Open acquired, waiting up to store.DefaultCloseTimeout for

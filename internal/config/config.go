@@ -9,6 +9,7 @@ package config
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -154,7 +155,10 @@ type Connection struct {
 // Secrets are the connection's configured secret references: the client secret and any of
 // its vendor's options (a LocaliQ password), for `config check` to resolve and inspect.
 func (c *Connection) Secrets() []Secret {
-	out := []Secret{c.ClientSecret}
+	var out []Secret
+	if !c.ClientSecret.IsZero() || !c.StaticAuth() {
+		out = append(out, c.ClientSecret)
+	}
 	_, secrets := optionSecrets(c.Options)
 	for _, s := range secrets {
 		if !s.IsZero() {
@@ -171,6 +175,43 @@ func (c *Connection) PasswordGrant() (username string, password Secret, ok bool)
 		return pg.PasswordGrant()
 	}
 	return "", Secret{}, false
+}
+
+// CheckSecrets resolves every secret of the connection and checks the form of those its
+// vendor knows (SecretChecker). The errors are *Error values naming the field; they never
+// contain a secret.
+func (c *Connection) CheckSecrets() error {
+	var errs []error
+	for _, s := range c.Secrets() {
+		if _, err := s.Resolve(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	sc, ok := c.Options.(SecretChecker)
+	if !ok {
+		return errors.Join(errs...)
+	}
+	keys, secrets := optionSecrets(c.Options)
+	for i, s := range secrets {
+		if s.IsZero() {
+			continue
+		}
+		v, err := s.Resolve()
+		if err != nil {
+			continue // reported above
+		}
+		if msg := sc.CheckSecret(keys[i], v); msg != "" {
+			errs = append(errs, &Error{Field: s.field, Line: s.line, Msg: msg})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// StaticAuth reports whether the connection authenticates with static tokens from its
+// secrets (see StaticAuthOptions) rather than an OAuth grant.
+func (c *Connection) StaticAuth() bool {
+	sa, ok := c.Options.(StaticAuthOptions)
+	return ok && sa.StaticAuth()
 }
 
 // IsEnabled reports whether the connection is synced (default true).

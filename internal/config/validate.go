@@ -178,10 +178,14 @@ func (v *validator) connection(i int, conn *Connection, names map[string]string)
 
 	v.schedule(f("schedule"), conn.Schedule, false)
 	v.count(f("concurrency"), conn.Concurrency, maxConcurrency)
-	if conn.ClientID == "" {
-		v.fail(f("client_id"), "required: the OAuth client id of the app registered with %s", cmp.Or(conn.Source, "the vendor"))
+	if !conn.StaticAuth() {
+		if conn.ClientID == "" {
+			v.fail(f("client_id"), "required: the OAuth client id of the app registered with %s", cmp.Or(conn.Source, "the vendor"))
+		}
+		v.secret(f("client_secret"), conn.ClientSecret, true)
+	} else if !conn.ClientSecret.IsZero() {
+		v.secret(f("client_secret"), conn.ClientSecret, false)
 	}
-	v.secret(f("client_secret"), conn.ClientSecret, true)
 	for _, u := range []struct {
 		key, value string
 	}{{"base_url", conn.BaseURL}, {"auth_url", conn.AuthURL}, {"token_url", conn.TokenURL}, {"redirect_uri", conn.RedirectURI}} {

@@ -63,6 +63,22 @@ type PasswordGrantOptions interface {
 	PasswordGrant() (username string, password Secret, ok bool)
 }
 
+// StaticAuthOptions are the options of a vendor that can authenticate with static tokens
+// (HighLevel Private Integration Tokens, LACRM API keys) instead of an OAuth app. When
+// StaticAuth reports true, the connection needs no client_id or client_secret and no
+// `leadsync auth login`: its tokens are secrets in the configuration.
+type StaticAuthOptions interface {
+	StaticAuth() bool
+}
+
+// SecretChecker is implemented by options whose secrets have a known form (a HighLevel
+// Private Integration Token starts with "pit-"). CheckSecret says what is wrong with the
+// value of the secret configured at key (relative to the connection, "locations[1].token"),
+// or "" when nothing is. The message must not quote the value.
+type SecretChecker interface {
+	CheckSecret(key, value string) string
+}
+
 // VendorSection is what the configuration knows of a vendor.
 type VendorSection struct {
 	Name string // the `source` value
@@ -144,21 +160,32 @@ func cloneOptions(o Options) Options {
 	return c.Interface().(Options)
 }
 
-// optionSecrets are the Secret fields of a connection's options, with their YAML keys.
+// optionSecrets are the Secret fields of a connection's options, with their YAML keys,
+// including those of lists of structs ("locations[1].token").
 func optionSecrets(o Options) (keys []string, secrets []*Secret) {
 	if o == nil {
 		return nil, nil
 	}
-	v := reflect.ValueOf(o).Elem()
-	for i := range v.NumField() {
-		f := v.Type().Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		if s, ok := v.Field(i).Addr().Interface().(*Secret); ok {
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			if !f.IsExported() {
+				continue
+			}
 			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			keys, secrets = append(keys, name), append(secrets, s)
+			fv := v.Field(i)
+			if s, ok := fv.Addr().Interface().(*Secret); ok {
+				keys, secrets = append(keys, prefix+name), append(secrets, s)
+				continue
+			}
+			if fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Struct {
+				for j := range fv.Len() {
+					walk(fv.Index(j), fmt.Sprintf("%s%s[%d].", prefix, name, j))
+				}
+			}
 		}
 	}
+	walk(reflect.ValueOf(o).Elem(), "")
 	return keys, secrets
 }

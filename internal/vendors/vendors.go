@@ -51,6 +51,9 @@ type Conn struct {
 	HTTPX func(*httpx.Config)
 	// Tokens hands out the connection's tokens from the token store, refreshed by r.
 	Tokens func(r store.Refresher) sources.Tokens
+	// Static hands out a static token (an API key, a private integration token) read from
+	// its secret on every use, whose refusal by the vendor the token store records.
+	Static func(t store.StaticToken) sources.Credentials
 }
 
 // Opened is a wired connection.
@@ -58,6 +61,10 @@ type Opened struct {
 	Source    sources.Source
 	Auth      Auth
 	Refresher store.Refresher
+	// Static is set for a connection that authenticates with static tokens from its secrets
+	// (Auth and Refresher are nil): it has no grant and no `auth login`, and a refused
+	// token makes it need a rotation instead.
+	Static bool
 }
 
 // Auth is a vendor's OAuth authorization-code flow, for `leadsync auth login`.

@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/oauth2"
 	"golang.org/x/time/rate"
 
 	"github.com/leadsync/leadsync/sources"
@@ -65,6 +66,9 @@ type Config struct {
 	TokenURL string // DefaultTokenURL
 
 	ClientID, ClientSecret string
+	// APIKey: tokens.Grant() hands out an API key, sent as the bare Authorization header
+	// (no "Bearer"), instead of an OAuth access token.
+	APIKey bool
 
 	// AccountID and AccountName name the grant's one account. Empty: from GetUser
 	// (AccountId, else UserId; CompanyName).
@@ -185,6 +189,9 @@ func New(cfg Config, tokens sources.Tokens, opts ...Option) (*Source, error) {
 			return status == http.StatusUnauthorized ||
 				(status == http.StatusBadRequest && strings.Contains(strings.ToLower(string(body)), "invalid credentials"))
 		},
+	}
+	if cfg.APIKey {
+		hc.AuthHeader = func(tok *oauth2.Token) string { return tok.AccessToken }
 	}
 	for _, o := range opts {
 		o(&hc)

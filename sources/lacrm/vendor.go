@@ -11,6 +11,7 @@ import (
 	"github.com/leadsync/leadsync/internal/vendors"
 	"github.com/leadsync/leadsync/sources"
 	"github.com/leadsync/leadsync/sources/lacrm/lacrmtest"
+	"github.com/leadsync/leadsync/store"
 )
 
 func init() {
@@ -24,8 +25,16 @@ func init() {
 	})
 }
 
+// Auth modes of a connection (the `auth` key).
+const (
+	AuthOAuth  = "oauth"   // a partner app's grant (the default)
+	AuthAPIKey = "api_key" // a user's API key (Settings → API)
+)
+
 // Options are a Less Annoying CRM connection's own keys in the configuration file.
 type Options struct {
+	Auth      string          `yaml:"auth"`      // oauth (default) | api_key
+	APIKey    config.Secret   `yaml:"api_key"`   // with auth api_key
 	Lookback  config.Duration `yaml:"lookback"`  // re-read window of each incremental run
 	PageSize  int             `yaml:"page_size"` // records per request (1..10,000)
 	MaxPages  int             `yaml:"max_pages"` // page budget of one stream's pass
@@ -34,6 +43,7 @@ type Options struct {
 
 // Defaults fills the zero values.
 func (o *Options) Defaults() {
+	o.Auth = cmp.Or(o.Auth, AuthOAuth)
 	o.Lookback = cmp.Or(o.Lookback, config.Duration(DefaultLookback))
 	o.PageSize = cmp.Or(o.PageSize, DefaultPageSize)
 	o.MaxPages = cmp.Or(o.MaxPages, sources.DefaultMaxPages)
@@ -41,6 +51,13 @@ func (o *Options) Defaults() {
 
 // Validate reports what is wrong.
 func (o *Options) Validate(c *config.Checker) {
+	c.OneOf("auth", o.Auth, AuthOAuth, AuthAPIKey)
+	switch {
+	case o.StaticAuth():
+		c.Secret("api_key", o.APIKey, true)
+	case !o.APIKey.IsZero():
+		c.Fail("api_key", "only with auth: %s", AuthAPIKey)
+	}
 	c.Count("page_size", o.PageSize, MaxPageSize)
 	c.Within("lookback", o.Lookback, 30*24*time.Hour)
 	c.Count("max_pages", o.MaxPages, sources.MaxPagesLimit)
@@ -51,12 +68,31 @@ func (o *Options) Validate(c *config.Checker) {
 	}
 }
 
+// StaticAuth implements config.StaticAuthOptions: an API key needs no OAuth app.
+func (o *Options) StaticAuth() bool { return o.Auth == AuthAPIKey }
+
+// apiKeyTokens hands out the API key as the connection's grant.
+type apiKeyTokens struct{ key sources.Credentials }
+
+func (t apiKeyTokens) Grant() sources.Credentials                         { return t.key }
+func (t apiKeyTokens) Account(string, sources.Minter) sources.Credentials { return t.key }
+
 func open(c vendors.Conn) (vendors.Opened, error) {
 	o := c.Config.Options.(*Options)
 	vc := Config{BaseURL: c.Config.BaseURL, AuthURL: c.Config.AuthURL, TokenURL: c.Config.TokenURL,
 		ClientID: c.Config.ClientID, ClientSecret: c.ClientSecret, Since: c.Config.BackfillStart.Time,
 		Lookback: o.Lookback.D(), PageSize: o.PageSize, MaxPages: o.MaxPages, PipelineIDs: o.Pipelines,
 		Logger: c.Logger}
+	if o.StaticAuth() {
+		vc.APIKey = true
+		key := c.Static(store.StaticToken{Conn: c.Config.Name, Secret: o.APIKey.Resolve, Where: o.APIKey.String(),
+			Fix: "make a new API key in Less Annoying CRM (Settings → API)"})
+		src, err := New(vc, apiKeyTokens{key}, WithHTTPX(c.HTTPX))
+		if err != nil {
+			return vendors.Opened{}, err
+		}
+		return vendors.Opened{Source: src, Static: true}, nil
+	}
 	r := vc.Refresher()
 	src, err := New(vc, c.Tokens(r), WithHTTPX(c.HTTPX))
 	if err != nil {

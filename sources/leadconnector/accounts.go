@@ -90,9 +90,21 @@ func decodeInstalled(body []byte, companyID string) (installedResult, error) {
 }
 
 // Accounts lists the locations the app is installed on: pageToken paging in v3, skip/limit
-// in 2021-07-28.
+// in 2021-07-28. With Private Integration Tokens, they are the configured locations.
 func (s *Source) Accounts(ctx context.Context) iter.Seq2[sources.Account, error] {
 	return func(yield func(sources.Account, error) bool) {
+		if len(s.cfg.Locations) > 0 {
+			// Private Integration Tokens: an agency PIT cannot list installed locations
+			// (highlevel-api-docs#226), so the configuration names them.
+			for _, l := range s.cfg.Locations {
+				a := sources.Account{Source: sources.LeadConnector, ID: l.ID, Name: l.Name, Active: true,
+					Meta: map[string]string{"auth": AuthPrivateIntegration}}
+				if !yield(a, nil) {
+					return
+				}
+			}
+			return
+		}
 		company, err := s.companyID(ctx)
 		if err != nil {
 			yield(sources.Account{}, err)

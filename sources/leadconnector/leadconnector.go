@@ -72,6 +72,10 @@ type Config struct {
 	MaxPages int
 	// Scopes requested by AuthCodeURL (default DefaultScopes).
 	Scopes []string
+	// Locations, when set, are the locations of a connection authenticated with Private
+	// Integration Tokens (one per location, handed out by tokens.Account): the accounts are
+	// these, with no installed-locations listing, no Company token and no minting.
+	Locations []Location
 
 	HTTP   *http.Client     // nil: httpx's default client
 	Clock  func() time.Time // nil: time.Now
@@ -131,7 +135,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("leadconnector: lookback %v is negative", c.Lookback)
 	case c.MaxPages < 0:
 		return fmt.Errorf("leadconnector: max_pages %d is negative", c.MaxPages)
-	case c.AppID == "":
+	case c.AppID == "" && len(c.Locations) == 0:
 		return errors.New("leadconnector: app_id is required (the marketplace app id)")
 	}
 	return nil
@@ -169,6 +173,11 @@ func New(cfg Config, tokens sources.Tokens, opts ...Option) (*Source, error) {
 		o(&hc)
 	}
 	return &Source{cfg: cfg, tokens: tokens, api: httpx.New(hc)}, nil
+}
+
+// Location is a location synced with its own Private Integration Token.
+type Location struct {
+	ID, Name string
 }
 
 // Name is sources.LeadConnector.

@@ -2,15 +2,20 @@ package leadconnector
 
 import (
 	"cmp"
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/leadsync/leadsync/internal/config"
 	"github.com/leadsync/leadsync/internal/vendors"
 	"github.com/leadsync/leadsync/sources"
 	"github.com/leadsync/leadsync/sources/leadconnector/lctest"
+	"github.com/leadsync/leadsync/store"
 )
 
 func init() {
@@ -24,8 +29,27 @@ func init() {
 	})
 }
 
+// Auth modes of a connection (the `auth` key).
+const (
+	AuthOAuth = "oauth" // a Marketplace app's agency grant (the default)
+	// AuthPrivateIntegration: one HighLevel Private Integration Token per location.
+	AuthPrivateIntegration = "private_integration"
+)
+
+// pitPrefix starts every Private Integration Token; HighLevel refuses "Pit-" (401 Invalid JWT).
+const pitPrefix = "pit-"
+
+// PITLocation is one location of a private_integration connection and its token.
+type PITLocation struct {
+	LocationID string        `yaml:"location_id"`
+	Name       string        `yaml:"name"`  // optional: the name shown until the location reports one
+	Token      config.Secret `yaml:"token"` // the location's Private Integration Token
+}
+
 // Options are a LeadConnector connection's own keys in the configuration file.
 type Options struct {
+	Auth       string          `yaml:"auth"`        // oauth (default) | private_integration
+	Locations  []PITLocation   `yaml:"locations"`   // with auth private_integration: one token per location
 	APIVersion string          `yaml:"api_version"` // v3 (default) | 2021-07-28
 	CompanyID  string          `yaml:"company_id"`  // default: the companyId of the agency grant
 	AppID      string          `yaml:"app_id"`      // required: the Marketplace app id
@@ -37,6 +61,7 @@ type Options struct {
 
 // Defaults fills the zero values.
 func (o *Options) Defaults() {
+	o.Auth = cmp.Or(o.Auth, AuthOAuth)
 	o.APIVersion = cmp.Or(o.APIVersion, V3)
 	o.PageSize = cmp.Or(o.PageSize, DefaultPageSize)
 	o.Lookback = cmp.Or(o.Lookback, config.Duration(DefaultLookback))
@@ -48,8 +73,32 @@ func (o *Options) Defaults() {
 
 // Validate reports what is wrong.
 func (o *Options) Validate(c *config.Checker) {
+	c.OneOf("auth", o.Auth, AuthOAuth, AuthPrivateIntegration)
 	c.OneOf("api_version", o.APIVersion, V3, V2021)
-	if o.AppID == "" {
+	switch {
+	case o.StaticAuth():
+		if len(o.Locations) == 0 {
+			c.Fail("locations", "required with auth: %s: one {location_id, token} per location, each with that "+
+				"location's Private Integration Token (an agency token cannot list installed locations: "+
+				"highlevel-api-docs#226)", AuthPrivateIntegration)
+		}
+		seen := map[string]int{}
+		for j, l := range o.Locations {
+			key := fmt.Sprintf("locations[%d]", j)
+			switch first, dup := seen[l.LocationID]; {
+			case l.LocationID == "":
+				c.Fail(key+".location_id", "required: the location (sub-account) id the token belongs to")
+			case dup:
+				c.Fail(key+".location_id", "duplicate location %q (also locations[%d])", l.LocationID, first)
+			default:
+				seen[l.LocationID] = j
+			}
+			c.Secret(key+".token", l.Token, true)
+		}
+	case len(o.Locations) > 0:
+		c.Fail("locations", "only with auth: %s (an OAuth connection syncs every location the app is installed on)",
+			AuthPrivateIntegration)
+	case o.AppID == "":
 		c.Fail("app_id", "required for leadconnector: the Marketplace app id (listing installed locations needs it)")
 	}
 	c.Count("page_size", o.PageSize, MaxPageSize)
@@ -62,8 +111,46 @@ func (o *Options) Validate(c *config.Checker) {
 	}
 }
 
+// StaticAuth implements config.StaticAuthOptions: Private Integration Tokens need no OAuth
+// app.
+func (o *Options) StaticAuth() bool { return o.Auth == AuthPrivateIntegration }
+
+// CheckSecret implements config.SecretChecker: a Private Integration Token starts with a
+// lowercase "pit-".
+func (o *Options) CheckSecret(key, value string) string {
+	if strings.HasSuffix(key, ".token") && !strings.HasPrefix(value, pitPrefix) {
+		return "not a Private Integration Token: it must start with a lowercase \"pit-\" (HighLevel " +
+			"refuses any other with 401 Invalid JWT); copy it again from Settings → Private Integrations"
+	}
+	return ""
+}
+
+// pitTokens hands out each location's Private Integration Token; there is no grant.
+type pitTokens map[string]sources.Credentials
+
+func (pitTokens) Grant() sources.Credentials { return noGrant{} }
+
+func (p pitTokens) Account(id string, _ sources.Minter) sources.Credentials {
+	if c, ok := p[id]; ok {
+		return c
+	}
+	return noGrant{}
+}
+
+// noGrant is the grant of a private_integration connection: there is none to use.
+type noGrant struct{}
+
+func (noGrant) Token(context.Context) (*oauth2.Token, error) {
+	return nil, errors.New("leadconnector: a private_integration connection has no agency grant (" +
+		"an agency Private Integration Token cannot list installed locations: highlevel-api-docs#226)")
+}
+func (noGrant) Invalidate(*oauth2.Token) {}
+
 func open(c vendors.Conn) (vendors.Opened, error) {
 	o := c.Config.Options.(*Options)
+	if o.StaticAuth() {
+		return openPIT(c, o)
+	}
 	vc := Config{BaseURL: c.Config.BaseURL, AuthURL: c.Config.AuthURL, TokenURL: c.Config.TokenURL,
 		ClientID: c.Config.ClientID, ClientSecret: c.ClientSecret, APIVersion: o.APIVersion,
 		CompanyID: o.CompanyID, AppID: o.AppID, BackfillStart: c.Config.BackfillStart.Time,
@@ -75,6 +162,25 @@ func open(c vendors.Conn) (vendors.Opened, error) {
 		return vendors.Opened{}, err
 	}
 	return vendors.Opened{Source: src, Auth: vc, Refresher: r}, nil
+}
+
+// openPIT wires a connection of Private Integration Tokens: the configured locations, each
+// read with its own token, re-read from its secret on every use.
+func openPIT(c vendors.Conn, o *Options) (vendors.Opened, error) {
+	vc := Config{BaseURL: c.Config.BaseURL, APIVersion: o.APIVersion, BackfillStart: c.Config.BackfillStart.Time,
+		Lookback: o.Lookback.D(), PageSize: o.PageSize, MaxPages: o.MaxPages, Logger: c.Logger}
+	toks := pitTokens{}
+	for _, l := range o.Locations {
+		vc.Locations = append(vc.Locations, Location{ID: l.LocationID, Name: l.Name})
+		toks[l.LocationID] = c.Static(store.StaticToken{Conn: c.Config.Name, Credential: l.LocationID,
+			Secret: l.Token.Resolve, Where: l.Token.String(),
+			Fix: fmt.Sprintf("rotate the Private Integration token of location %s in HighLevel (Settings → Private Integrations)", l.LocationID)})
+	}
+	src, err := New(vc, toks, WithHTTPX(c.HTTPX))
+	if err != nil {
+		return vendors.Opened{}, err
+	}
+	return vendors.Opened{Source: src, Static: true}, nil
 }
 
 var fake = &vendors.FakeSpec{
