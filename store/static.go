@@ -101,12 +101,12 @@ func (c *staticCreds) Invalidate(tok *oauth2.Token) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := c.s.db.sql.ExecContext(ctx, c.s.db.q(`INSERT INTO {static}
-    (connection, credential, fingerprint, secret, reason, rejected_at_ms) VALUES (?, ?, ?, ?, ?, ?)
+    (connection, credential, fingerprint, secret, reason, fix, rejected_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (connection, credential) DO UPDATE SET
     fingerprint = excluded.fingerprint, secret = excluded.secret, reason = excluded.reason,
-    rejected_at_ms = excluded.rejected_at_ms`),
+    fix = excluded.fix, rejected_at_ms = excluded.rejected_at_ms`),
 		c.t.Conn, c.t.Credential, fingerprint(tok.AccessToken), c.t.Where, "revoked, expired or invalid",
-		c.s.now().UnixMilli())
+		c.t.Fix, c.s.now().UnixMilli())
 	if err != nil {
 		// The in-flight call still ends in a RotationError through the vendor's next refusal.
 		c.s.log.Warn("store: could not record a refused static token", slog.String("connection", c.t.Conn),
@@ -123,13 +123,14 @@ type StaticRejection struct {
 	Credential string    `json:"credential,omitempty"`
 	Secret     string    `json:"secret"` // where the secret is configured
 	Reason     string    `json:"reason"`
+	Fix        string    `json:"fix"`
 	RejectedAt time.Time `json:"rejected_at"`
 }
 
 // StaticRejections lists the static tokens the vendors refused and that no new token has
 // replaced yet (as far as the store knows: a rotated secret clears its row at its next use).
 func (s *Store) StaticRejections(ctx context.Context) ([]StaticRejection, error) {
-	rows, err := s.db.sql.QueryContext(ctx, s.db.q(`SELECT connection, credential, secret, reason, rejected_at_ms
+	rows, err := s.db.sql.QueryContext(ctx, s.db.q(`SELECT connection, credential, secret, reason, fix, rejected_at_ms
 FROM {static} ORDER BY connection, credential`))
 	if err != nil {
 		return nil, fmt.Errorf("store: static token state: %w", s.db.lockErr(err))
@@ -139,7 +140,7 @@ FROM {static} ORDER BY connection, credential`))
 	for rows.Next() {
 		var r StaticRejection
 		var at int64
-		if err := rows.Scan(&r.Connection, &r.Credential, &r.Secret, &r.Reason, &at); err != nil {
+		if err := rows.Scan(&r.Connection, &r.Credential, &r.Secret, &r.Reason, &r.Fix, &at); err != nil {
 			return nil, fmt.Errorf("store: static token state: %w", err)
 		}
 		r.RejectedAt = time.UnixMilli(at).UTC()

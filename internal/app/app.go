@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -217,11 +218,24 @@ func (a *App) Ready(ctx context.Context) error {
 			bad = append(bad, fmt.Sprintf("connection %s needs re-authorization (%s): run `leadsync auth login %s`",
 				g.conn, g.Reason, g.conn))
 		}
+		for _, r := range g.rotations {
+			bad = append(bad, NeedsRotationText(r))
+		}
 	}
 	if len(bad) > 0 {
 		return errors.New(strings.Join(bad, "; "))
 	}
 	return nil
+}
+
+// NeedsRotationText says which static token of a connection the vendor refused, and the fix.
+func NeedsRotationText(r store.StaticRejection) string {
+	what := "its static token"
+	if r.Credential != "" {
+		what = "the static token of " + r.Credential
+	}
+	return fmt.Sprintf("connection %s needs rotation: the vendor refused %s (%s): %s, then update the secret at %s",
+		r.Connection, what, r.Reason, cmp.Or(r.Fix, "make a new token"), r.Secret)
 }
 
 // Grants is each enabled connection's grant state, for the leadsync_grant_needs_reauth
@@ -233,7 +247,8 @@ func (a *App) Grants(ctx context.Context) ([]ops.GrantState, error) {
 	}
 	out := make([]ops.GrantState, len(gs))
 	for i, g := range gs {
-		out[i] = ops.GrantState{Connection: g.conn, Source: g.source, NeedsReauth: g.missing || g.NeedsReauth}
+		out[i] = ops.GrantState{Connection: g.conn, Source: g.source, NeedsReauth: g.missing || g.NeedsReauth,
+			NeedsRotation: len(g.rotations) > 0}
 	}
 	return out, nil
 }
@@ -242,6 +257,8 @@ type grantState struct {
 	store.GrantStatus
 	conn, source string
 	missing      bool
+	static       bool                    // static tokens: no grant
+	rotations    []store.StaticRejection // refused static tokens still in their secrets
 }
 
 func (a *App) grantStatus(ctx context.Context) ([]grantState, error) {
@@ -253,10 +270,19 @@ func (a *App) grantStatus(ctx context.Context) ([]grantState, error) {
 	for _, g := range st {
 		byConn[g.Connection] = g
 	}
+	rejected, err := a.Store.StaticRejections(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("token store: %w", err)
+	}
+	rotations := map[string][]store.StaticRejection{}
+	for _, r := range rejected {
+		rotations[r.Connection] = append(rotations[r.Connection], r)
+	}
 	out := make([]grantState, 0, len(a.Conns))
 	for _, c := range a.Conns {
 		g, ok := byConn[c.Config.Name]
-		out = append(out, grantState{GrantStatus: g, conn: c.Config.Name, source: c.Config.Source, missing: !ok})
+		out = append(out, grantState{GrantStatus: g, conn: c.Config.Name, source: c.Config.Source,
+			static: c.Static, missing: !ok && !c.Static, rotations: rotations[c.Config.Name]})
 	}
 	return out, nil
 }

@@ -54,6 +54,7 @@ type Metrics struct {
 	retries         *prometheus.CounterVec
 	refreshes       *prometheus.CounterVec
 	needsReauth     *prometheus.GaugeVec
+	needsRotation   *prometheus.GaugeVec
 	rotationPending *prometheus.GaugeVec
 	accounts        *accountCollector
 
@@ -70,6 +71,9 @@ type GrantState struct {
 	// NeedsReauth: the grant was rejected (invalid_grant) or there is none yet; either way
 	// `leadsync auth login` is the fix.
 	NeedsReauth bool
+	// NeedsRotation: the vendor refused a static token (a Private Integration Token, an API
+	// key) that its secret still holds; a new token in the secret is the fix.
+	NeedsRotation bool
 }
 
 // ScrapeTimeout bounds the grant listing done for each scrape.
@@ -140,6 +144,10 @@ func NewMetrics(version string) *Metrics {
 			Namespace: ns, Name: "grant_needs_reauth",
 			Help: "1 when a connection's grant was rejected (invalid_grant) and needs `leadsync auth login`.",
 		}, []string{"connection", "source"}),
+		needsRotation: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "credential_needs_rotation",
+			Help: "1 when the vendor refused a connection's static token (Private Integration Token, API key) and its secret needs a new one.",
+		}, []string{"connection", "source"}),
 		rotationPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "token_rotation_pending",
 			Help: "1 while a connection's rotated token pair is held in memory only: the token store refused its write, which is retried until it lands.",
@@ -154,7 +162,7 @@ func NewMetrics(version string) *Metrics {
 	m.Registry.MustRegister(
 		m.runs, m.runsInProgress, m.runDuration, m.runLastFinished, m.leadsWritten, m.recordsRejected,
 		m.accountsSynced, m.accountDuration, m.requests, m.requestDuration, m.throttled,
-		m.retries, m.refreshes, m.needsReauth, m.rotationPending, m.accounts, buildInfo,
+		m.retries, m.refreshes, m.needsReauth, m.needsRotation, m.rotationPending, m.accounts, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -229,6 +237,7 @@ func (m *Metrics) syncGrants(ctx context.Context) {
 	}
 	for _, g := range gs {
 		m.SetNeedsReauth(g.Connection, g.Source, g.NeedsReauth)
+		m.needsRotation.WithLabelValues(g.Connection, g.Source).Set(boolGauge(g.NeedsRotation))
 	}
 }
 
@@ -326,6 +335,13 @@ func RefreshResult(err error) string {
 		return RefreshInvalidGrant
 	}
 	return RefreshFailed
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // SetNeedsReauth flags (or clears, after `auth login`) a connection whose grant was revoked.

@@ -10,6 +10,7 @@ CREATE TABLE static_rejections (
     fingerprint    TEXT    NOT NULL,
     secret         TEXT    NOT NULL DEFAULT '', -- where the secret is configured (a file, an env var)
     reason         TEXT    NOT NULL DEFAULT '',
+    fix            TEXT    NOT NULL DEFAULT '', -- what the operator does first
     rejected_at_ms BIGINT  NOT NULL,
     PRIMARY KEY (connection, credential)
 );
