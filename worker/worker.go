@@ -293,6 +293,9 @@ func (rs *runState) account(c Connection, a sources.Account, log *slog.Logger) {
 		rs.failed.Add(1)
 		rs.fail(fmt.Errorf("connection %s: account %s: %w", c.Name, a.ID, err))
 		log.Error("account sync failed", slog.String("error", err.Error()))
+		if errors.Is(err, sources.ErrNeedsRotation) {
+			log.Error("static token needs rotation", slog.String("fix", "put a new token in the secret named in the error"))
+		}
 	case OutcomeCancelled:
 		rs.incomplete.Store(true)
 	}

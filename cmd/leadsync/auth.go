@@ -61,6 +61,9 @@ func authLogin(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	}
 	defer a.Close()
 	name := c.Config.Name
+	if c.Static {
+		return exitUsage, staticLoginError(c)
+	}
 	open := login.OpenBrowser
 	if *noBrowser {
 		open = nil
@@ -70,6 +73,13 @@ func authLogin(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	}
 	fmt.Fprintf(stdout, "connection %s authorized; its tokens are stored encrypted\n", name)
 	return exitOK, nil
+}
+
+// staticLoginError: a connection of static tokens has nothing to authorize.
+func staticLoginError(c *app.Conn) error {
+	return usageError{fmt.Sprintf("connection %s authenticates with static tokens from its secrets (%s auth), "+
+		"not OAuth: there is nothing to log in; put the token in its secret (`leadsync auth status` shows its state)",
+		c.Config.Name, c.Config.Source)}
 }
 
 // openConn parses an "auth <subcommand> <connection>" command line and wires leadsync
@@ -103,6 +113,9 @@ func authPassword(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	defer a.Close()
 	name := c.Config.Name
+	if c.Static {
+		return exitUsage, staticLoginError(c)
+	}
 	if _, ok := c.Vendor.(vendors.PasswordGranter); !ok {
 		return exitUsage, usageError{fmt.Sprintf("connection %s (%s) has no password grant: use `leadsync auth login %s`", name, c.Config.Source, name)}
 	}
@@ -166,6 +179,22 @@ func authStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Connection, g.Subject, strings.Join(g.Scopes, " "),
 			when(g.Expiry), when(g.LastRefreshAt), state)
+	}
+	rejected, err := a.Store.StaticRejections(ctx)
+	if err != nil {
+		return exitFailed, err
+	}
+	for _, c := range a.Conns {
+		if !c.Static {
+			continue
+		}
+		state := "ok"
+		for _, r := range rejected {
+			if r.Connection == c.Config.Name {
+				state = "NEEDS ROTATION: " + app.NeedsRotationText(r)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Config.Name, "(static tokens)", "-", "never", "-", state)
 	}
 	return exitOK, tw.Flush()
 }

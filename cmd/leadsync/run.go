@@ -258,8 +258,11 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	fmt.Fprintln(tw, "CONNECTION\tSOURCE\tGRANT")
 	for _, g := range grants {
 		state := "ok"
-		if g.NeedsReauth {
+		switch {
+		case g.NeedsReauth:
 			state = fmt.Sprintf("NEEDS RE-AUTH: leadsync auth login %s (leadsync auth status says why)", g.Connection)
+		case g.NeedsRotation:
+			state = "NEEDS ROTATION: a static token was refused; put a new one in its secret (leadsync auth status says which)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Connection, g.Source, state)
 	}
@@ -330,9 +333,10 @@ type (
 		Cursor       sources.Cursor `json:"cursor,omitempty"`
 	}
 	connectionDoc struct {
-		Connection  string `json:"connection"`
-		Source      string `json:"source"`
-		NeedsReauth bool   `json:"needs_reauth"`
+		Connection    string `json:"connection"`
+		Source        string `json:"source"`
+		NeedsReauth   bool   `json:"needs_reauth"`
+		NeedsRotation bool   `json:"needs_rotation"`
 	}
 )
 
@@ -350,7 +354,8 @@ func statusJSON(st []sink.AccountStatus, grants []ops.GrantState) statusDoc {
 		}
 	}
 	for i, g := range grants {
-		doc.Connections[i] = connectionDoc{Connection: g.Connection, Source: g.Source, NeedsReauth: g.NeedsReauth}
+		doc.Connections[i] = connectionDoc{Connection: g.Connection, Source: g.Source, NeedsReauth: g.NeedsReauth,
+			NeedsRotation: g.NeedsRotation}
 	}
 	return doc
 }
