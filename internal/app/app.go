@@ -369,10 +369,15 @@ func (a *App) PasswordLogin(ctx context.Context, c *Conn, password string) error
 
 // AuthorizeAll authorizes every connection without a person: the password grant where the
 // connection has a username and password, else the code flow with open as the browser
-// (the sandbox's pages approve on their own). The demo and the tests use it.
+// (the sandbox's pages approve on their own); static-token connections need none. The demo
+// and the tests use it.
 func (a *App) AuthorizeAll(ctx context.Context, open func(string) error, out io.Writer) error {
 	for i := range a.Conns {
 		c := &a.Conns[i]
+		if c.Static {
+			fmt.Fprintf(out, "  %-22s static tokens from its secrets: nothing to authorize\n", c.Config.Name)
+			continue
+		}
 		if _, pw, ok := c.Config.PasswordGrant(); ok {
 			pw, err := pw.Resolve()
 			if err != nil {
