@@ -32,7 +32,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(fs.Output(), `crmsim serves a stateful sandbox of CRM APIs on one loopback port:
 %s, each with its OAuth flows (auto-approving authorization pages), single-use rotating
 refresh tokens, rate limits, HIPAA 403s and injectable faults; ground truth and counters
-under /_admin/. Data is generated deterministically from --seed.
+under /_admin/. Data is generated deterministically from --seed. Vendors with static tokens
+issue them under <vendor>/_admin/ (LeadConnector Private Integration Tokens, Less Annoying
+CRM API keys); --write-config --static-auth writes connections that use them, which need no
+authorization step.
 
 Usage: crmsim [flags]
 
@@ -58,6 +61,7 @@ Flags:
 	dropRefresh := fs.Int("drop-refresh", 0, "number of refreshes that rotate the token but drop the response")
 	writeConfig := fs.String("write-config", "", "write a leadsync configuration (config.yaml + secret files) pointing at this sandbox into this directory")
 	warehouse := fs.String("warehouse", "sqlite://leadsync.db", "with --write-config: the warehouse URL to put in it")
+	staticAuth := fs.Bool("static-auth", false, "with --write-config: connect the vendors that have static tokens with tokens issued now (one per account where needed) instead of OAuth")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -66,6 +70,10 @@ Flags:
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "crmsim: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if *staticAuth && *writeConfig == "" {
+		fmt.Fprintln(stderr, "crmsim: --static-auth needs --write-config")
 		return 2
 	}
 	perVendor := map[string]any{}
@@ -83,13 +91,19 @@ Flags:
 	defer srv.Close()
 	fmt.Fprintf(stdout, "crmsim serving on %s (seed %d)\n\n%s\n", srv.URL, *seed, sb.Describe(srv.URL))
 	if *writeConfig != "" {
-		path, err := sb.WriteConfig(*writeConfig, srv.URL, *warehouse)
+		wo := sandbox.WriteOptions{Static: *staticAuth}
+		path, err := sb.WriteConfigWith(*writeConfig, srv.URL, *warehouse, wo)
 		if err != nil {
 			fmt.Fprintln(stderr, "crmsim:", err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "wrote %s; authorize and sync with:\n", path)
-		for _, c := range sb.LoginCommands(path) {
+		logins := sb.LoginCommandsWith(path, wo)
+		if len(logins) > 0 {
+			fmt.Fprintf(stdout, "wrote %s; authorize and sync with:\n", path)
+		} else {
+			fmt.Fprintf(stdout, "wrote %s; sync with:\n", path)
+		}
+		for _, c := range logins {
 			fmt.Fprintf(stdout, "  %s\n", c)
 		}
 		fmt.Fprintf(stdout, "  leadsync run --once --config %s\n\n", path)

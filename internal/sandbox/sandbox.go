@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -181,10 +182,31 @@ func (s *Sandbox) Describe(base string) string {
 	return b.String()
 }
 
+// WriteOptions choose how WriteConfigWith authenticates the connections. The zero value is
+// OAuth everywhere.
+type WriteOptions struct {
+	// Static gives each vendor that has static tokens (vendors.FakeSpec.Static) a connection
+	// that uses tokens its fake issues at that moment, instead of OAuth; the others keep
+	// OAuth.
+	Static bool
+}
+
+// static reports whether v's connection is written with static tokens.
+func (o WriteOptions) static(v vendors.Vendor) bool { return o.Static && v.Fake.Static != nil }
+
 // LoginCommands are the `leadsync auth` commands that authorize each sandbox connection.
 func (s *Sandbox) LoginCommands(configPath string) []string {
+	return s.LoginCommandsWith(configPath, WriteOptions{})
+}
+
+// LoginCommandsWith are the `leadsync auth` commands of a configuration written with opts:
+// static connections need none.
+func (s *Sandbox) LoginCommandsWith(configPath string, opts WriteOptions) []string {
 	var out []string
 	for _, v := range s.vendors {
+		if opts.static(v) {
+			continue
+		}
 		verb := "login"
 		if v.Fake.Sandbox(s.fakes[v.Name], "").PasswordGrant {
 			verb = "password"
@@ -198,6 +220,12 @@ func (s *Sandbox) LoginCommands(configPath string) []string {
 // dir: config.yaml, the client secrets and any other secret as files (mode 0600; secrets are
 // never inline), and a state directory. It returns the config file's path.
 func (s *Sandbox) WriteConfig(dir, base, warehouseURL string) (string, error) {
+	return s.WriteConfigWith(dir, base, warehouseURL, WriteOptions{})
+}
+
+// WriteConfigWith is WriteConfig with the connections' authentication chosen by opts. Static
+// tokens are issued on the fakes as it writes them.
+func (s *Sandbox) WriteConfigWith(dir, base, warehouseURL string, opts WriteOptions) (string, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o700); err != nil {
 		return "", fmt.Errorf("sandbox: %w", err)
 	}
@@ -206,38 +234,50 @@ func (s *Sandbox) WriteConfig(dir, base, warehouseURL string) (string, error) {
 		return "", err
 	}
 	secret := func(name, value string) (string, error) {
+		if name == "" || name != filepath.Base(name) || strings.HasPrefix(name, ".") {
+			return "", fmt.Errorf("sandbox: secret file name %q is not a plain file name", name)
+		}
 		path := filepath.Join(abs, "secrets", name)
 		if err := os.WriteFile(path, []byte(value+"\n"), 0o600); err != nil {
 			return "", fmt.Errorf("sandbox: %w", err)
 		}
 		return path, nil
 	}
-	// Paths and URLs are quoted: a directory may hold ": " or ", ".
-	q := strconv.Quote
 	var b strings.Builder
 	b.WriteString("# leadsync configuration for the crmsim sandbox (written by crmsim / leadsync demo).\n")
-	fmt.Fprintf(&b, "state_dir: %s\nwarehouse:\n  url: %s\nhttp:\n  listen: \"off\"\nconnections:\n", q(abs+"/state"), q(warehouseURL))
+	fmt.Fprintf(&b, "state_dir: %s\nwarehouse:\n  url: %s\nhttp:\n  listen: \"off\"\nconnections:\n", quote(abs+"/state"), quote(warehouseURL))
 	for _, v := range s.vendors {
+		vendorSecret := func(name, value string) (string, error) { return secret(v.Name+"-"+name, value) }
+		if opts.static(v) {
+			c, err := v.Fake.Static(s.fakes[v.Name], base+v.Fake.Prefix)
+			if err != nil {
+				return "", fmt.Errorf("sandbox: %s static tokens: %w", v.Name, err)
+			}
+			if err := writeStatic(&b, v.Name, c, vendorSecret); err != nil {
+				return "", err
+			}
+			continue
+		}
 		c := v.Fake.Sandbox(s.fakes[v.Name], base+v.Fake.Prefix)
-		path, err := secret(v.Name+"-client-secret", c.ClientSecret)
+		path, err := vendorSecret("client-secret", c.ClientSecret)
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(&b, "  - name: %s\n    source: %s\n    client_id: %s\n", ConnectionName(v.Name), v.Name, q(c.ClientID))
+		fmt.Fprintf(&b, "  - name: %s\n    source: %s\n    client_id: %s\n", ConnectionName(v.Name), v.Name, quote(c.ClientID))
 		for _, kv := range c.Options {
-			fmt.Fprintf(&b, "    %s: %s\n", kv.Key, q(kv.Value))
+			fmt.Fprintf(&b, "    %s: %s\n", kv.Key, quote(kv.Value))
 		}
-		fmt.Fprintf(&b, "    client_secret: {file: %s}\n", q(path))
+		fmt.Fprintf(&b, "    client_secret: {file: %s}\n", quote(path))
 		for _, kv := range c.Secrets {
-			path, err := secret(v.Name+"-"+kv.Key, kv.Value)
+			path, err := vendorSecret(kv.Key, kv.Value)
 			if err != nil {
 				return "", err
 			}
-			fmt.Fprintf(&b, "    %s: {file: %s}\n", kv.Key, q(path))
+			fmt.Fprintf(&b, "    %s: {file: %s}\n", kv.Key, quote(path))
 		}
 		for _, kv := range []vendors.KeyValue{{Key: "base_url", Value: c.BaseURL}, {Key: "auth_url", Value: c.AuthURL}, {Key: "token_url", Value: c.TokenURL}} {
 			if kv.Value != "" {
-				fmt.Fprintf(&b, "    %s: %s\n", kv.Key, q(kv.Value))
+				fmt.Fprintf(&b, "    %s: %s\n", kv.Key, quote(kv.Value))
 			}
 		}
 		b.WriteString("    redirect_uri: http://127.0.0.1/callback\n")
@@ -247,6 +287,76 @@ func (s *Sandbox) WriteConfig(dir, base, warehouseURL string) (string, error) {
 		return "", fmt.Errorf("sandbox: %w", err)
 	}
 	return path, nil
+}
+
+// quote quotes paths, URLs and values: a directory may hold ": " or ", ".
+func quote(s string) string { return strconv.Quote(s) }
+
+// writeStatic writes a static-token connection: no client credentials, no login.
+func writeStatic(b *strings.Builder, vendor string, c vendors.StaticConn, secret func(name, value string) (string, error)) error {
+	if !yamlKey(c.Auth) {
+		return fmt.Errorf("sandbox: %s: %q is not an auth value", vendor, c.Auth)
+	}
+	fmt.Fprintf(b, "  - name: %s\n    source: %s\n    auth: %s\n", ConnectionName(vendor), vendor, c.Auth)
+	keys := c.Keys
+	if c.BaseURL != "" {
+		keys = append(slices.Clip(keys), vendors.Field{Key: "base_url", Value: c.BaseURL})
+	}
+	return writeFields(b, "    ", "    ", keys, secret)
+}
+
+// writeFields writes fields as the keys of one YAML mapping: the first line starts with
+// first, the others with indent (first differs for a list item's "- ").
+func writeFields(b *strings.Builder, first, indent string, fields []vendors.Field, secret func(name, value string) (string, error)) error {
+	for i, f := range fields {
+		pre := indent
+		if i == 0 {
+			pre = first
+		}
+		if !yamlKey(f.Key) {
+			return fmt.Errorf("sandbox: %q is not a configuration key", f.Key)
+		}
+		switch {
+		case f.Secret != nil:
+			path, err := secret(f.Secret.File, f.Secret.Value)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(b, "%s%s: {file: %s}\n", pre, f.Key, quote(path))
+		case f.List != nil:
+			if len(f.List) == 0 {
+				fmt.Fprintf(b, "%s%s: []\n", pre, f.Key)
+				continue
+			}
+			fmt.Fprintf(b, "%s%s:\n", pre, f.Key)
+			for _, item := range f.List {
+				if len(item) == 0 {
+					fmt.Fprintf(b, "%s  - {}\n", indent)
+					continue
+				}
+				if err := writeFields(b, indent+"  - ", indent+"    ", item, secret); err != nil {
+					return err
+				}
+			}
+		default:
+			fmt.Fprintf(b, "%s%s: %s\n", pre, f.Key, quote(f.Value))
+		}
+	}
+	return nil
+}
+
+// yamlKey accepts the configuration's snake_case keys (and auth values), which need no
+// quoting.
+func yamlKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for _, r := range k {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // Browser plays the user's browser for the sandbox's auto-approving authorization pages: it

@@ -33,6 +33,11 @@ type FakeSpec struct {
 	// Sandbox is how a leadsync configuration connects to the fake served at base (crmsim's
 	// URL and Prefix).
 	Sandbox func(f Fake, base string) SandboxConn
+	// Static, when set, issues static tokens on the fake now (API keys, one token per account
+	// where the vendor has no agency-wide one) and describes the connection that uses them
+	// instead of OAuth, for a sandbox configuration written with static authentication. Nil:
+	// the vendor has no static tokens.
+	Static func(f Fake, base string) (StaticConn, error)
 }
 
 // FakeCommon are the settings every fake takes from crmsim.
@@ -53,6 +58,27 @@ type SandboxConn struct {
 	PasswordGrant              bool       // authorized with `leadsync auth password`
 	Note                       string     // for crmsim's description: users, passwords
 }
+
+// StaticConn is one connection of a sandbox configuration authenticated by static tokens
+// the fake issued: it needs no `leadsync auth` command.
+type StaticConn struct {
+	Auth    string  // the connection's auth key ("api_key", ...)
+	BaseURL string  // "" leaves the key out
+	Keys    []Field // the vendor's own keys, in order
+}
+
+// Field is one YAML key of a static connection: a plain Value, a Secret (written to a file of
+// mode 0600 and referenced by path, never inline), or a List of entries.
+type Field struct {
+	Key    string
+	Value  string
+	Secret *Secret
+	List   [][]Field
+}
+
+// Secret is a secret value and its file's name under the configuration's secrets directory,
+// after the vendor's name and a dash ("pit-LOC" → secrets/leadconnector-pit-LOC).
+type Secret struct{ File, Value string }
 
 // KeyValue is one YAML key and its value.
 type KeyValue struct{ Key, Value string }

@@ -119,4 +119,12 @@ var fake = &vendors.FakeSpec{
 			BaseURL: base + "/v2/", AuthURL: base + "/oauth/authorize.php", TokenURL: base + "/oauth/token.php",
 			Note: "user " + lacrmtest.DefaultSandboxUser}
 	},
+	Static: func(f vendors.Fake, base string) (vendors.StaticConn, error) {
+		key, err := f.(*lacrmtest.Fake).IssueAPIKey()
+		if err != nil {
+			return vendors.StaticConn{}, err
+		}
+		return vendors.StaticConn{Auth: "api_key", BaseURL: base + "/v2/",
+			Keys: []vendors.Field{{Key: "api_key", Secret: &vendors.Secret{File: "api-key", Value: key}}}}, nil
+	},
 }

@@ -210,4 +210,19 @@ var fake = &vendors.FakeSpec{
 			BaseURL: base, AuthURL: base + "/oauth/chooselocation",
 			Options: []vendors.KeyValue{{Key: "app_id", Value: f.(*lctest.Fake).AppID()}}}
 	},
+	// One Private Integration Token per installed location: a PIT is a sub-account's own.
+	Static: func(f vendors.Fake, base string) (vendors.StaticConn, error) {
+		lc := f.(*lctest.Fake)
+		locs := [][]vendors.Field{}
+		for _, loc := range lc.LocationIDs() {
+			tok, err := lc.IssuePIT(loc)
+			if err != nil {
+				return vendors.StaticConn{}, err
+			}
+			locs = append(locs, []vendors.Field{{Key: "location_id", Value: loc},
+				{Key: "token", Secret: &vendors.Secret{File: "pit-" + loc, Value: tok}}})
+		}
+		return vendors.StaticConn{Auth: "private_integration", BaseURL: base,
+			Keys: []vendors.Field{{Key: "locations", List: locs}}}, nil
+	},
 }

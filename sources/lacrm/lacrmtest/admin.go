@@ -82,6 +82,7 @@ func (f *Fake) admin() http.Handler {
 		f.RevokeGrant(r.PathValue("id"))
 		w.WriteHeader(http.StatusNoContent)
 	})
+	f.adminAPIKeys(m)
 	m.HandleFunc("POST /_admin/contacts", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
 			AccountID string `json:"account_id"`

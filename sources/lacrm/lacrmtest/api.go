@@ -160,17 +160,7 @@ func (f *Fake) authenticate(r *http.Request) (caller, string) {
 	if h == "" {
 		return caller{}, "no Authorization header."
 	}
-	user, ok := f.opts.APIKeys[h]
-	if !ok {
-		return caller{}, "unknown API key."
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	u, ok := f.users[user]
-	if !ok {
-		return caller{}, "unknown API key."
-	}
-	return caller{user: u.Name, account: u.AccountID, bucket: "user:" + u.Name}, ""
+	return f.apiKeyCaller(h)
 }
 
 type params map[string]json.RawMessage

@@ -7,14 +7,16 @@
 //	                            parameter picks another configured user)
 //	POST /oauth/token.php       Basic client_id:secret, JSON {"grant_type":"authorization_code",...}
 //	                            or {"grant_type":"refresh_token","refresh_token":...}
-//	POST /v2/                   Authorization: Bearer <token> (or a raw API key), JSON
+//	POST /v2/                   Authorization: Bearer <token>, or a raw API key (no Bearer), JSON
 //	                            {"Function":..., "Parameters":{...}}: GetContacts, GetPipelines,
 //	                            GetPipelineItems, GetUser
 //
 // Vendor quirks reproduced: refresh tokens are single-use and live 30 days, and a second use
 // revokes the whole grant (every token of that authorization) with 400 invalid_grant; every
 // API error, bad credentials included, is HTTP 400 {"ErrorCode","ErrorDescription"}; 120
-// requests per minute per grant, then 429 with Retry-After in seconds.
+// requests per minute per grant, then 429 with Retry-After in seconds. API keys (IssueAPIKey,
+// or Options.APIKeys) are sent as "Authorization: <key>"; "Bearer <key>" is no valid token,
+// and an unknown or disabled key answers 400 "Invalid credentials" like an expired token.
 //
 // Admin API (JSON), never subject to faults:
 //
@@ -26,6 +28,9 @@
 //	PUT    /_admin/ratelimit             {"limit":120,"interval":"1m0s"}
 //	POST   /_admin/authorize             {"user":"..."} → {"access_token","refresh_token","grant",...}
 //	POST   /_admin/grants/{id}/revoke
+//	POST   /_admin/api_keys              optional {"user":"..."} (default the sandbox user) →
+//	                                     {"api_key":"lacrmtest-key-..."}
+//	POST   /_admin/api_keys/revoke       {"api_key":"..."} → 204: the key stops working now
 //	POST   /_admin/contacts              {"account_id":"..."} → {"id":"..."}
 //	POST   /_admin/contacts/{id}/touch   update (bumps LastUpdate)
 //	DELETE /_admin/contacts/{id}
@@ -110,7 +115,8 @@ type Fake struct {
 	accounts  map[string]*account // by account id
 	users     map[string]User     // by name
 	refreshAt map[string]time.Time
-	rnd       *rand.Rand // for ids of created records
+	apiKeys   map[string]*apiKey // by key
+	rnd       *rand.Rand         // for ids of created records
 }
 
 // New builds a fake (not listening).
@@ -154,6 +160,7 @@ func New(opts Options) *Fake {
 		accounts:  map[string]*account{},
 		users:     map[string]User{},
 		refreshAt: map[string]time.Time{},
+		apiKeys:   map[string]*apiKey{},
 		rnd:       simkit.RandFor(opts.Seed, "lacrm/mutations"),
 	}
 	for _, u := range opts.Users {
@@ -168,6 +175,9 @@ func New(opts Options) *Fake {
 		if f.accounts[u.AccountID] == nil {
 			f.accounts[u.AccountID] = generateAccount(opts, u)
 		}
+	}
+	for key, user := range opts.APIKeys {
+		f.apiKeys[key] = &apiKey{user: user}
 	}
 	f.handler = f.routes()
 	return f

@@ -22,6 +22,7 @@ func (f *Fake) adminRoutes() http.Handler {
 		f.RevokeGrant(r.PathValue("id"))
 		w.WriteHeader(http.StatusNoContent)
 	})
+	f.adminPITs(mux)
 	mux.HandleFunc("PUT /ttl", func(w http.ResponseWriter, r *http.Request) {
 		var b struct {
 			TTL string `json:"ttl"`

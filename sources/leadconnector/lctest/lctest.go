@@ -13,6 +13,11 @@
 //	GET  /oauth/installed-locations       v3, pageSize/pageToken       (2021: 404)
 //	POST /contacts/search                 searchAfter paging, dateUpdated/dateAdded range filters
 //
+// Resource calls take a grant's or a minted location token, or a location's Private
+// Integration Token (Bearer pit-…, see PITPrefix): a PIT acts as a location token of its own
+// location (same rate-limit bucket; 403 for another location; 401 on the agency-only oauth
+// calls); revoked, expired and unknown ones answer 401 "Invalid JWT".
+//
 // Admin API (JSON, never subject to faults or limits):
 //
 //	GET    /_admin/counters               simkit.Snapshot; DELETE resets
@@ -20,6 +25,12 @@
 //	GET    /_admin/truth                  []simkit.AccountTruth
 //	GET    /_admin/grants                 []simkit.GrantInfo
 //	POST   /_admin/grants/{id}/revoke     revoke a grant and its tokens
+//	GET    /_admin/pits                   []PIT: the Private Integration Tokens that work now
+//	POST   /_admin/pits                   {"location_id":"..."} → 201 {"token":"pit-..."}
+//	POST   /_admin/pits/revoke            {"token":"pit-..."} → 204: it stops working now
+//	POST   /_admin/pits/rotate            {"token":"pit-...","expire":"now"|"later"} → {"token",
+//	                                      "old_token_expires_at"}: a new PIT of the same location;
+//	                                      "later" keeps the old one working for 7 days (PITOverlap)
 //	PUT    /_admin/ttl                    {"ttl":"90s"}: lifetime of tokens issued from now on
 //	PUT    /_admin/limits                 {"max":100,"interval_ms":10000,"daily":200000}
 //	PUT    /_admin/inactive               {"inactive":true}: refreshes answer 400 "Location is not active"
@@ -119,6 +130,7 @@ type Fake struct {
 	locs       []*location
 	byID       map[string]*location
 	codeScopes map[string]string
+	pits       map[string]*pit // by token
 	inactive   bool
 	lag        time.Duration
 	rng        *rand.Rand
@@ -152,6 +164,7 @@ func New(opts Options) *Fake {
 		faults:     simkit.NewFaults(opts.Seed, opts.Faults),
 		limits:     newLimiter(opts.Clock, opts.Burst, opts.Interval, opts.Daily),
 		codeScopes: map[string]string{},
+		pits:       map[string]*pit{},
 		lag:        opts.IndexLag,
 		rng:        simkit.RandFor(opts.Seed, "lc/mutations"),
 	}

@@ -120,13 +120,17 @@ func (f *Fake) api(e endpoint) http.Handler {
 }
 
 // authenticate resolves the bearer token: a grant's token (Company, or Location for a
-// location-level install) or a minted location token.
+// location-level install), a minted location token, or a Private Integration Token.
 func (f *Fake) authenticate(r *http.Request) (*call, bool) {
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || tok == "" {
 		return nil, false
 	}
-	st, g, meta := f.tokens.Check(strings.TrimSpace(tok))
+	tok = strings.TrimSpace(tok)
+	if strings.HasPrefix(tok, PITPrefix) {
+		return f.authenticatePIT(tok)
+	}
+	st, g, meta := f.tokens.Check(tok)
 	if st != simkit.AccessValid {
 		return nil, false
 	}
