@@ -57,6 +57,9 @@ type Vendor struct {
 	Options func(*testenv.Options)
 	// Configure adjusts the connection's options (the vendor's own type), e.g. small pages.
 	Configure func(config.Options)
+	// StaticAuth runs the suite on the vendor's static-token connection (the sandbox's
+	// --static-auth configuration) instead of its OAuth one.
+	StaticAuth bool
 }
 
 // Run runs the suite for the vendor registered as name, on both dialects.
@@ -102,6 +105,7 @@ func newSuite(t *testing.T, vendor, dialect string, v Vendor, quickRetries bool)
 	if v.Options != nil {
 		v.Options(&opts)
 	}
+	opts.StaticAuth = v.StaticAuth
 	env := testenv.New(t, opts, dialect)
 	conn := sandbox.ConnectionName(vendor)
 	cfg := env.Config(t)
@@ -124,6 +128,9 @@ func newSuite(t *testing.T, vendor, dialect string, v Vendor, quickRetries bool)
 		}
 	}
 	a := testenv.Authorize(t, env.AppWith(t, cfg, app.Options{HTTPX: hx}))
+	if c, err := a.Conn(conn); err != nil || c.Static != v.StaticAuth {
+		t.Fatalf("connection %s: static tokens %v, want %v (%v)", conn, err == nil && c.Static, v.StaticAuth, err)
+	}
 	return &suite{vendor: vendor, conn: conn, v: v, env: env, app: a, cut: cut}
 }
 

@@ -66,6 +66,10 @@ type Options struct {
 	LACRMContacts       int
 	LACRMPipelineItems  int
 
+	// StaticAuth writes static-token connections for the vendors that have them (HighLevel
+	// Private Integration Tokens, an LACRM API key) instead of their OAuth ones.
+	StaticAuth bool
+
 	// LeadConnector, LocaliQ and LACRM set any option of one fake; the fields above
 	// override theirs when set.
 	LeadConnector lctest.Options
@@ -143,7 +147,7 @@ func New(t testing.TB, opts Options, dialect string) *Env {
 		t.Fatalf("testenv: unknown dialect %q", dialect)
 	}
 	srv := StartSandbox(t, opts)
-	path, err := srv.WriteConfig(dir, srv.URL, wh)
+	path, err := srv.WriteConfigWith(dir, srv.URL, wh, sandbox.WriteOptions{Static: opts.StaticAuth})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,8 +347,10 @@ func (e *Env) LeadCount(t testing.TB) int {
 }
 
 // TokenPrefixes are how the sandbox's token registries name access and refresh tokens
-// (simkit.NewRegistry "lc", "liq", "lacrm"): no log, output or warehouse may contain one.
-var TokenPrefixes = []string{"lc_at_", "lc_rt_", "liq_at_", "liq_rt_", "lacrm_at_", "lacrm_rt_"}
+// (simkit.NewRegistry "lc", "liq", "lacrm"), and how its static tokens begin (HighLevel
+// Private Integration Tokens, LACRM API keys): no log, output or warehouse may contain one.
+var TokenPrefixes = []string{"lc_at_", "lc_rt_", "liq_at_", "liq_rt_", "lacrm_at_", "lacrm_rt_",
+	lctest.PITPrefix, lacrmtest.APIKeyPrefix}
 
 // Buffer collects output (logs, a child process's stdout) and is safe to read while it is
 // being written.

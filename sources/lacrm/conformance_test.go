@@ -12,7 +12,18 @@ import (
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	conformance.Run(t, sources.LACRM, conformance.Vendor{
+	conformance.Run(t, sources.LACRM, lacrmConformance(false))
+}
+
+// TestConformanceAPIKey runs the suite on a connection authenticated with an API key.
+func TestConformanceAPIKey(t *testing.T) {
+	t.Parallel()
+	conformance.Run(t, sources.LACRM, lacrmConformance(true))
+}
+
+func lacrmConformance(static bool) conformance.Vendor {
+	return conformance.Vendor{
+		StaticAuth: static,
 		Mutate: func(s *testenv.Sandbox, _ string) error {
 			contacts, items := s.LACRMIDs()
 			if _, err := s.LACRM.CreateContact(""); err != nil {
@@ -32,5 +43,5 @@ func TestConformance(t *testing.T) {
 		},
 		// Small pages, so that a backfill crosses several page boundaries.
 		Configure: func(o config.Options) { o.(*lacrm.Options).PageSize = 25 },
-	})
+	}
 }
