@@ -215,7 +215,7 @@ func TestStaticAuthWritesTokenConnections(t *testing.T) {
 		m := l.(map[string]any)
 		wantKeys(m, "location_id", "token")
 		id, _ := m["location_id"].(string)
-		pits[id] = secret(m["token"], "leadconnector-pit-"+id)
+		pits[id] = secret(m["token"], "leadconnector-location-"+id+".token")
 	}
 	var truth []simkit.AccountTruth
 	getJSON(t, c.base+"/_admin/truth", &truth)

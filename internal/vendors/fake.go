@@ -77,7 +77,7 @@ type Field struct {
 }
 
 // Secret is a secret value and its file's name under the configuration's secrets directory,
-// after the vendor's name and a dash ("pit-LOC" → secrets/leadconnector-pit-LOC).
+// after the vendor's name and a dash ("location-LOC.token" → secrets/leadconnector-location-LOC.token).
 type Secret struct{ File, Value string }
 
 // KeyValue is one YAML key and its value.

@@ -220,7 +220,7 @@ var fake = &vendors.FakeSpec{
 				return vendors.StaticConn{}, err
 			}
 			locs = append(locs, []vendors.Field{{Key: "location_id", Value: loc},
-				{Key: "token", Secret: &vendors.Secret{File: "pit-" + loc, Value: tok}}})
+				{Key: "token", Secret: &vendors.Secret{File: "location-" + loc + ".token", Value: tok}}})
 		}
 		return vendors.StaticConn{Auth: "private_integration", BaseURL: base,
 			Keys: []vendors.Field{{Key: "locations", List: locs}}}, nil
