@@ -133,7 +133,7 @@ WHERE r.id = (SELECT MAX(id) FROM sync_runs) AND s.source = 'leadconnector' AND 
 	}
 	for _, conn := range []string{"sandbox-leadconnector", "sandbox-lacrm"} {
 		if !strings.Contains(metrics, `leadsync_credential_needs_rotation{connection="`+conn+`"`) ||
-			!regexp.MustCompile(`leadsync_credential_needs_rotation\{connection="` + conn + `",source="\w+"\} 1`).MatchString(metrics) {
+			!regexp.MustCompile(`leadsync_credential_needs_rotation\{connection="`+conn+`",source="\w+"\} 1`).MatchString(metrics) {
 			t.Errorf("metrics do not flag %s", conn)
 		}
 	}
