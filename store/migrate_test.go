@@ -49,17 +49,17 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		rw := writable(t, b, tb.raw, tb.files)
-		if _, err := rw.Exec(`INSERT INTO store_migrations (version_id, is_applied) VALUES (3, true)`); err != nil {
+		if _, err := rw.Exec(`INSERT INTO store_migrations (version_id, is_applied) VALUES (4, true)`); err != nil {
 			t.Fatal(err)
 		}
 		_, err := store.Open(ctx, tb.url, tb.opts)
 		if !errors.Is(err, store.ErrSchemaTooNew) || !strings.Contains(err.Error(), "token store schema is newer") ||
-			!strings.Contains(err.Error(), "version 3, this leadsync knows up to 2") {
+			!strings.Contains(err.Error(), "version 4, this leadsync knows up to 3") {
 			t.Errorf("open of a newer store: %v, want ErrSchemaTooNew naming the versions", err)
 		}
 
 		url, opts, rw, _ := loadLegacy(t, b)
-		if _, err := rw.Exec(`INSERT INTO schema_migrations (version, applied_at_ms) VALUES (3, 0)`); err != nil {
+		if _, err := rw.Exec(`INSERT INTO schema_migrations (version, applied_at_ms) VALUES (4, 0)`); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := store.Open(ctx, url, opts); !errors.Is(err, store.ErrSchemaTooNew) {

@@ -487,8 +487,8 @@ func TestStoreUpgradesInPlace(t *testing.T) {
 			}
 			defer rw.Close()
 		}
-		for _, q := range []string{`ALTER TABLE grants DROP COLUMN rotating_by`, `ALTER TABLE grants DROP COLUMN rotating_since_ms`,
-			`DELETE FROM store_migrations WHERE version_id >= 2`} {
+		for _, q := range []string{`DROP TABLE static_rejections`, `ALTER TABLE grants DROP COLUMN rotating_by`,
+			`ALTER TABLE grants DROP COLUMN rotating_since_ms`, `DELETE FROM store_migrations WHERE version_id >= 2`} {
 			if _, err := rw.Exec(q); err != nil {
 				t.Fatalf("%s: %v", q, err)
 			}
