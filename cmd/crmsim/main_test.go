@@ -168,6 +168,19 @@ func TestStaticAuthWritesTokenConnections(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		t.Fatalf("the written config is not YAML: %v\n%s", err, raw)
 	}
+	// leadsync reads it: static connections with no OAuth client, their secrets well formed.
+	cfg, err := config.Load(filepath.Join(dir, "config.yaml"))
+	if err != nil {
+		t.Fatalf("leadsync cannot load the static config: %v", err)
+	}
+	for _, cc := range cfg.Connections {
+		if want := cc.Source != "localiq"; cc.StaticAuth() != want {
+			t.Errorf("connection %s: static %v, want %v", cc.Name, cc.StaticAuth(), want)
+		}
+		if err := cc.CheckSecrets(); err != nil {
+			t.Errorf("connection %s: %v", cc.Name, err)
+		}
+	}
 	conns := map[string]map[string]any{}
 	for _, c := range doc.Connections {
 		conns[c["name"].(string)] = c
