@@ -42,7 +42,7 @@ const pitPrefix = "pit-"
 // PITLocation is one location of a private_integration connection and its token.
 type PITLocation struct {
 	LocationID string        `yaml:"location_id"`
-	Name       string        `yaml:"name"`  // optional: the name shown until the location reports one
+	Name       string        `yaml:"name"`  // optional: the account name shown in status and the warehouse
 	Token      config.Secret `yaml:"token"` // the location's Private Integration Token
 }
 
