@@ -32,6 +32,10 @@ type SlotRequest struct {
 	// run) joins the connection's open slot of another live worker, or opens one now.
 	At      time.Time
 	Trigger string
+	// Dead (optional) reports a worker known to be gone (its process on this host ended). A
+	// --once run does not join a slot such a worker opened: the slot is abandoned, and joining
+	// it would skip the accounts the dead worker finished, whatever changed since.
+	Dead func(worker string) bool
 }
 
 // Slot is one run of a connection shared by the workers: each account is synced once in it.
@@ -141,13 +145,29 @@ FROM sync_slots WHERE connection = $1 AND kind = $2 AND slot_at = $3`,
 		}
 		// Join a slot another worker is still working through; never one this worker
 		// opened itself: its own earlier run is over, and a new run is asked for.
-		err := p.scanSlot(tx.QueryRowxContext(ctx, `SELECT id, slot_at, opened_by, false FROM sync_slots
+		rows, err := tx.QueryxContext(ctx, `SELECT id, slot_at, opened_by FROM sync_slots
 WHERE connection = $1 AND kind = $2 AND closed_at IS NULL AND opened_by <> $3
   AND heartbeat_at > clock_timestamp() - $4::interval
-ORDER BY slot_at DESC LIMIT 1`, req.Connection, req.Kind, p.worker, p.leaseInterval()), &s)
-		if !errors.Is(err, sql.ErrNoRows) {
+ORDER BY slot_at DESC LIMIT 16`, req.Connection, req.Kind, p.worker, p.leaseInterval())
+		if err != nil {
 			return err
 		}
+		var found bool
+		for !found && rows.Next() {
+			var at nullTime
+			if err := rows.Scan(&s.ID, &at, &s.OpenedBy); err != nil {
+				rows.Close()
+				return err
+			}
+			s.At, found = at.Time, req.Dead == nil || !req.Dead(s.OpenedBy)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		if found {
+			return nil
+		}
+		s = Slot{}
 		return p.scanSlot(tx.QueryRowxContext(ctx, `INSERT INTO sync_slots
     (connection, kind, slot_at, trigger, opened_by, opened_at, heartbeat_at)
 VALUES ($1, $2, clock_timestamp(), $3, $4, clock_timestamp(), clock_timestamp())

@@ -151,10 +151,16 @@ func TestSlotsAreSharedAcrossWorkers(t *testing.T) {
 	if j, err := b.OpenSlot(ctx, SlotRequest{Connection: "d", Kind: SlotIncremental, Trigger: TriggerOnce}); err != nil || j.ID != once.ID {
 		t.Fatalf("b's --once = slot %+v, %v; want to join %d", j, err, once.ID)
 	}
+	// Not when its opener is known dead (killed: its slot's heartbeat is still fresh): the
+	// accounts it finished would be skipped, whatever changed at the vendor since.
+	dead := func(w string) bool { return w == "wa" }
+	if j, err := b.OpenSlot(ctx, SlotRequest{Connection: "d", Kind: SlotIncremental, Trigger: TriggerOnce, Dead: dead}); err != nil || j.ID == once.ID || j.OpenedBy != "wb" {
+		t.Fatalf("b's --once beside a dead opener's slot = %+v, %v; want a new slot of its own", j, err)
+	}
 	if err := a.CloseSlot(ctx, once.ID); err != nil {
 		t.Fatal(err)
 	}
-	if j, err := b.OpenSlot(ctx, SlotRequest{Connection: "d", Kind: SlotIncremental, Trigger: TriggerOnce}); err != nil || j.ID == once.ID {
+	if j, err := a.OpenSlot(ctx, SlotRequest{Connection: "d", Kind: SlotIncremental, Trigger: TriggerOnce}); err != nil || j.ID == once.ID {
 		t.Fatalf("--once after the slot closed = %+v, %v; want a new slot", j, err)
 	}
 	if err := a.CloseSlot(ctx, sa.ID); err != nil {

@@ -147,7 +147,7 @@ func (p *leasePass) run(accts []sources.Account, yield func(leasedAccount) bool)
 	}
 	var err error
 	p.slot, err = p.l.OpenSlot(rs.work, sink.SlotRequest{Connection: p.c.Name, Kind: kind,
-		At: slotFrom(rs.soft), Trigger: rs.opts.Trigger})
+		At: slotFrom(rs.soft), Trigger: rs.opts.Trigger, Dead: deadOwner})
 	if err != nil {
 		rs.failed.Add(1)
 		rs.fail(fmt.Errorf("connection %s: %w", p.c.Name, err))
