@@ -72,6 +72,11 @@ func newCLI(stdout, stderr io.Writer) *cli {
 
 	root.AddCommand(c.demoCmd(stdout, stderr), c.runCmd(stdout, stderr), c.statusCmd(stdout), c.authCmd(stdout, stderr),
 		c.migrateCmd(stdout), c.grantAnalystCmd(stdout), c.configCmd(stdout), c.versionCmd(stdout), c.manCmd())
+	// cobra's `completion` command, with an unknown shell a usage error like any other.
+	root.InitDefaultCompletionCmd()
+	if comp, _, err := root.Find([]string{"completion"}); err == nil && comp != root {
+		c.asGroup(comp)
+	}
 	return c
 }
 
@@ -252,10 +257,18 @@ func (c *cli) manCmd() *cobra.Command {
 	}
 }
 
-// group is a command that only holds subcommands: alone it prints its help and exits 2; an
-// unknown subcommand is a usage error with suggestions.
+// group is a command that only holds subcommands.
 func (c *cli) group(name, short string) *cobra.Command {
-	cmd := &cobra.Command{Use: name, Short: short, Args: cobra.ArbitraryArgs, SuggestionsMinimumDistance: 2}
+	cmd := &cobra.Command{Use: name, Short: short}
+	c.asGroup(cmd)
+	return cmd
+}
+
+// asGroup makes cmd a group: alone it prints its help and exits 2; an unknown subcommand is
+// a usage error with suggestions.
+func (c *cli) asGroup(cmd *cobra.Command) {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.SuggestionsMinimumDistance = 2
 	cmd.RunE = c.do(func(_ context.Context, args []string) (int, error) {
 		if len(args) == 0 {
 			return exitUsage, cmd.Help()
@@ -263,7 +276,6 @@ func (c *cli) group(name, short string) *cobra.Command {
 		return exitUsage, usageError{fmt.Sprintf("unknown command %q for %q%s\nRun '%s --help' for usage.",
 			args[0], cmd.CommandPath(), didYouMean(cmd.SuggestionsFor(args[0])), cmd.CommandPath())}
 	})
-	return cmd
 }
 
 // helpCmd is `help [command]`: the same help as `<command> --help`, and exit 2 for a
@@ -295,6 +307,9 @@ func (c *cli) helpCmd() *cobra.Command {
 			if err != nil {
 				return err // before any action ran: a usage error
 			}
+			// As `<command> --help` shows them: cobra adds these flags when a command runs.
+			target.InitDefaultHelpFlag()
+			target.InitDefaultVersionFlag()
 			return target.Help()
 		},
 	}
