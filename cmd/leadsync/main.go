@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -160,6 +161,24 @@ func (f *flags) loadWithKey() (*config.Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// checkConnection makes a name that is not an enabled connection a usage error that lists
+// the names there are.
+func checkConnection(cfg *config.Config, name string) error {
+	var enabled []string
+	for _, c := range cfg.Connections {
+		if c.Name == name && !c.IsEnabled() {
+			return usageError{fmt.Sprintf("connection %q is disabled in %s (enabled: false)", name, cfg.File())}
+		}
+		if c.IsEnabled() {
+			enabled = append(enabled, c.Name)
+		}
+	}
+	if slices.Contains(enabled, name) {
+		return nil
+	}
+	return usageError{fmt.Sprintf("no connection named %q in %s; the enabled connections are: %s", name, cfg.File(), strings.Join(enabled, ", "))}
 }
 
 // strictError is the warnings --strict turned into errors.

@@ -419,24 +419,6 @@ func cmdGrantAnalyst(ctx context.Context, f *flags, role string, printOnly bool,
 	return exitOK, nil
 }
 
-// checkConnection makes a name that is not an enabled connection a usage error that lists
-// the names there are.
-func checkConnection(cfg *config.Config, name string) error {
-	var enabled []string
-	for _, c := range cfg.Connections {
-		if c.Name == name && !c.IsEnabled() {
-			return usageError{fmt.Sprintf("connection %q is disabled in %s (enabled: false)", name, cfg.File())}
-		}
-		if c.IsEnabled() {
-			enabled = append(enabled, c.Name)
-		}
-	}
-	if slices.Contains(enabled, name) {
-		return nil
-	}
-	return usageError{fmt.Sprintf("no connection named %q in %s; the enabled connections are: %s", name, cfg.File(), strings.Join(enabled, ", "))}
-}
-
 // searchPath is the schema a PostgreSQL URL selects (its search_path), else public.
 func searchPath(dsn string) string {
 	if u, err := url.Parse(dsn); err == nil {
