@@ -206,6 +206,16 @@ func TestCompletion(t *testing.T) {
 		if code != exitOK || !strings.Contains(out, want) {
 			t.Errorf("completion %s: exit %d, no %q in %d bytes; stderr %s", shell, code, want, len(out), stderr)
 		}
+		// The shells that are here check the script's syntax.
+		if sh, err := exec.LookPath(shell); err == nil && shell != "powershell" {
+			script := filepath.Join(t.TempDir(), "leadsync."+shell)
+			if err := os.WriteFile(script, []byte(out), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := exec.Command(sh, "-n", script).CombinedOutput(); err != nil {
+				t.Errorf("%s -n: %v\n%s", shell, err, b)
+			}
+		}
 	}
 	path := cliConfig(t)
 	for _, tc := range []struct {
