@@ -18,57 +18,20 @@ import (
 	"github.com/leadsync/leadsync/store/login"
 )
 
-const authUsage = `Usage:
-  leadsync auth login <connection> [--no-browser]   authorize in the browser (OAuth code flow)
-  leadsync auth password <connection> [--password-file FILE]
-                                                    LocaliQ direct access (password grant)
-  leadsync auth status                              per grant: subject, scopes, expiry, needs re-auth
-  leadsync auth forget <connection>                 delete a connection's tokens
-  leadsync auth rotate-key --new-key FILE           re-encrypt every token with a new key
-Every subcommand takes --config FILE.
-`
-
-func cmdAuth(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stdout, authUsage)
-		if len(args) == 0 {
-			return exitUsage, nil
-		}
-		return exitOK, nil
-	}
-	switch args[0] {
-	case "login":
-		return authLogin(ctx, args[1:], stdout, stderr)
-	case "password":
-		return authPassword(ctx, args[1:], stdout, stderr)
-	case "status":
-		return authStatus(ctx, args[1:], stdout, stderr)
-	case "forget":
-		return authForget(ctx, args[1:], stdout, stderr)
-	case "rotate-key":
-		return authRotateKey(ctx, args[1:], stdout, stderr)
-	}
-	return exitUsage, usageError{fmt.Sprintf("auth: unknown subcommand %q\n%s", args[0], authUsage)}
-}
-
-func authLogin(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	f := newFlags("auth login", "auth login <connection> [--no-browser] [--config FILE]", stderr)
-	noBrowser := f.Bool("no-browser", false, "only print the authorization URL")
-	timeout := f.Duration("timeout", login.DefaultTimeout, "how long to wait for the browser")
-	a, c, code, err := openConn(ctx, f, args, stderr)
+func authLogin(ctx context.Context, f *flags, name string, noBrowser bool, timeout time.Duration, stdout, stderr io.Writer) (int, error) {
+	a, c, code, err := openConn(ctx, f, name)
 	if err != nil {
 		return code, err
 	}
 	defer a.Close()
-	name := c.Config.Name
 	if c.Static {
 		return exitUsage, staticLoginError(c)
 	}
 	open := login.OpenBrowser
-	if *noBrowser {
+	if noBrowser {
 		open = nil
 	}
-	if err := a.Login(ctx, c, open, stderr, *timeout); err != nil {
+	if err := a.Login(ctx, c, open, stderr, timeout); err != nil {
 		return exitFailed, err
 	}
 	fmt.Fprintf(stdout, "connection %s authorized; its tokens are stored encrypted\n", name)
@@ -82,17 +45,18 @@ func staticLoginError(c *app.Conn) error {
 		c.Config.Name, c.Config.Source)}
 }
 
-// openConn parses an "auth <subcommand> <connection>" command line and wires leadsync
-// without the warehouse (only the token store is needed). Close the App when done.
-func openConn(ctx context.Context, f *flags, args []string, stderr io.Writer) (*app.App, *app.Conn, int, error) {
-	if err := f.parse(args); err != nil {
-		return nil, nil, exitUsage, err
-	}
-	name, err := oneArg(f, "connection")
+// openConn wires leadsync for the connection named name, without the warehouse (only the
+// token store is needed). A name the configuration does not enable is a usage error, before
+// anything is opened. Close the App when done.
+func openConn(ctx context.Context, f *flags, name string) (*app.App, *app.Conn, int, error) {
+	cfg, err := f.loadWithKey()
 	if err != nil {
 		return nil, nil, exitUsage, err
 	}
-	a, err := openApp(ctx, f, stderr, app.Options{NoSink: true})
+	if err := checkConnection(cfg, name); err != nil {
+		return nil, nil, exitUsage, err
+	}
+	a, err := app.Open(ctx, cfg, newLogger(cfg, f.stderr), app.Options{NoSink: true, Version: buildVersion().String()})
 	if err != nil {
 		return nil, nil, exitFailed, err
 	}
@@ -104,22 +68,19 @@ func openConn(ctx context.Context, f *flags, args []string, stderr io.Writer) (*
 	return a, c, exitOK, nil
 }
 
-func authPassword(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	f := newFlags("auth password", "auth password <connection> [--password-file FILE] [--config FILE]", stderr)
-	pwFile := f.String("password-file", "", "read the password from this file (default: the connection's password setting, else a prompt)")
-	a, c, code, err := openConn(ctx, f, args, stderr)
+func authPassword(ctx context.Context, f *flags, name, pwFile string, stdout, stderr io.Writer) (int, error) {
+	a, c, code, err := openConn(ctx, f, name)
 	if err != nil {
 		return code, err
 	}
 	defer a.Close()
-	name := c.Config.Name
 	if c.Static {
 		return exitUsage, staticLoginError(c)
 	}
 	if _, ok := c.Vendor.(vendors.PasswordGranter); !ok {
 		return exitUsage, usageError{fmt.Sprintf("connection %s (%s) has no password grant: use `leadsync auth login %s`", name, c.Config.Source, name)}
 	}
-	pw, err := readPassword(*pwFile, c, stderr)
+	pw, err := readPassword(pwFile, c, stderr)
 	if err != nil {
 		return exitUsage, err
 	}
@@ -156,12 +117,8 @@ func readPassword(file string, c *app.Conn, prompt io.Writer) (string, error) {
 	return strings.TrimRight(line, "\r\n"), nil
 }
 
-func authStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	f := newFlags("auth status", "auth status [--config FILE]", stderr)
-	if err := f.parse(args); err != nil {
-		return exitUsage, err
-	}
-	a, err := openApp(ctx, f, stderr, app.Options{NoSink: true})
+func authStatus(ctx context.Context, f *flags, stdout io.Writer) (int, error) {
+	a, err := openApp(ctx, f, app.Options{NoSink: true})
 	if err != nil {
 		return exitFailed, err
 	}
@@ -206,16 +163,9 @@ func when(t time.Time) string {
 	return t.Local().Format(time.DateTime)
 }
 
-func authForget(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	f := newFlags("auth forget", "auth forget <connection> [--config FILE]", stderr)
-	if err := f.parse(args); err != nil {
-		return exitUsage, err
-	}
-	name, err := oneArg(f, "connection")
-	if err != nil {
-		return exitUsage, err
-	}
-	a, err := openApp(ctx, f, stderr, app.Options{NoSink: true})
+func authForget(ctx context.Context, f *flags, name string, stdout io.Writer) (int, error) {
+	// Any name: the tokens of a connection since removed from the configuration may go too.
+	a, err := openApp(ctx, f, app.Options{NoSink: true})
 	if err != nil {
 		return exitFailed, err
 	}
@@ -227,24 +177,19 @@ func authForget(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 	return exitOK, nil
 }
 
-func authRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	f := newFlags("auth rotate-key", "auth rotate-key --new-key FILE [--config FILE]", stderr)
-	newKey := f.String("new-key", "", "file holding the new 32-byte key (raw, hex or base64), e.g. made with: head -c 32 /dev/urandom > FILE")
-	if err := f.parse(args); err != nil {
-		return exitUsage, err
-	}
-	if *newKey == "" {
+func authRotateKey(ctx context.Context, f *flags, newKey string, stdout io.Writer) (int, error) {
+	if newKey == "" {
 		return exitUsage, usageError{"auth rotate-key: --new-key FILE is required"}
 	}
-	b, err := os.ReadFile(*newKey)
+	b, err := os.ReadFile(newKey)
 	if err != nil {
 		return exitUsage, usageError{fmt.Sprintf("--new-key: %v", err)}
 	}
 	key, err := store.ParseKey(b)
 	if err != nil {
-		return exitUsage, usageError{fmt.Sprintf("--new-key %s: %v", *newKey, err)}
+		return exitUsage, usageError{fmt.Sprintf("--new-key %s: %v", newKey, err)}
 	}
-	a, err := openApp(ctx, f, stderr, app.Options{NoSink: true})
+	a, err := openApp(ctx, f, app.Options{NoSink: true})
 	if err != nil {
 		return exitFailed, err
 	}
@@ -252,6 +197,6 @@ func authRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err := a.Store.RotateKey(ctx, key); err != nil {
 		return exitFailed, err
 	}
-	fmt.Fprintf(stdout, "every token is now encrypted with the key in %s.\nPoint token_store.key_file (or the token-key credential) at it before the next start; the old key no longer opens the store.\n", *newKey)
+	fmt.Fprintf(stdout, "every token is now encrypted with the key in %s.\nPoint token_store.key_file (or the token-key credential) at it before the next start; the old key no longer opens the store.\n", newKey)
 	return exitOK, nil
 }

@@ -216,6 +216,18 @@ func TestDaemonSystemdProtocol(t *testing.T) {
 	if m := daemonParse(t, body); daemonSum(m, "leadsync_runs_total", `trigger="cron"`, `status="ok"`) < 1 {
 		t.Errorf("/metrics counts no successful cron run:\n%s", daemonGrep(body, "leadsync_runs"))
 	}
+	// The build's version, as `leadsync --version` says it, in the metrics and the log.
+	short, err := exec.Command(leadsyncBin, "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := strings.TrimSpace(strings.TrimPrefix(string(short), "leadsync "))
+	if !strings.Contains(body, `leadsync_build_info{version="`+version+`"} 1`) {
+		t.Errorf("/metrics has no build info for version %q:\n%s", version, daemonGrep(body, "leadsync_build_info"))
+	}
+	if got := logs.field(t, "leadsync started", "version"); got != version {
+		t.Errorf("start-up log: version %q, want %q", got, version)
+	}
 
 	stopAt := time.Now()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

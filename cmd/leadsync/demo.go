@@ -34,19 +34,19 @@ FROM accounts ORDER BY source, account_id LIMIT 12`},
 FROM sync_state GROUP BY source, stream, last_outcome ORDER BY source, stream, last_outcome`},
 }
 
-func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	f := newFlags("demo", "demo [--db FILE] [--fresh] [--seed N]", stderr)
-	db := f.String("db", "leadsync-demo.db", "the SQLite warehouse to fill")
-	fresh := f.Bool("fresh", false, "delete the warehouse first (otherwise a second demo is an incremental run)")
-	seed := f.Uint64("seed", 1, "seed of the sandbox data")
-	if err := f.parse(args); err != nil {
-		return exitUsage, err
-	}
-	dbPath, err := filepath.Abs(*db)
+// demoOptions are demo's flags.
+type demoOptions struct {
+	db    string
+	fresh bool
+	seed  uint64
+}
+
+func cmdDemo(ctx context.Context, f *flags, o demoOptions, stdout, stderr io.Writer) (int, error) {
+	dbPath, err := filepath.Abs(o.db)
 	if err != nil {
 		return exitUsage, err
 	}
-	if *fresh {
+	if o.fresh {
 		for _, suffix := range []string{"", "-wal", "-shm"} {
 			_ = os.Remove(dbPath + suffix)
 		}
@@ -66,7 +66,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 			demoData[v.Name] = v.Fake.Demo()
 		}
 	}
-	sb := sandbox.New(sandbox.Options{Seed: *seed, Vendor: demoData})
+	sb := sandbox.New(sandbox.Options{Seed: o.seed, Vendor: demoData})
 	srv, err := sb.Start("127.0.0.1:0")
 	if err != nil {
 		return exitFailed, err
@@ -80,8 +80,11 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (int,
 	if err != nil {
 		return exitFailed, fmt.Errorf("demo config: %w", err)
 	}
-	log := newLogger(&config.Config{Log: config.Log{Level: "error", Format: "text"}}, stderr)
-	a, err := app.Open(ctx, cfg, log, app.Options{Version: version})
+	// The demo's own output is the point: its log says only errors, unless asked for more.
+	quiet := config.Log{Level: "error", Format: "text"}
+	f.overrideLog(&quiet)
+	log := newLogger(&config.Config{Log: quiet}, stderr)
+	a, err := app.Open(ctx, cfg, log, app.Options{Version: buildVersion().String()})
 	if err != nil {
 		return exitFailed, err
 	}

@@ -2,13 +2,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -21,9 +22,6 @@ import (
 	"github.com/leadsync/leadsync/store"
 )
 
-// version is set at build time (-ldflags "-X main.version=...").
-var version = "dev"
-
 // vendorTitles lists the registered vendors for people.
 func vendorTitles() string {
 	var titles []string
@@ -33,7 +31,7 @@ func vendorTitles() string {
 	return strings.Join(titles, ", ")
 }
 
-// Exit codes, as documented in `leadsync --help`.
+// Exit codes, as documented in `leadsync --help` (exitCodesHelp).
 const (
 	exitOK          = 0
 	exitFailed      = 1 // a sync failed for some account, or a runtime error
@@ -41,12 +39,12 @@ const (
 	exitInterrupted = 3 // stopped by a signal before the work was complete
 )
 
-// usage is the global help; vendorTitles fills in the registered vendors.
-var usage = `leadsync keeps your CRM leads (` + vendorTitles() + `) in your own
-SQLite or PostgreSQL database.
-
-Usage:
-  leadsync demo [flags]                      sandbox CRMs → ./leadsync-demo.db, then a summary
+// examples is the overview of the commands in the global help; vendorTitles fills in the
+// registered vendors.
+var (
+	about = `leadsync keeps your CRM leads (` + vendorTitles() + `) in your own
+SQLite or PostgreSQL database.`
+	examples = `  leadsync demo [flags]                      sandbox CRMs → ./leadsync-demo.db, then a summary
   leadsync run [flags]                       the daemon: sync on the configured cron schedules
   leadsync run --once [flags]                one sync now (backfill), then exit
   leadsync status [flags]                    per account: last success, leads, access, last error
@@ -58,17 +56,13 @@ Usage:
   leadsync migrate [--status]                apply (or list) warehouse migrations
   leadsync grant-analyst <role>              PostgreSQL: give a role the de-identified views only
   leadsync config check                      validate the configuration
-  leadsync version
+  leadsync version`
+)
 
-Every command takes --config FILE (default $LEADSYNC_CONFIG, else /etc/leadsync/config.yaml),
-and --strict: refuse (exit 2) secret files every user can read or that are symbolic links, and
-passwords in database URLs, which otherwise only get a warning.
-Run "leadsync <command> --help" for a command's flags.
-
-Exit codes: 0 success; 1 a sync or operation failed; 2 bad usage or configuration (the message
+// exitCodesHelp ends the global help.
+const exitCodesHelp = `Exit codes: 0 success; 1 a sync or operation failed; 2 bad usage or configuration (the message
 names the field; a token store key that does not match counts too); 3 stopped by a signal
-before the work was complete.
-`
+before the work was complete.`
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
@@ -76,43 +70,25 @@ func main() {
 
 // run is main without the process: tests call it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stdout, usage)
-		if len(args) == 0 {
-			return exitUsage
-		}
-		return exitOK
-	}
 	stderr = &serialWriter{w: stderr}
-	cmd, rest := args[0], args[1:]
-	var code int
-	var err error
-	switch cmd {
-	case "run":
-		code, err = cmdRun(ctx, rest, stdout, stderr)
-	case "demo":
-		code, err = cmdDemo(ctx, rest, stdout, stderr)
-	case "status":
-		code, err = cmdStatus(ctx, rest, stdout, stderr)
-	case "auth":
-		code, err = cmdAuth(ctx, rest, stdout, stderr)
-	case "migrate":
-		code, err = cmdMigrate(ctx, rest, stdout, stderr)
-	case "grant-analyst":
-		code, err = cmdGrantAnalyst(ctx, rest, stdout, stderr)
-	case "config":
-		code, err = cmdConfig(ctx, rest, stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintln(stdout, "leadsync", version)
-		return exitOK
-	default:
-		fmt.Fprintf(stderr, "leadsync: unknown command %q\n\n%s", cmd, usage)
+	c := newCLI(stdout, stderr)
+	c.root.SetArgs(args)
+	cmd, err := c.root.ExecuteContextC(ctx)
+	switch {
+	case !c.ran && err != nil:
+		// cobra refused the command line before any command ran: a flag, an argument or a
+		// command it does not know.
+		if cmd.Name() == "help" {
+			cmd = cmd.Root()
+		}
+		fmt.Fprintf(stderr, "leadsync: %v\nRun '%s --help' for usage.\n", strings.TrimRight(err.Error(), "\n"), cmd.CommandPath())
 		return exitUsage
-	}
-	if err != nil {
+	case !c.ran: // help, --version, completion
+		return exitOK
+	case err != nil:
 		return report(stderr, err)
 	}
-	return code
+	return c.code
 }
 
 // usageError is a bad command line.
@@ -122,9 +98,6 @@ func (e usageError) Error() string { return e.msg }
 
 // report prints err and chooses the exit code from its kind.
 func report(stderr io.Writer, err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
 	fmt.Fprintln(stderr, "leadsync:", err)
 	var ue usageError
 	var ce *config.Error
@@ -139,77 +112,42 @@ func report(stderr io.Writer, err error) int {
 	return exitFailed
 }
 
-// flags is a command's flag set with the common --config and --strict flags.
+// flags are the global flags, which every command takes.
 type flags struct {
-	*flag.FlagSet
-	config     *string
-	strict     *bool
-	positional []string
+	config    string
+	strict    bool
+	logLevel  string // overrides log.level
+	logFormat string // overrides log.format
+	stderr    io.Writer
 }
-
-func newFlags(name, synopsis string, stderr io.Writer) *flags {
-	fs := flag.NewFlagSet("leadsync "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfg := fs.String("config", os.Getenv("LEADSYNC_CONFIG"), "configuration file (default $LEADSYNC_CONFIG, else /etc/leadsync/config.yaml)")
-	strict := fs.Bool("strict", false, "refuse (exit 2), rather than warn about, secret files that every user can read or that are symbolic links, and passwords in database URLs")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: leadsync %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return &flags{FlagSet: fs, config: cfg, strict: strict}
-}
-
-// parse parses args, flags before or after the positional arguments
-// (`leadsync auth login agency --config x.yaml`); it reports flag errors as usage errors.
-func (f *flags) parse(args []string) error {
-	var positional []string
-	for {
-		if err := f.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return err
-			}
-			return usageError{err.Error()}
-		}
-		args = f.FlagSet.Args()
-		if len(args) == 0 {
-			break
-		}
-		if args[0] == "--" {
-			positional = append(positional, args[1:]...)
-			break
-		}
-		positional, args = append(positional, args[0]), args[1:]
-	}
-	f.positional = positional
-	return nil
-}
-
-// NArg, Arg and Args are the positional arguments wherever they stood.
-func (f *flags) NArg() int        { return len(f.positional) }
-func (f *flags) Arg(i int) string { return f.positional[i] }
-func (f *flags) Args() []string   { return f.positional }
 
 // load reads and validates the configuration. What puts a secret at risk is logged, or
 // with --strict refused.
 func (f *flags) load() (*config.Config, error) {
-	path := *f.config
-	if path == "" {
-		path = "/etc/leadsync/config.yaml"
-	}
-	cfg, err := config.Load(path)
+	cfg, err := config.Load(configPath(f.config))
 	if err != nil {
 		return nil, err
 	}
 	ws := cfg.Warnings()
-	if *f.strict && len(ws) > 0 {
+	if f.strict && len(ws) > 0 {
 		return nil, strictError{config.Errors(ws)}
 	}
-	log := newLogger(cfg, f.Output())
+	f.overrideLog(&cfg.Log)
+	log := newLogger(cfg, f.stderr)
 	for _, w := range ws {
 		log.Warn("configuration puts a secret at risk (--strict refuses it)", slog.String("file", w.File),
 			slog.String("field", w.Field), slog.Int("line", w.Line), slog.String("problem", w.Msg))
 	}
 	return cfg, nil
+}
+
+// configPath is the --config path, else the default.
+func configPath(flag string) string { return cmp.Or(flag, "/etc/leadsync/config.yaml") }
+
+// overrideLog applies --log-level and --log-format.
+func (f *flags) overrideLog(l *config.Log) {
+	l.Level = cmp.Or(f.logLevel, l.Level)
+	l.Format = cmp.Or(f.logFormat, l.Format)
 }
 
 // loadWithKey is load for the commands that use the token store: the key is read and
@@ -223,6 +161,24 @@ func (f *flags) loadWithKey() (*config.Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// checkConnection makes a name that is not an enabled connection a usage error that lists
+// the names there are.
+func checkConnection(cfg *config.Config, name string) error {
+	var enabled []string
+	for _, c := range cfg.Connections {
+		if c.Name == name && !c.IsEnabled() {
+			return usageError{fmt.Sprintf("connection %q is disabled in %s (enabled: false)", name, cfg.File())}
+		}
+		if c.IsEnabled() {
+			enabled = append(enabled, c.Name)
+		}
+	}
+	if slices.Contains(enabled, name) {
+		return nil
+	}
+	return usageError{fmt.Sprintf("no connection named %q in %s; the enabled connections are: %s", name, cfg.File(), strings.Join(enabled, ", "))}
 }
 
 // strictError is the warnings --strict turned into errors.
@@ -270,19 +226,11 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 // openApp loads the configuration and wires leadsync.
-func openApp(ctx context.Context, f *flags, stderr io.Writer, opts app.Options) (*app.App, error) {
+func openApp(ctx context.Context, f *flags, opts app.Options) (*app.App, error) {
 	cfg, err := f.loadWithKey()
 	if err != nil {
 		return nil, err
 	}
-	opts.Version = version
-	return app.Open(ctx, cfg, newLogger(cfg, stderr), opts)
-}
-
-// oneArg returns the single positional argument named what.
-func oneArg(f *flags, what string) (string, error) {
-	if f.NArg() != 1 {
-		return "", usageError{fmt.Sprintf("%s: want exactly one %s, got %q", f.Name(), what, strings.Join(f.Args(), " "))}
-	}
-	return f.Arg(0), nil
+	opts.Version = buildVersion().String()
+	return app.Open(ctx, cfg, newLogger(cfg, f.stderr), opts)
 }

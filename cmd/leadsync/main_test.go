@@ -22,7 +22,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	leadsyncBin = filepath.Join(dir, "leadsync")
-	out, err := exec.Command("go", "build", "-o", leadsyncBin, ".").CombinedOutput()
+	// -buildvcs=auto: the VCS revision goes into the binary when there is a checkout, as
+	// in a release build (GOFLAGS may say -buildvcs=false).
+	out, err := exec.Command("go", "build", "-buildvcs=auto", "-o", leadsyncBin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "building leadsync: %v\n%s", err, out)
 		os.Exit(1)

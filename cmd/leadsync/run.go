@@ -22,31 +22,24 @@ import (
 	"github.com/leadsync/leadsync/worker"
 )
 
-// stringList is a repeatable flag.
-type stringList []string
+// runOptions are run's flags.
+type runOptions struct {
+	once     bool
+	conns    []string
+	since    string
+	full     bool
+	progress string
+}
 
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	f := newFlags("run", "run [--once [--connection NAME]... [--since YYYY-MM-DD] [--full]] [--config FILE]", stderr)
-	once := f.Bool("once", false, "sync once now, then exit (a backfill when the warehouse is empty)")
-	var conns stringList
-	f.Var(&conns, "connection", "with --once: only this connection (repeatable)")
-	since := f.String("since", "", "with --once: start accounts without a cursor at this date (YYYY-MM-DD)")
-	full := f.Bool("full", false, "with --once: a full pass: re-read everything, then soft-delete leads the vendor no longer has")
-	progress := f.String("progress", "auto", "with --once: progress display: auto (on a terminal), on, off")
-	if err := f.parse(args); err != nil {
-		return exitUsage, err
-	}
-	if !*once && (len(conns) > 0 || *since != "" || *full) {
+func cmdRun(ctx context.Context, f *flags, o runOptions, stdout, stderr io.Writer) (int, error) {
+	if !o.once && (len(o.conns) > 0 || o.since != "" || o.full) {
 		return exitUsage, usageError{"--connection, --since and --full go with --once (the daemon follows the configured schedules)"}
 	}
 	var sinceT time.Time
-	if *since != "" {
-		t, err := time.Parse(time.DateOnly, *since)
+	if o.since != "" {
+		t, err := time.Parse(time.DateOnly, o.since)
 		if err != nil {
-			return exitUsage, usageError{fmt.Sprintf("--since %q: want a date like 2025-01-31", *since)}
+			return exitUsage, usageError{fmt.Sprintf("--since %q: want a date like 2025-01-31", o.since)}
 		}
 		sinceT = t
 	}
@@ -57,7 +50,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	if !slices.ContainsFunc(cfg.Connections, func(c config.Connection) bool { return c.IsEnabled() }) {
 		return exitUsage, &app.ConfigError{Err: fmt.Errorf("%s: no enabled connections: nothing to sync (add one under connections:, see config.example.yaml)", cfg.File())}
 	}
-	a, err := app.Open(ctx, cfg, newLogger(cfg, stderr), app.Options{Version: version})
+	for _, name := range o.conns {
+		if err := checkConnection(cfg, name); err != nil {
+			return exitUsage, err
+		}
+	}
+	a, err := app.Open(ctx, cfg, newLogger(cfg, stderr), app.Options{Version: buildVersion().String()})
 	if err != nil {
 		return exitFailed, err
 	}
@@ -71,14 +69,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	soft, hard, stop := stopContexts(ctx, a.Config.ShutdownTimeout.D(), stderr)
 	defer stop()
 
-	if !*once {
+	if !o.once {
 		return daemon(soft, hard, a)
 	}
 	trigger := sink.TriggerOnce
-	if !sinceT.IsZero() || *full {
+	if !sinceT.IsZero() || o.full {
 		trigger = sink.TriggerBackfill
 	}
-	show := *progress == "on" || (*progress == "auto" && isTerminal(stderr))
+	show := o.progress == "on" || (o.progress == "auto" && isTerminal(stderr))
 	if show {
 		a.Worker.Progress = worker.NewProgress(stderr, true, nil, 0)
 	} else {
@@ -87,7 +85,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (int, 
 	pctx, pstop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { a.Worker.Progress.Run(pctx); close(done) }()
-	res, err := a.Worker.Run(soft, worker.RunOptions{Trigger: trigger, Connections: conns, Full: *full, Since: sinceT, Hard: hard})
+	res, err := a.Worker.Run(soft, worker.RunOptions{Trigger: trigger, Connections: o.conns, Full: o.full, Since: sinceT, Hard: hard})
 	pstop()
 	<-done
 	return onceOutcome(stdout, res, err)
@@ -180,7 +178,7 @@ func daemon(soft, hard context.Context, a *app.App) (int, error) {
 	sched.OnStarted = func() {
 		_ = ops.Ready()
 		_ = ops.Status("waiting for the first scheduled run")
-		log.Info("leadsync started", slog.Int("connections", len(a.Conns)), slog.String("version", version))
+		log.Info("leadsync started", slog.Int("connections", len(a.Conns)), slog.String("version", buildVersion().String()))
 	}
 	if err := sched.Run(soft, hard); err != nil {
 		if errors.Is(err, sink.ErrSingleWriter) { // a backfill holds the SQLite warehouse: retry later
@@ -193,13 +191,8 @@ func daemon(soft, hard context.Context, a *app.App) (int, error) {
 	return exitOK, nil
 }
 
-func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	f := newFlags("status", "status [--json] [--config FILE]", stderr)
-	asJSON := f.Bool("json", false, "print JSON: {\"accounts\": [...], \"connections\": [...]}, snake_case keys")
-	if err := f.parse(args); err != nil {
-		return exitUsage, err
-	}
-	a, err := openApp(ctx, f, stderr, app.Options{})
+func cmdStatus(ctx context.Context, f *flags, asJSON bool, stdout io.Writer) (int, error) {
+	a, err := openApp(ctx, f, app.Options{})
 	if err != nil {
 		return exitFailed, err
 	}
@@ -213,7 +206,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 		return exitFailed, err
 	}
 	doc := statusJSON(st, grants)
-	if *asJSON {
+	if asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return exitOK, enc.Encode(doc)
@@ -367,17 +360,12 @@ func truncate(s string, n int) string {
 	return s
 }
 
-func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	f := newFlags("migrate", "migrate [--status] [--config FILE]", stderr)
-	status := f.Bool("status", false, "list the migrations and whether each is applied, without applying any")
-	if err := f.parse(args); err != nil {
-		return exitUsage, err
-	}
+func cmdMigrate(ctx context.Context, f *flags, status bool, stdout io.Writer) (int, error) {
 	cfg, err := f.load()
 	if err != nil {
 		return exitUsage, err
 	}
-	if *status {
+	if status {
 		st, err := sink.MigrationStatus(ctx, cfg.Warehouse.URL)
 		if err != nil {
 			return exitFailed, err
@@ -400,16 +388,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 	return exitOK, nil
 }
 
-func cmdGrantAnalyst(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	f := newFlags("grant-analyst", "grant-analyst [--print] <role> [--config FILE]", stderr)
-	printOnly := f.Bool("print", false, "print the SQL instead of running it")
-	if err := f.parse(args); err != nil {
-		return exitUsage, err
-	}
-	role, err := oneArg(f, "role")
-	if err != nil {
-		return exitUsage, err
-	}
+func cmdGrantAnalyst(ctx context.Context, f *flags, role string, printOnly bool, stdout io.Writer) (int, error) {
 	cfg, err := f.load()
 	if err != nil {
 		return exitUsage, err
@@ -418,7 +397,7 @@ func cmdGrantAnalyst(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return exitUsage, err
 	}
-	if *printOnly {
+	if printOnly {
 		for _, q := range sink.AnalystGrantSQL(searchPath(tgt.DSN), role) {
 			fmt.Fprintln(stdout, q+";")
 		}
@@ -451,14 +430,7 @@ func searchPath(dsn string) string {
 	return "public"
 }
 
-func cmdConfig(_ context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	if len(args) == 0 || args[0] != "check" {
-		return exitUsage, usageError{"usage: leadsync config check [--config FILE]"}
-	}
-	f := newFlags("config check", "config check [--config FILE]", stderr)
-	if err := f.parse(args[1:]); err != nil {
-		return exitUsage, err
-	}
+func cmdConfig(_ context.Context, f *flags, stdout io.Writer) (int, error) {
 	cfg, err := f.loadWithKey()
 	if err != nil {
 		return exitUsage, err
