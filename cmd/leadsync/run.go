@@ -401,7 +401,8 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 }
 
 func cmdGrantAnalyst(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
-	f := newFlags("grant-analyst", "grant-analyst [--print] <role> [--config FILE]", stderr)
+	f := newFlags("grant-analyst", "grant-analyst [--pii] [--print] <role> [--config FILE]", stderr)
+	pii := f.Bool("pii", false, "also grant leads_pii: the PII of leads that are not HIPAA-protected")
 	printOnly := f.Bool("print", false, "print the SQL instead of running it")
 	if err := f.parse(args); err != nil {
 		return exitUsage, err
@@ -418,8 +419,9 @@ func cmdGrantAnalyst(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return exitUsage, err
 	}
+	opts := sink.GrantOptions{PII: *pii}
 	if *printOnly {
-		for _, q := range sink.AnalystGrantSQL(searchPath(tgt.DSN), role) {
+		for _, q := range sink.AnalystGrantSQL(searchPath(tgt.DSN), role, opts) {
 			fmt.Fprintln(stdout, q+";")
 		}
 		return exitOK, nil
@@ -431,12 +433,12 @@ func cmdGrantAnalyst(ctx context.Context, args []string, stdout, stderr io.Write
 	defer s.Close()
 	pg, ok := s.(*sink.Postgres)
 	if !ok {
-		return exitUsage, usageError{"grant-analyst needs a PostgreSQL warehouse (SQLite has no roles: share the file read-only instead)"}
+		return exitUsage, usageError{"grant-analyst needs a PostgreSQL warehouse (SQLite has no roles: share an export of leads_shareable instead)"}
 	}
-	if err := pg.GrantAnalyst(ctx, role); err != nil {
+	if err := pg.GrantAnalyst(ctx, role, opts); err != nil {
 		return exitFailed, err
 	}
-	fmt.Fprintf(stdout, "role %s may now read %s, and nothing else of the warehouse\n", role, strings.Join(sink.AnalystViews, ", "))
+	fmt.Fprintf(stdout, "role %s may now read %s; never leads, leads_current or rejected_records\n", role, strings.Join(sink.AnalystGrants(opts), ", "))
 	return exitOK, nil
 }
 
