@@ -369,20 +369,24 @@ func seedWarehouse(t *testing.T, b *bundle) {
 	must(b.s.FinishRun(ctx, run, RunOK, RunStats{AccountsOK: 3, AccountsRestricted: 1, LeadsWritten: 6, Requests: 12, RecordsRejected: 1}, nil))
 }
 
-// analystRole creates a role with GrantAnalyst's grants (dropped when t ends) and returns a
-// connection acting as it.
-func analystRole(t *testing.T, b *bundle, p *Postgres, opts GrantOptions) *pgx.Conn {
+// newRole creates a role on the server of url, dropped when t ends.
+func newRole(t *testing.T, url string) string {
 	t.Helper()
 	rnd := make([]byte, 4)
 	_, _ = rand.Read(rnd)
 	role := "t_analyst_" + hex.EncodeToString(rnd)
-	if _, err := p.Pool().Exec(b.ctx, "CREATE ROLE "+role+" NOLOGIN"); err != nil {
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), "CREATE ROLE "+role+" NOLOGIN"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		conn, err := pgx.Connect(ctx, b.url)
+		conn, err := pgx.Connect(ctx, url)
 		if err != nil {
 			return
 		}
@@ -390,18 +394,32 @@ func analystRole(t *testing.T, b *bundle, p *Postgres, opts GrantOptions) *pgx.C
 		_, _ = conn.Exec(ctx, "DROP OWNED BY "+role)
 		_, _ = conn.Exec(ctx, "DROP ROLE "+role)
 	})
-	if err := p.GrantAnalyst(b.ctx, role, opts); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(b.ctx, b.url)
+	return role
+}
+
+// connAs is a connection to url acting as role, closed when t ends.
+func connAs(t *testing.T, url, role string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	if _, err := conn.Exec(b.ctx, "SET ROLE "+role); err != nil {
+	if _, err := conn.Exec(t.Context(), "SET ROLE "+role); err != nil {
 		t.Fatal(err)
 	}
 	return conn
+}
+
+// analystRole creates a role with GrantAnalyst's grants (dropped when t ends) and returns a
+// connection acting as it.
+func analystRole(t *testing.T, b *bundle, p *Postgres, opts GrantOptions) *pgx.Conn {
+	t.Helper()
+	role := newRole(t, b.url)
+	if err := p.GrantAnalyst(b.ctx, role, opts); err != nil {
+		t.Fatal(err)
+	}
+	return connAs(t, b.url, role)
 }
 
 func isPermissionDenied(err error) bool {
@@ -527,4 +545,149 @@ WHERE table_schema = current_schema() ORDER BY table_name`); err != nil {
 			t.Errorf("PII analyst reading %s: %v, want permission denied", rel, err)
 		}
 	}
+}
+
+// TestMigrationToAnalystViews: a warehouse at version 4 upgrades with its leads and its
+// analysts' grants on leads_deidentified, which then withholds PII on every row; down to 4,
+// it is the view it was.
+func TestMigrationToAnalystViews(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, newURL func(testing.TB) string) {
+		ctx, url := t.Context(), newURL(t)
+		w, err := open(ctx, url, Options{Logger: quiet}, modeNone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		c := w.base()
+		if _, err := c.migrations.Goose.UpTo(ctx, 4); err != nil {
+			t.Fatal(err)
+		}
+		now := c.ts(time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC))
+		for _, l := range []struct {
+			id    string
+			hipaa bool
+		}{{"open", false}, {"secret", true}} {
+			if _, err := c.w.ExecContext(ctx, c.q(`INSERT INTO leads (source, account_id, lead_id, kind, email, tags, hipaa, created_at,
+    first_seen_at, last_synced_at, stream)
+VALUES ('localiq', 'USA_1', ?, 'call', 'a@example.com', '["vip"]', ?, ?, ?, ?, 'interactions')`), l.id, l.hipaa, now, now, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var role string
+		if c.dialect == DialectPostgres {
+			role = newRole(t, url)
+			for _, stmt := range []string{"GRANT USAGE ON SCHEMA " + pgx.Identifier{searchPathOf(t, c)}.Sanitize() + " TO " + role,
+				"GRANT SELECT ON leads_deidentified TO " + role} {
+				if _, err := c.w.ExecContext(ctx, stmt); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		// withPII counts the rows of leads_deidentified with an email, as the warehouse's
+		// owner and as the analyst granted it before the upgrade.
+		withPII := func(want int) {
+			t.Helper()
+			const q = `SELECT count(*) FROM leads_deidentified WHERE email IS NOT NULL`
+			var n int
+			if err := c.r.GetContext(ctx, &n, q); err != nil || n != want {
+				t.Errorf("leads_deidentified: %d rows with PII, %v; want %d", n, err, want)
+			}
+			if role == "" {
+				return
+			}
+			if err := connAs(t, url, role).QueryRow(ctx, q).Scan(&n); err != nil || n != want {
+				t.Errorf("analyst reading leads_deidentified: %d rows with PII, %v; want %d", n, err, want)
+			}
+		}
+		withPII(1) // 00004's view: only the HIPAA lead withheld
+
+		if _, err := c.migrations.Goose.UpTo(ctx, 5); err != nil {
+			t.Fatalf("migrate up to 5: %v", err)
+		}
+		withPII(0)
+		var n int
+		if err := c.r.GetContext(ctx, &n, `SELECT count(*) FROM leads_pii WHERE email IS NOT NULL`); err != nil || n != 1 {
+			t.Errorf("leads_pii: %d leads with an email, %v; want the one not HIPAA-protected", n, err)
+		}
+
+		if _, err := c.migrations.Goose.DownTo(ctx, 4); err != nil {
+			t.Fatalf("migrate down to 4: %v", err)
+		}
+		withPII(1)
+		for _, gone := range []string{"leads_shareable", "leads_pii", "lead_counts_by_week"} {
+			if _, err := c.r.ExecContext(ctx, "SELECT 1 FROM "+gone); err == nil {
+				t.Errorf("%s survived the down migration", gone)
+			}
+		}
+		if _, err := c.migrations.Goose.Up(ctx); err != nil {
+			t.Fatalf("migrate up again: %v", err)
+		}
+		withPII(0)
+	})
+}
+
+// searchPathOf is the warehouse's PostgreSQL schema.
+func searchPathOf(t *testing.T, c *core) string {
+	t.Helper()
+	var schema string
+	if err := c.r.GetContext(t.Context(), &schema, `SELECT current_schema()`); err != nil {
+		t.Fatal(err)
+	}
+	return schema
+}
+
+// TestLeadIndexes: the analysts' usual filters on leads (by creation or update time, an
+// account's leads over a period, and on PostgreSQL a tag) are served by an index.
+func TestLeadIndexes(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, newURL func(testing.TB) string) {
+		b := setup(t, newURL)
+		seedWarehouse(t, b)
+		cases := []struct{ where, index string }{
+			{`created_at >= '2026-01-01'`, "leads_created_at"},
+			{`updated_at >= '2026-01-01'`, "leads_updated_at"},
+			{`source = 'localiq' AND account_id = 'USA_1' AND created_at >= '2026-01-01'`, "leads_account_created_at"},
+		}
+		if b.c.dialect == DialectPostgres {
+			cases = append(cases, struct{ where, index string }{`tags @> '["vip"]'`, "leads_tags"})
+		}
+		for _, tc := range cases {
+			plan := b.queryPlan(t, "SELECT lead_id FROM leads WHERE "+tc.where)
+			if !strings.Contains(plan, " "+tc.index) {
+				t.Errorf("WHERE %s: plan does not use %s:\n%s", tc.where, tc.index, plan)
+			}
+		}
+	})
+}
+
+// queryPlan is the database's plan for query. PostgreSQL is told to avoid sequential scans,
+// which it prefers on a table as small as a test's whatever the indexes.
+func (b *bundle) queryPlan(t *testing.T, query string) string {
+	t.Helper()
+	tx, err := b.c.r.BeginTxx(b.ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	var lines []string
+	if b.c.dialect == DialectSQLite {
+		var rows []struct {
+			ID      int    `db:"id"`
+			Parent  int    `db:"parent"`
+			NotUsed int    `db:"notused"`
+			Detail  string `db:"detail"`
+		}
+		if err = tx.SelectContext(b.ctx, &rows, `EXPLAIN QUERY PLAN `+query); err == nil {
+			for _, r := range rows {
+				lines = append(lines, r.Detail)
+			}
+		}
+	} else if _, err = tx.ExecContext(b.ctx, `SET LOCAL enable_seqscan = off`); err == nil {
+		err = tx.SelectContext(b.ctx, &lines, `EXPLAIN `+query)
+	}
+	if err != nil {
+		t.Fatalf("plan of %s: %v", query, err)
+	}
+	return strings.Join(lines, "\n")
 }
