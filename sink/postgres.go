@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -308,11 +309,12 @@ func (p *Postgres) writePage(ctx context.Context, pg page) (WriteResult, error) 
 	return res, nil
 }
 
-// GrantAnalyst lets an existing role read the de-identified views (leads_deidentified and
-// the PII-free lead_counts_by_day) of this warehouse's schema, and nothing else: the role
-// gets no privilege on the tables, so leads.email stays out of its reach. The SQL it runs
-// is AnalystGrantSQL.
-func (p *Postgres) GrantAnalyst(ctx context.Context, role string) error {
+// GrantAnalyst lets an existing role read what holds no lead PII in this warehouse's schema
+// (AnalystRelations), and with opts.PII also leads_pii (AnalystPIIRelations): never leads,
+// leads_current or rejected_records, so leads.email stays out of reach of a role without
+// PII, and HIPAA leads' PII out of reach of every analyst role. It grants, never revokes.
+// The SQL it runs is AnalystGrantSQL.
+func (p *Postgres) GrantAnalyst(ctx context.Context, role string, opts GrantOptions) error {
 	var schema string
 	if err := p.pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		return fmt.Errorf("sink: grant analyst: %w", err)
@@ -322,7 +324,7 @@ func (p *Postgres) GrantAnalyst(ctx context.Context, role string) error {
 		return fmt.Errorf("sink: grant analyst: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	for _, stmt := range AnalystGrantSQL(schema, role) {
+	for _, stmt := range AnalystGrantSQL(schema, role, opts) {
 		if _, err := tx.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("sink: grant analyst %q: %w", role, err)
 		}
@@ -333,14 +335,35 @@ func (p *Postgres) GrantAnalyst(ctx context.Context, role string) error {
 	return nil
 }
 
-// AnalystViews are the relations an analyst role may read.
-var AnalystViews = []string{"leads_deidentified", "lead_counts_by_day"}
+// GrantOptions says what GrantAnalyst grants beyond the PII-free relations.
+type GrantOptions struct {
+	// PII also grants leads_pii: the PII of leads that are not HIPAA-protected.
+	PII bool
+}
+
+// AnalystRelations are the tables and views without lead PII, which every analyst role may
+// read. leads_deidentified is deprecated (it reads leads_shareable).
+var AnalystRelations = []string{
+	"accounts", "restricted_fields", "lead_daily_counts", "sync_runs", "sync_run_streams", "sync_state",
+	"leads_shareable", "leads_deidentified", "lead_counts_by_day", "lead_counts_by_week",
+}
+
+// AnalystPIIRelations are what an analyst role trusted with PII may read besides.
+var AnalystPIIRelations = []string{"leads_pii"}
+
+// AnalystGrants are the relations GrantAnalyst grants with opts.
+func AnalystGrants(opts GrantOptions) []string {
+	if opts.PII {
+		return slices.Concat(AnalystRelations, AnalystPIIRelations)
+	}
+	return slices.Clone(AnalystRelations)
+}
 
 // AnalystGrantSQL is the SQL GrantAnalyst runs, for DBAs who prefer to run it themselves.
-func AnalystGrantSQL(schema, role string) []string {
+func AnalystGrantSQL(schema, role string, opts GrantOptions) []string {
 	s, r := pgx.Identifier{schema}.Sanitize(), pgx.Identifier{role}.Sanitize()
 	out := []string{fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", s, r)}
-	for _, v := range AnalystViews {
+	for _, v := range AnalystGrants(opts) {
 		out = append(out, fmt.Sprintf("GRANT SELECT ON %s.%s TO %s", s, v, r))
 	}
 	return out

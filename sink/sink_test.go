@@ -521,6 +521,8 @@ func (b *bundle) status(t *testing.T, account string) AccountStatus {
 	return AccountStatus{}
 }
 
+// TestViews: leads_pii keeps the PII of leads that are not HIPAA-protected (what
+// leads_shareable withholds is TestLeadViewsWithhold's).
 func TestViews(t *testing.T) {
 	t.Parallel()
 	forEachDialect(t, func(t *testing.T, newURL func(testing.TB) string) {
@@ -536,25 +538,25 @@ func TestViews(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		var deid []struct {
+		var pii []struct {
 			ID    string         `db:"lead_id"`
 			Email sql.NullString `db:"email"`
 			First sql.NullString `db:"first_name"`
 			Raw   sql.NullString `db:"raw"`
 			Chan  sql.NullString `db:"channel"`
 		}
-		if err := b.c.r.SelectContext(b.ctx, &deid, `SELECT lead_id, email, first_name, CAST(raw AS TEXT) AS raw, channel
-FROM leads_deidentified ORDER BY lead_id`); err != nil {
+		if err := b.c.r.SelectContext(b.ctx, &pii, `SELECT lead_id, email, first_name, CAST(raw AS TEXT) AS raw, channel
+FROM leads_pii ORDER BY lead_id`); err != nil {
 			t.Fatal(err)
 		}
-		if len(deid) != 2 || deid[0].ID != "open" || deid[1].ID != "secret" {
-			t.Fatalf("leads_deidentified rows = %+v, want open and secret (gone is deleted)", deid)
+		if len(pii) != 2 || pii[0].ID != "open" || pii[1].ID != "secret" {
+			t.Fatalf("leads_pii rows = %+v, want open and secret (gone is deleted)", pii)
 		}
-		if !deid[0].Email.Valid || !deid[0].First.Valid || !deid[0].Raw.Valid {
-			t.Errorf("non-HIPAA row lost its fields: %+v", deid[0])
+		if !pii[0].Email.Valid || !pii[0].First.Valid || !pii[0].Raw.Valid {
+			t.Errorf("non-HIPAA row lost its fields: %+v", pii[0])
 		}
-		if deid[1].Email.Valid || deid[1].First.Valid || deid[1].Raw.Valid || deid[1].Chan.String != "paid_search" {
-			t.Errorf("HIPAA row: PII must be NULL, the rest kept: %+v", deid[1])
+		if pii[1].Email.Valid || pii[1].First.Valid || pii[1].Raw.Valid || pii[1].Chan.String != "paid_search" {
+			t.Errorf("HIPAA row: PII must be NULL, the rest kept: %+v", pii[1])
 		}
 
 		var counts []struct {

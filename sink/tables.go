@@ -55,8 +55,8 @@ type column[R any] struct {
 	name string
 	typ  colType
 	null bool
-	// pii columns hold lead PII: withheld from restricted accounts, NULL in
-	// leads_deidentified for HIPAA leads, and commented 'PII' on PostgreSQL.
+	// pii columns hold lead PII: withheld from restricted accounts, NULL in leads_shareable
+	// and, for HIPAA leads, in leads_pii, and commented 'PII' on PostgreSQL.
 	pii bool
 	// content columns are compared to decide whether a stored row changed.
 	content bool

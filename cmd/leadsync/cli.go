@@ -143,15 +143,16 @@ func (c *cli) migrateCmd(stdout io.Writer) *cobra.Command {
 }
 
 func (c *cli) grantAnalystCmd(stdout io.Writer) *cobra.Command {
-	var printOnly bool
+	var printOnly, pii bool
 	cmd := &cobra.Command{
-		Use:   "grant-analyst [--print] <role>",
-		Short: "PostgreSQL: give a role the de-identified views only",
+		Use:   "grant-analyst [--pii] [--print] <role>",
+		Short: "PostgreSQL: give a role every PII-free table and view (--pii: also leads_pii)",
 		Args:  oneArg("role"),
 		RunE: c.do(func(ctx context.Context, args []string) (int, error) {
-			return cmdGrantAnalyst(ctx, &c.flags, args[0], printOnly, stdout)
+			return cmdGrantAnalyst(ctx, &c.flags, args[0], printOnly, pii, stdout)
 		}),
 	}
+	cmd.Flags().BoolVar(&pii, "pii", false, "also grant leads_pii: the PII of leads that are not HIPAA-protected")
 	cmd.Flags().BoolVar(&printOnly, "print", false, "print the SQL instead of running it")
 	return cmd
 }

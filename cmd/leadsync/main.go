@@ -54,7 +54,7 @@ SQLite or PostgreSQL database.`
   leadsync auth forget <connection>          delete a connection's tokens
   leadsync auth rotate-key --new-key FILE    re-encrypt the token store with a new key
   leadsync migrate [--status]                apply (or list) warehouse migrations
-  leadsync grant-analyst <role>              PostgreSQL: give a role the de-identified views only
+  leadsync grant-analyst [--pii] <role>      PostgreSQL: give a role the PII-free tables and views
   leadsync config check                      validate the configuration
   leadsync version`
 )

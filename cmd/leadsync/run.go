@@ -388,7 +388,7 @@ func cmdMigrate(ctx context.Context, f *flags, status bool, stdout io.Writer) (i
 	return exitOK, nil
 }
 
-func cmdGrantAnalyst(ctx context.Context, f *flags, role string, printOnly bool, stdout io.Writer) (int, error) {
+func cmdGrantAnalyst(ctx context.Context, f *flags, role string, printOnly, pii bool, stdout io.Writer) (int, error) {
 	cfg, err := f.load()
 	if err != nil {
 		return exitUsage, err
@@ -397,8 +397,9 @@ func cmdGrantAnalyst(ctx context.Context, f *flags, role string, printOnly bool,
 	if err != nil {
 		return exitUsage, err
 	}
+	opts := sink.GrantOptions{PII: pii}
 	if printOnly {
-		for _, q := range sink.AnalystGrantSQL(searchPath(tgt.DSN), role) {
+		for _, q := range sink.AnalystGrantSQL(searchPath(tgt.DSN), role, opts) {
 			fmt.Fprintln(stdout, q+";")
 		}
 		return exitOK, nil
@@ -410,12 +411,12 @@ func cmdGrantAnalyst(ctx context.Context, f *flags, role string, printOnly bool,
 	defer s.Close()
 	pg, ok := s.(*sink.Postgres)
 	if !ok {
-		return exitUsage, usageError{"grant-analyst needs a PostgreSQL warehouse (SQLite has no roles: share the file read-only instead)"}
+		return exitUsage, usageError{"grant-analyst needs a PostgreSQL warehouse (SQLite has no roles: share an export of leads_shareable instead)"}
 	}
-	if err := pg.GrantAnalyst(ctx, role); err != nil {
+	if err := pg.GrantAnalyst(ctx, role, opts); err != nil {
 		return exitFailed, err
 	}
-	fmt.Fprintf(stdout, "role %s may now read %s, and nothing else of the warehouse\n", role, strings.Join(sink.AnalystViews, ", "))
+	fmt.Fprintf(stdout, "role %s may now read %s; never leads, leads_current or rejected_records\n", role, strings.Join(sink.AnalystGrants(opts), ", "))
 	return exitOK, nil
 }
 
