@@ -48,11 +48,13 @@ flake:
 systemd-check:
 	bash systemd/check.sh
 
+# -buildvcs=auto stamps the git revision into `leadsync version` and leadsync_build_info
+# (some environments set GOFLAGS=-buildvcs=false).
 build:
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -buildvcs=auto -o bin/ ./cmd/...
 
 install:
-	$(GO) install ./cmd/leadsync ./cmd/crmsim
+	$(GO) install -buildvcs=auto ./cmd/leadsync ./cmd/crmsim
 
 # What CI runs after `make test`.
 ci: fuzz systemd-check
