@@ -76,16 +76,6 @@ type Stream struct {
 	Table string // TableLeads or TableDailyCounts
 }
 
-// StreamNamed returns the stream of s called name.
-func StreamNamed(s Source, name string) (Stream, bool) {
-	for _, st := range s.Streams() {
-		if st.Name == name {
-			return st, true
-		}
-	}
-	return Stream{}, false
-}
-
 // Confirmer is implemented by sources whose full pass alone cannot prove a lead gone: with
 // page-number paging, a record deleted during the pass from a page already read pulls the
 // rest one place forward, and the pass can miss a live lead at the next page boundary. Before
