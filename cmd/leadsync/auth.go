@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -117,50 +119,104 @@ func readPassword(file string, c *app.Conn, prompt io.Writer) (string, error) {
 	return strings.TrimRight(line, "\r\n"), nil
 }
 
-func authStatus(ctx context.Context, f *flags, stdout io.Writer) (int, error) {
+// The `auth status --json` document: one entry per grant and per static-token connection.
+type (
+	authStatusDoc struct {
+		Grants []grantDoc `json:"grants"`
+	}
+	grantDoc struct {
+		Connection    string    `json:"connection"`
+		Source        string    `json:"source,omitempty"` // "" for a connection no longer configured
+		Auth          string    `json:"auth"`             // oauth | static
+		Subject       string    `json:"subject,omitempty"`
+		Scopes        []string  `json:"scopes"`
+		ExpiresAt     time.Time `json:"expires_at,omitzero"`
+		LastRefreshAt time.Time `json:"last_refresh_at,omitzero"`
+		SavedAt       time.Time `json:"saved_at,omitzero"`
+		State         string    `json:"state"` // ok | needs_reauth | needs_rotation
+		Reason        string    `json:"reason,omitempty"`
+		Fix           string    `json:"fix,omitempty"`
+	}
+)
+
+func authStatus(ctx context.Context, f *flags, asJSON bool, stdout io.Writer) (int, error) {
 	a, err := openApp(ctx, f, app.Options{NoSink: true})
 	if err != nil {
 		return exitFailed, err
 	}
 	defer a.Close()
-	st, err := a.Store.Status(ctx)
+	doc, err := authStatusOf(ctx, a)
 	if err != nil {
 		return exitFailed, err
+	}
+	if asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return exitOK, enc.Encode(doc)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONNECTION\tSUBJECT\tSCOPES\tEXPIRES\tLAST REFRESH\tSTATE")
-	for _, g := range st {
+	for _, g := range doc.Grants {
 		state := "ok"
-		if g.NeedsReauth {
-			state = fmt.Sprintf("NEEDS RE-AUTH (%s): leadsync auth login %s", g.Reason, g.Connection)
+		switch g.State {
+		case "needs_reauth":
+			state = fmt.Sprintf("NEEDS RE-AUTH (%s): %s", g.Reason, g.Fix)
+		case "needs_rotation":
+			state = "NEEDS ROTATION: " + g.Fix
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Connection, g.Subject, strings.Join(g.Scopes, " "),
-			when(g.Expiry), when(g.LastRefreshAt), state)
+		subject, scopes, expires, refresh := cmp.Or(g.Subject, "-"), cmp.Or(strings.Join(g.Scopes, " "), "-"), when(g.ExpiresAt), when(g.LastRefreshAt)
+		if g.Auth == "static" {
+			subject, expires = "(static tokens)", "never"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.Connection, subject, scopes, expires, refresh, state)
+	}
+	return exitOK, tw.Flush()
+}
+
+// authStatusOf lists the stored grants, then the connections that use static tokens.
+func authStatusOf(ctx context.Context, a *app.App) (authStatusDoc, error) {
+	doc := authStatusDoc{Grants: []grantDoc{}}
+	st, err := a.Store.Status(ctx)
+	if err != nil {
+		return doc, err
+	}
+	sourceOf := map[string]string{}
+	for _, c := range a.Config.Connections {
+		sourceOf[c.Name] = c.Source
+	}
+	for _, g := range st {
+		d := grantDoc{Connection: g.Connection, Source: sourceOf[g.Connection], Auth: "oauth", Subject: g.Subject,
+			Scopes: append([]string{}, g.Scopes...), ExpiresAt: g.Expiry, LastRefreshAt: g.LastRefreshAt, SavedAt: g.SavedAt, State: "ok"}
+		if g.NeedsReauth {
+			d.State, d.Reason, d.Fix = "needs_reauth", g.Reason, "leadsync auth login "+g.Connection
+		}
+		doc.Grants = append(doc.Grants, d)
 	}
 	rejected, err := a.Store.StaticRejections(ctx)
 	if err != nil {
-		return exitFailed, err
+		return doc, err
 	}
 	for _, c := range a.Conns {
 		if !c.Static {
 			continue
 		}
-		state := "ok"
+		d := grantDoc{Connection: c.Config.Name, Source: c.Config.Source, Auth: "static", Scopes: []string{}, State: "ok"}
 		for _, r := range rejected {
 			if r.Connection == c.Config.Name {
-				state = "NEEDS ROTATION: " + app.NeedsRotationText(r)
+				d.State, d.Fix = "needs_rotation", app.NeedsRotationText(r)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Config.Name, "(static tokens)", "-", "never", "-", state)
+		doc.Grants = append(doc.Grants, d)
 	}
-	return exitOK, tw.Flush()
+	return doc, nil
 }
 
+// when is a time for people: local, with its zone, so that it reads the same in a log.
 func when(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.Local().Format(time.DateTime)
+	return t.Local().Format("2006-01-02 15:04:05 MST")
 }
 
 func authForget(ctx context.Context, f *flags, name string, stdout io.Writer) (int, error) {

@@ -66,8 +66,8 @@ func newCLI(stdout, stderr io.Writer) *cli {
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.flags.config, "config", os.Getenv("LEADSYNC_CONFIG"), "configuration `FILE` (default $LEADSYNC_CONFIG, else /etc/leadsync/config.yaml)")
 	pf.BoolVar(&c.flags.strict, "strict", false, "refuse (exit 2), rather than warn about, secret files that every user can read or that are symbolic links, and passwords in database URLs")
-	pf.Var(newChoice(&c.flags.logLevel, "debug", "info", "warn", "error"), "log-level", "log `LEVEL`: debug, info, warn, error (default: the configuration's log.level)")
-	pf.Var(newChoice(&c.flags.logFormat, "auto", "text", "json"), "log-format", "log `FORMAT`: auto (text on a terminal, else JSON), text, json (default: the configuration's log.format)")
+	pf.Var(newChoice(&c.flags.logLevel, logLevels...), "log-level", "log `LEVEL`: debug, info, warn, error (default $"+envLogLevel+", else the configuration's log.level)")
+	pf.Var(newChoice(&c.flags.logFormat, logFormats...), "log-format", "log `FORMAT`: auto (text on a terminal, else JSON), text, json (default $"+envLogFormat+", else the configuration's log.format)")
 	completeChoices(root, pf, "log-level", "log-format")
 
 	root.AddCommand(c.demoCmd(stdout, stderr), c.runCmd(stdout, stderr), c.statusCmd(stdout), c.authCmd(stdout, stderr),
@@ -131,14 +131,15 @@ func (c *cli) statusCmd(stdout io.Writer) *cobra.Command {
 }
 
 func (c *cli) migrateCmd(stdout io.Writer) *cobra.Command {
-	var status bool
+	var status, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "migrate [--status]",
+		Use:   "migrate [--status [--json]]",
 		Short: "apply (or list) warehouse migrations",
 		Args:  noArgs,
-		RunE:  c.do(func(ctx context.Context, _ []string) (int, error) { return cmdMigrate(ctx, &c.flags, status, stdout) }),
+		RunE:  c.do(func(ctx context.Context, _ []string) (int, error) { return cmdMigrate(ctx, &c.flags, status, asJSON, stdout) }),
 	}
 	cmd.Flags().BoolVar(&status, "status", false, "list the migrations and whether each is applied, without applying any")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "with --status: print JSON: {\"migrations\": [...]}, snake_case keys")
 	return cmd
 }
 
@@ -209,13 +210,16 @@ func (c *cli) authCmd(stdout, stderr io.Writer) *cobra.Command {
 	}
 	rotateCmd.Flags().StringVar(&newKey, "new-key", "", "`FILE` holding the new 32-byte key (raw, hex or base64), e.g. made with: head -c 32 /dev/urandom > FILE")
 
-	cmd.AddCommand(loginCmd, passwordCmd,
-		&cobra.Command{
-			Use:   "status",
-			Short: "per grant: subject, scopes, expiry, needs re-auth",
-			Args:  noArgs,
-			RunE:  c.do(func(ctx context.Context, _ []string) (int, error) { return authStatus(ctx, &c.flags, stdout) }),
-		},
+	var authJSON bool
+	statusCmd := &cobra.Command{
+		Use:   "status [--json]",
+		Short: "per grant: subject, scopes, expiry, needs re-auth or rotation",
+		Args:  noArgs,
+		RunE:  c.do(func(ctx context.Context, _ []string) (int, error) { return authStatus(ctx, &c.flags, authJSON, stdout) }),
+	}
+	statusCmd.Flags().BoolVar(&authJSON, "json", false, "print JSON: {\"grants\": [...]}, snake_case keys, times in RFC 3339")
+
+	cmd.AddCommand(loginCmd, passwordCmd, statusCmd,
 		&cobra.Command{
 			Use:               "forget <connection>",
 			Short:             "delete a connection's tokens",
@@ -376,6 +380,12 @@ func oneArg(what string) cobra.PositionalArgs {
 		return nil
 	}
 }
+
+// The values of --log-level and --log-format (and of their environment variables).
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"auto", "text", "json"}
+)
 
 // choice is a string flag that takes one of a few values.
 type choice struct {

@@ -54,7 +54,7 @@ func TestGlobalFlagsAnywhere(t *testing.T) {
 			if code != tc.code || !strings.Contains(stderr, tc.stderr) || (tc.noStderr != "" && strings.Contains(stderr, tc.noStderr)) {
 				t.Errorf("exit %d, want %d; stderr wants %q, not %q\nstdout: %s\nstderr: %s", code, tc.code, tc.stderr, tc.noStderr, stdout, stderr)
 			}
-			if code == exitOK && !strings.Contains(stdout, ": ok (3 connections)") {
+			if code == exitOK && !strings.Contains(stdout, ": ok (3 connections, 2 enabled)") {
 				t.Errorf("stdout %q", stdout)
 			}
 		})
@@ -360,5 +360,80 @@ func TestVersionOfTheBinary(t *testing.T) {
 	}
 	if out, err := exec.Command(bin, "version").Output(); err != nil || !strings.HasPrefix(string(out), "leadsync v9.8.7\n") {
 		t.Errorf("-X main.version=v9.8.7: version %q (%v)", out, err)
+	}
+}
+
+// $LEADSYNC_LOG_LEVEL and $LEADSYNC_LOG_FORMAT stand in for the flags, which win over them;
+// a value they do not allow is a usage error naming the variable. (Not parallel: the
+// environment is the process's.)
+func TestLogEnvironmentOverrides(t *testing.T) {
+	path := cliConfig(t)
+	for _, tc := range []struct {
+		level, format string
+		args          []string
+		code          int
+		stderr        string // in stderr
+		noStderr      string // not in stderr
+	}{
+		{level: "error", noStderr: "WARN"},
+		{level: "ERROR", format: "json", noStderr: "WARN"},
+		{level: "error", args: []string{"--log-level", "warn"}, stderr: "WARN"},
+		{format: "json", stderr: `"level":"WARN"`},
+		{format: "json", args: []string{"--log-format", "text"}, stderr: "level=WARN"},
+		{level: "loud", code: exitUsage, stderr: `$LEADSYNC_LOG_LEVEL="loud": want one of debug, info, warn, error`},
+		{format: "xml", code: exitUsage, stderr: `$LEADSYNC_LOG_FORMAT="xml"`},
+		{level: "loud", args: []string{"--log-level", "info"}, stderr: "WARN"}, // the flag wins; the variable is not read
+	} {
+		t.Run(tc.level+","+tc.format+","+strings.Join(tc.args, " "), func(t *testing.T) {
+			t.Setenv(envLogLevel, tc.level)
+			t.Setenv(envLogFormat, tc.format)
+			code, stdout, stderr := runCLI(t, append([]string{"config", "check", "--config", path}, tc.args...)...)
+			if code != tc.code || !strings.Contains(stderr, tc.stderr) || (tc.noStderr != "" && strings.Contains(stderr, tc.noStderr)) {
+				t.Errorf("exit %d, want %d; stderr wants %q, not %q\nstdout: %s\nstderr: %s", code, tc.code, tc.stderr, tc.noStderr, stdout, stderr)
+			}
+		})
+	}
+}
+
+// A disabled connection's secrets are not read by config check: the shipped example has
+// one, and passes once the enabled connections' credentials exist.
+func TestConfigCheckIgnoresDisabledConnectionsSecrets(t *testing.T) {
+	t.Parallel()
+	path := proofWriteConfig(t, "state_dir: $DIR/state\nwarehouse:\n  url: sqlite://$DIR/leads.db\nhttp:\n  listen: \"off\"\n"+
+		proofGoodConn+"  - name: old\n    source: lacrm\n    enabled: false\n    client_id: x\n    client_secret: {file: $DIR/missing}\n")
+	if code, stdout, stderr := runCLI(t, "config", "check", "--config", path); code != exitOK || !strings.Contains(stdout, "(2 connections, 1 enabled)") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	// Enabled, the same missing secret is an error naming its field.
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(mustRead(t, path), "enabled: false", "enabled: true")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCLI(t, "config", "check", "--config", path); code != exitUsage || !strings.Contains(stderr, "connections[1].client_secret") {
+		t.Fatalf("enabled: exit %d, stderr %s", code, stderr)
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// The shipped example passes config check once its enabled connections' credentials exist
+// (its LACRM connection is disabled, and its credential is absent). Not parallel: it sets
+// $CREDENTIALS_DIRECTORY.
+func TestExampleConfigChecks(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"agency-client-secret", "localiq-client-secret"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("s3cret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", dir)
+	if code, stdout, stderr := runCLI(t, "config", "check", "--config", "../../config.example.yaml"); code != exitOK {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
 }

@@ -82,7 +82,9 @@ func cmdDemo(ctx context.Context, f *flags, o demoOptions, stdout, stderr io.Wri
 	}
 	// The demo's own output is the point: its log says only errors, unless asked for more.
 	quiet := config.Log{Level: "error", Format: "text"}
-	f.overrideLog(&quiet)
+	if err := f.overrideLog(&quiet); err != nil {
+		return exitUsage, err
+	}
 	log := newLogger(&config.Config{Log: quiet}, stderr)
 	a, err := app.Open(ctx, cfg, log, app.Options{Version: buildVersion().String()})
 	if err != nil {

@@ -132,7 +132,9 @@ func (f *flags) load() (*config.Config, error) {
 	if f.strict && len(ws) > 0 {
 		return nil, strictError{config.Errors(ws)}
 	}
-	f.overrideLog(&cfg.Log)
+	if err := f.overrideLog(&cfg.Log); err != nil {
+		return nil, err
+	}
 	log := newLogger(cfg, f.stderr)
 	for _, w := range ws {
 		log.Warn("configuration puts a secret at risk (--strict refuses it)", slog.String("file", w.File),
@@ -144,10 +146,35 @@ func (f *flags) load() (*config.Config, error) {
 // configPath is the --config path, else the default.
 func configPath(flag string) string { return cmp.Or(flag, "/etc/leadsync/config.yaml") }
 
-// overrideLog applies --log-level and --log-format.
-func (f *flags) overrideLog(l *config.Log) {
-	l.Level = cmp.Or(f.logLevel, l.Level)
-	l.Format = cmp.Or(f.logFormat, l.Format)
+// The environment variables that stand in for the global log flags, for units and
+// containers: a flag wins over its variable, and the variable over the configuration.
+const (
+	envLogLevel  = "LEADSYNC_LOG_LEVEL"
+	envLogFormat = "LEADSYNC_LOG_FORMAT"
+)
+
+// overrideLog applies --log-level and --log-format, else $LEADSYNC_LOG_LEVEL and
+// $LEADSYNC_LOG_FORMAT. A variable with a value that is not allowed is a usage error.
+func (f *flags) overrideLog(l *config.Log) error {
+	for _, o := range []struct {
+		flag, env string
+		choices   []string
+		into      *string
+	}{
+		{f.logLevel, envLogLevel, logLevels, &l.Level},
+		{f.logFormat, envLogFormat, logFormats, &l.Format},
+	} {
+		v := o.flag
+		if v == "" {
+			if v = os.Getenv(o.env); v != "" {
+				if err := newChoice(&v, o.choices...).Set(v); err != nil {
+					return usageError{fmt.Sprintf("$%s=%q: %v", o.env, v, err)}
+				}
+			}
+		}
+		*o.into = cmp.Or(v, *o.into)
+	}
+	return nil
 }
 
 // loadWithKey is load for the commands that use the token store: the key is read and

@@ -226,7 +226,7 @@ func cmdStatus(ctx context.Context, f *flags, asJSON bool, stdout io.Writer) (in
 	for _, s := range doc.Accounts {
 		last := "never"
 		if !s.LastSyncedAt.IsZero() {
-			last = s.LastSyncedAt.Local().Format(time.DateTime)
+			last = when(s.LastSyncedAt)
 		}
 		access := s.Access
 		if s.AccessReason != "" {
@@ -360,22 +360,47 @@ func truncate(s string, n int) string {
 	return s
 }
 
-func cmdMigrate(ctx context.Context, f *flags, status bool, stdout io.Writer) (int, error) {
+// The `migrate --status --json` document.
+type (
+	migrationsDoc struct {
+		Migrations []migrationDoc `json:"migrations"`
+	}
+	migrationDoc struct {
+		Version   int64     `json:"version"`
+		Name      string    `json:"name"`
+		Applied   bool      `json:"applied"`
+		AppliedAt time.Time `json:"applied_at,omitzero"`
+	}
+)
+
+func cmdMigrate(ctx context.Context, f *flags, status, asJSON bool, stdout io.Writer) (int, error) {
 	cfg, err := f.load()
 	if err != nil {
 		return exitUsage, err
+	}
+	if asJSON && !status {
+		return exitUsage, usageError{"migrate: --json goes with --status"}
 	}
 	if status {
 		st, err := sink.MigrationStatus(ctx, cfg.Warehouse.URL)
 		if err != nil {
 			return exitFailed, err
 		}
+		if asJSON {
+			doc := migrationsDoc{Migrations: make([]migrationDoc, len(st))}
+			for i, m := range st {
+				doc.Migrations[i] = migrationDoc{Version: m.Version, Name: m.Name, Applied: m.Applied, AppliedAt: m.AppliedAt}
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return exitOK, enc.Encode(doc)
+		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")
 		for _, m := range st {
 			applied := "pending"
 			if m.Applied {
-				applied = m.AppliedAt.Local().Format(time.DateTime)
+				applied = when(m.AppliedAt)
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\n", m.Version, m.Name, applied)
 		}
@@ -440,8 +465,15 @@ func cmdConfig(_ context.Context, f *flags, stdout io.Writer) (int, error) {
 	if _, _, err := worker.Identity(cfg.Worker.ID, cfg.Worker.LeaseDuration.D()); err != nil {
 		return exitUsage, &app.ConfigError{Err: err}
 	}
+	// A disabled connection's secrets are not read: it may be configured ahead of its
+	// credentials (config.example.yaml ships one), and nothing uses them until it is enabled.
 	var secretErrs []error
+	enabled := 0
 	for _, c := range cfg.Connections {
+		if !c.IsEnabled() {
+			continue
+		}
+		enabled++
 		if err := c.CheckSecrets(); err != nil {
 			secretErrs = append(secretErrs, err)
 		}
@@ -449,6 +481,6 @@ func cmdConfig(_ context.Context, f *flags, stdout io.Writer) (int, error) {
 	if err := errors.Join(secretErrs...); err != nil {
 		return exitUsage, &app.ConfigError{Err: err}
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d connections)\n", cfg.File(), len(cfg.Connections))
+	fmt.Fprintf(stdout, "%s: ok (%d connections, %d enabled)\n", cfg.File(), len(cfg.Connections), enabled)
 	return exitOK, nil
 }

@@ -41,6 +41,9 @@ type TokenStyle struct {
 	// IssuedAt names a field with the server's issue time in Unix seconds (LocaliQ's
 	// created_at): the expiry then follows the server's clock.
 	IssuedAt string
+	// Subject, when the answer does not name who granted access, is kept as the token's
+	// "subject" extra: the token store shows it (LocaliQ's business user).
+	Subject string
 	// Refusal classifies a final non-2xx answer before the default does: an
 	// *oauth2.RetrieveError for a refusal (invalid_grant: the grant needs a new login),
 	// another error for a failure that may pass, nil for the default. The default: a 4xx
@@ -177,6 +180,9 @@ func ParseToken(body []byte, now time.Time, style TokenStyle) (*oauth2.Token, er
 		if s := text(n); s != "" {
 			extra[n] = s
 		}
+	}
+	if style.Subject != "" {
+		extra["subject"] = style.Subject
 	}
 	return tok.WithExtra(extra), nil
 }

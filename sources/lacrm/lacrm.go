@@ -222,6 +222,7 @@ func into(out any) func([]byte) error {
 
 type userJSON struct {
 	UserID      flexString `json:"UserId"`
+	Email       string     `json:"Email"`
 	AccountID   flexString `json:"AccountId"`
 	CompanyName string     `json:"CompanyName"`
 }

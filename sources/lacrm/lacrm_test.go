@@ -483,6 +483,10 @@ func TestAuthCodeURLAndExchange(t *testing.T) {
 	if tok.AccessToken == "" || tok.RefreshToken == "" || !tok.Expiry.Equal(epoch.Add(time.Hour)) {
 		t.Fatalf("exchanged token incomplete (expiry %v)", tok.Expiry)
 	}
+	// The answer does not name the user: one GetUser call with the new token does.
+	if s, _ := tok.Extra("subject").(string); !strings.Contains(s, "@") {
+		t.Errorf("exchanged token's subject %q, want the user's email", s)
+	}
 	if _, err := b.cfg.Exchange(context.Background(), loc.Query().Get("code"), redirect, ""); err == nil {
 		t.Fatal("a code was accepted twice")
 	}

@@ -51,10 +51,44 @@ func (c Config) AuthCodeURL(state, redirectURI, pkceChallenge string) string {
 // codes are single-use too). pkceVerifier is ignored.
 func (c Config) Exchange(ctx context.Context, code, redirectURI, pkceVerifier string) (*oauth2.Token, error) {
 	c = c.withDefaults()
-	return c.tokenCall(ctx, "oauth/token:code", map[string]string{
+	tok, err := c.tokenCall(ctx, "oauth/token:code", map[string]string{
 		"grant_type": "authorization_code", "code": code, "redirect_url": redirectURI,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return c.withSubject(ctx, tok), nil
 }
+
+// withSubject names the grant's user, which LACRM's token answer does not: one GetUser call
+// with the new access token (no refresh token is spent). The user's email, else "user
+// <UserId>"; when the call fails the grant is kept without a subject.
+func (c Config) withSubject(ctx context.Context, tok *oauth2.Token) *oauth2.Token {
+	src, err := New(c, pairTokens{tok})
+	if err != nil {
+		return tok
+	}
+	var u userJSON
+	if src.call(ctx, "GetUser", map[string]any{}, into(&u)) != nil {
+		return tok
+	}
+	subject := u.Email
+	if subject == "" && u.UserID != "" {
+		subject = "user " + string(u.UserID)
+	}
+	if subject == "" {
+		return tok
+	}
+	return tok.WithExtra(map[string]any{"subject": subject})
+}
+
+// pairTokens is a just-issued pair as a token source: the grant's access token as it is.
+type pairTokens struct{ tok *oauth2.Token }
+
+func (p pairTokens) Grant() sources.Credentials                         { return p }
+func (p pairTokens) Account(string, sources.Minter) sources.Credentials { return p }
+func (p pairTokens) Token(context.Context) (*oauth2.Token, error)       { return p.tok, nil }
+func (p pairTokens) Invalidate(*oauth2.Token)                           {}
 
 // tokenStyle is the vendor's token endpoint: JSON, credentials in Basic auth.
 var tokenStyle = httpx.TokenStyle{JSON: true, BasicAuth: true, Refusal: refusal}

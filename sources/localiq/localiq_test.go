@@ -364,9 +364,16 @@ func TestAuthorizationCodeAndPasswordGrants(t *testing.T) {
 	if err != nil || tok.AccessToken == "" || tok.RefreshToken == "" {
 		t.Fatalf("exchange: %v", err)
 	}
+	// The answers do not name the business user; the token carries it for the token store.
+	if s := tok.Extra("subject"); s != b.cfg.User {
+		t.Errorf("exchanged token's subject %v, want %s", s, b.cfg.User)
+	}
 	tok, err = b.cfg.PasswordGrant(context.Background(), b.cfg.User, liqtest.DefaultSandboxPassword)
 	if err != nil || tok.AccessToken == "" {
 		t.Fatalf("password grant: %v", err)
+	}
+	if s := tok.Extra("subject"); s != b.cfg.User {
+		t.Errorf("password grant's subject %v, want %s", s, b.cfg.User)
 	}
 	_, err = b.cfg.PasswordGrant(context.Background(), b.cfg.User, "wrong-password")
 	var re *oauth2.RetrieveError

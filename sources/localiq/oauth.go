@@ -1,6 +1,7 @@
 package localiq
 
 import (
+	"cmp"
 	"context"
 
 	"golang.org/x/oauth2"
@@ -66,6 +67,10 @@ var tokenStyle = httpx.TokenStyle{JSON: true, IssuedAt: "created_at", Extras: []
 // token POSTs a JSON token request exactly once.
 func (c Config) token(ctx context.Context, what string, body map[string]string) (*oauth2.Token, error) {
 	client := httpx.New(httpx.Config{Vendor: "localiq", BaseURL: c.BaseURL, HTTP: c.HTTPClient})
-	tok, err := client.Token(ctx, tokenStyle, c.TokenURL, c.ClientID, c.ClientSecret, body)
+	// The answer does not say whose grant it is: the business user is the password grant's
+	// username, else the configured user (whose advertisers the source lists).
+	style := tokenStyle
+	style.Subject = cmp.Or(body["username"], c.User)
+	tok, err := client.Token(ctx, style, c.TokenURL, c.ClientID, c.ClientSecret, body)
 	return tok, httpx.TokenFailure(err, "localiq: "+what)
 }
