@@ -136,7 +136,9 @@ func (c *cli) migrateCmd(stdout io.Writer) *cobra.Command {
 		Use:   "migrate [--status [--json]]",
 		Short: "apply (or list) warehouse migrations",
 		Args:  noArgs,
-		RunE:  c.do(func(ctx context.Context, _ []string) (int, error) { return cmdMigrate(ctx, &c.flags, status, asJSON, stdout) }),
+		RunE: c.do(func(ctx context.Context, _ []string) (int, error) {
+			return cmdMigrate(ctx, &c.flags, status, asJSON, stdout)
+		}),
 	}
 	cmd.Flags().BoolVar(&status, "status", false, "list the migrations and whether each is applied, without applying any")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "with --status: print JSON: {\"migrations\": [...]}, snake_case keys")
