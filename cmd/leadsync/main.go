@@ -53,6 +53,7 @@ SQLite or PostgreSQL database.`
   leadsync auth status                       per grant: subject, scopes, expiry, needs re-auth
   leadsync auth forget <connection>          delete a connection's tokens
   leadsync auth rotate-key --new-key FILE    re-encrypt the token store with a new key
+  leadsync state reset --connection NAME     clear cursors (one --account, one --stream): the next run backfills
   leadsync migrate [--status]                apply (or list) warehouse migrations
   leadsync grant-analyst [--pii] <role>      PostgreSQL: give a role the PII-free tables and views
   leadsync config check                      validate the configuration

@@ -617,24 +617,29 @@ func TestNoRetry(t *testing.T) {
 
 func TestProactiveLimiterSpacing(t *testing.T) {
 	t.Parallel()
+	// The clock stands still and Sleep records instead of sleeping: each request's wait is
+	// what the limiter asked for, however the goroutines are scheduled on a busy machine.
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	var (
-		mu    sync.Mutex
-		times []time.Time
+		mu     sync.Mutex
+		sleeps []time.Duration
 	)
-	// Real clock and sleeps: the server's timestamps are the measurement.
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		times = append(times, time.Now())
-		mu.Unlock()
-		ok(w, `{}`)
-	}))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ok(w, `{}`) }))
 	t.Cleanup(srv.Close)
-	c := New(Config{Vendor: "v", BaseURL: srv.URL, Limit: func(bucket string) (rate.Limit, int) {
-		if bucket == "slow" {
-			return 20, 1 // one request per 50 ms
-		}
-		return rate.Inf, 1
-	}})
+	c := New(Config{Vendor: "v", BaseURL: srv.URL,
+		Clock: func() time.Time { return t0 },
+		Sleep: func(_ context.Context, d time.Duration) error {
+			mu.Lock()
+			defer mu.Unlock()
+			sleeps = append(sleeps, d)
+			return nil
+		},
+		Limit: func(bucket string) (rate.Limit, int) {
+			if bucket == "slow" {
+				return 20, 1 // one request per 50 ms
+			}
+			return rate.Inf, 1
+		}})
 	const n = 5
 	var wg sync.WaitGroup
 	for range n {
@@ -645,10 +650,21 @@ func TestProactiveLimiterSpacing(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
-	// Ideal span 4 × 50 ms = 200 ms; a generous lower bound keeps this robust on a busy box.
-	if span := times[n-1].Sub(times[0]); span < 150*time.Millisecond {
-		t.Fatalf("%d requests within %v: limiter not spacing them", n, span)
+	// The first request goes at once; the others wait 50, 100, 150 and 200 ms.
+	slices.Sort(sleeps)
+	want := []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 150 * time.Millisecond, 200 * time.Millisecond}
+	if !slices.Equal(sleeps, want) {
+		t.Fatalf("%d requests on a 20/s bucket waited %v, want %v", n, sleeps, want)
+	}
+	// An unlimited bucket never waits.
+	sleeps = nil
+	for range n {
+		if _, err := c.Do(t.Context(), Request{Path: "x", Bucket: "fast"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(sleeps) != 0 {
+		t.Fatalf("an unlimited bucket waited %v", sleeps)
 	}
 }
 
