@@ -54,7 +54,8 @@ $LEADSYNC_CONFIG or /etc/leadsync/config.yaml, where the other commands look for
 configuration file that exists is replaced only with --force; a secret file that exists is
 kept as it is.
 
-Vendors: ` + initVendorList() + `.`,
+Vendors (--vendor NAME):
+` + initVendorList(),
 		Args: noArgs,
 	}
 	cmd.RunE = c.do(func(_ context.Context, _ []string) (int, error) {
@@ -64,7 +65,7 @@ Vendors: ` + initVendorList() + `.`,
 	})
 	fl := cmd.Flags()
 	fl.StringSliceVar(&o.vendors, "vendor", nil, "a connection for this vendor `NAME` (repeatable, or comma-separated): "+strings.Join(initVendorNames(), ", "))
-	fl.StringVar(&o.dir, "dir", "", "write DIR/config.yaml and DIR/secrets/ (instead of --config)")
+	fl.StringVar(&o.dir, "dir", "", "write `DIR`/config.yaml and DIR/secrets/ (instead of --config)")
 	fl.Var(warehouseFlag{&o.warehouse}, "warehouse", "the warehouse: sqlite (in the state directory), postgres (an example URL to edit) or a database `URL`")
 	fl.StringVar(&o.stateDir, "state-dir", "", "the state directory `DIR` to write (default: none, so $STATE_DIRECTORY under systemd, else ./leadsync-state)")
 	fl.BoolVar(&o.force, "force", false, "replace a configuration file that exists")
@@ -95,11 +96,11 @@ func initVendorNames() []string {
 }
 
 func initVendorList() string {
-	var out []string
+	var b strings.Builder
 	for _, v := range initVendors() {
-		out = append(out, fmt.Sprintf("%s (%s)", v.Name, v.Title))
+		fmt.Fprintf(&b, "  %-14s %s\n", v.Name, v.Title)
 	}
-	return strings.Join(out, ", ")
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // warehouseFlag is --warehouse: sqlite, postgres, or a database URL leadsync can open.
