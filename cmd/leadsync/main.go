@@ -45,6 +45,7 @@ var (
 	about = `leadsync keeps your CRM leads (` + vendorTitles() + `) in your own
 SQLite or PostgreSQL database.`
 	examples = `  leadsync demo [flags]                      sandbox CRMs → ./leadsync-demo.db, then a summary
+  leadsync init --vendor NAME [flags]        a starting configuration and empty secret files
   leadsync run [flags]                       the daemon: sync on the configured cron schedules
   leadsync run --once [flags]                one sync now (backfill), then exit
   leadsync status [flags]                    per account: last success, leads, access, last error

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"cmp"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -188,4 +190,36 @@ func optionSecrets(o Options) (keys []string, secrets []*Secret) {
 	}
 	walk(reflect.ValueOf(o).Elem(), "")
 	return keys, secrets
+}
+
+// Default is one connection key of a vendor and its default, written as YAML.
+type Default struct{ Key, Value string }
+
+// VendorDefaults lists the connection keys of the vendor named name that have a default:
+// concurrency, then its options whose Defaults fill in a value, in the order its options
+// declare them. `leadsync init` shows them as comments, read from the vendor's own Defaults
+// rather than copied.
+func VendorDefaults(name string) []Default {
+	s, ok := section(name)
+	if !ok {
+		return nil
+	}
+	out := []Default{{Key: "concurrency", Value: fmt.Sprint(cmp.Or(s.Concurrency, 1))}}
+	o := s.NewOptions()
+	o.Defaults()
+	v := reflect.ValueOf(o).Elem()
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if !f.IsExported() || key == "" || key == "-" || v.Field(i).IsZero() {
+			continue
+		}
+		// JSON is YAML's flow style: strings quoted, lists in brackets, durations as text.
+		b, err := json.Marshal(v.Field(i).Interface())
+		if err != nil {
+			continue
+		}
+		out = append(out, Default{Key: key, Value: string(b)})
+	}
+	return out
 }

@@ -67,13 +67,16 @@ type StaticConn struct {
 	Keys    []Field // the vendor's own keys, in order
 }
 
-// Field is one YAML key of a static connection: a plain Value, a Secret (written to a file of
-// mode 0600 and referenced by path, never inline), or a List of entries.
+// Field is one YAML key of a static connection or of a vendor's Example: a plain Value, a
+// Secret (written to a file of mode 0600 and referenced by path, never inline), or a List of
+// entries.
 type Field struct {
 	Key    string
 	Value  string
 	Secret *Secret
 	List   [][]Field
+	// Help says what the key holds, for the comments and prompts of `leadsync init`.
+	Help string
 }
 
 // Secret is a secret value and its file's name under the configuration's secrets directory,

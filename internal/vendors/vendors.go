@@ -37,6 +37,12 @@ type Vendor struct {
 	Open func(c Conn) (Opened, error)
 	// Fake serves the vendor in crmsim (nil: crmsim does not have it).
 	Fake *FakeSpec
+	// Example is the connection `leadsync init` writes: every key a new connection sets
+	// besides name and source, in order, each a Value (an example the operator replaces, or
+	// an answer to init's prompt) or a Secret (whose Value init leaves out: it writes an
+	// empty file for the operator to fill in); init writes no List. Nil: init does not offer
+	// the vendor.
+	Example []Field
 }
 
 // Conn is what Open gets: one configured connection and the services around it.

@@ -22,6 +22,10 @@ func init() {
 		Options:     func() config.Options { return new(Options) },
 		Open:        open,
 		Fake:        fake,
+		Example: []vendors.Field{
+			{Key: "client_id", Value: "<client id>", Help: "the client id of your Less Annoying CRM OAuth app"},
+			{Key: "client_secret", Secret: &vendors.Secret{File: "client-secret"}, Help: "the client secret of your Less Annoying CRM OAuth app"},
+		},
 	})
 }
 

@@ -26,6 +26,11 @@ func init() {
 		Options:     func() config.Options { return new(Options) },
 		Open:        open,
 		Fake:        fake,
+		Example: []vendors.Field{
+			{Key: "client_id", Value: "<client id>", Help: "the client id of your HighLevel Marketplace app"},
+			{Key: "client_secret", Secret: &vendors.Secret{File: "client-secret"}, Help: "the client secret of your HighLevel Marketplace app"},
+			{Key: "app_id", Value: "<app id>", Help: "the Marketplace app id, to list the locations the app is installed in"},
+		},
 	})
 }
 

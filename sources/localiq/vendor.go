@@ -20,6 +20,11 @@ func init() {
 		Options:     func() config.Options { return new(Options) },
 		Open:        open,
 		Fake:        fake,
+		Example: []vendors.Field{
+			{Key: "client_id", Value: "<client id>", Help: "the OAuth client id LocaliQ issued to you"},
+			{Key: "client_secret", Secret: &vendors.Secret{File: "client-secret"}, Help: "the OAuth client secret LocaliQ issued to you"},
+			{Key: "user", Value: "reports@agency.example", Help: "the email of the business user whose advertisers are synced"},
+		},
 	})
 }
 
