@@ -29,6 +29,9 @@ type Connection struct {
 	// Schedule and FullSchedule are cron specs; "" uses the worker's defaults.
 	Schedule     string
 	FullSchedule string
+	// Selects (optional) chooses the listed accounts to sync, by id (the configuration's
+	// accounts.include and accounts.exclude); nil syncs them all.
+	Selects func(accountID string) bool
 }
 
 // Observer receives what the worker does, for metrics. Implementations must be safe for
@@ -232,6 +235,7 @@ func (rs *runState) connection(c Connection) {
 	defer cancelList()
 	defer context.AfterFunc(rs.soft, cancelList)()
 	var accts []sources.Account
+	unselected := 0
 	for a, err := range c.Source.Accounts(list) {
 		if err != nil && list.Err() != nil {
 			rs.incomplete.Store(true) // stopped: not a failure of the connection
@@ -246,10 +250,18 @@ func (rs *runState) connection(c Connection) {
 			}
 			return
 		}
+		if c.Selects != nil && !c.Selects(a.ID) {
+			unselected++
+			continue
+		}
 		accts = append(accts, a)
 	}
 	cancelList()
-	log.Info("accounts listed", slog.Int("accounts", len(accts)))
+	if unselected > 0 {
+		log.Info("accounts listed", slog.Int("accounts", len(accts)), slog.Int("not_selected", unselected))
+	} else {
+		log.Info("accounts listed", slog.Int("accounts", len(accts)))
+	}
 	if rs.w.Observer != nil {
 		ids := make([]string, len(accts))
 		for i, a := range accts {

@@ -60,7 +60,7 @@ Flags:
 	latencyRate := fs.Float64("latency-rate", 0, "fraction of requests delayed by --latency")
 	dropRefresh := fs.Int("drop-refresh", 0, "number of refreshes that rotate the token but drop the response")
 	writeConfig := fs.String("write-config", "", "write a leadsync configuration (config.yaml + secret files) pointing at this sandbox into this directory")
-	warehouse := fs.String("warehouse", "sqlite://leadsync.db", "with --write-config: the warehouse URL to put in it")
+	warehouse := fs.String("warehouse", "", "with --write-config: the warehouse URL to put in it (default: leads.db in the written state directory)")
 	staticAuth := fs.Bool("static-auth", false, "with --write-config: connect the vendors that have static tokens with tokens issued now (one per account where needed) instead of OAuth")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

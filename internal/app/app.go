@@ -98,8 +98,11 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Option
 			return nil, err
 		}
 		a.Conns = append(a.Conns, c)
-		wconns = append(wconns, worker.Connection{Name: cc.Name, Source: c.Source, Concurrency: cc.Concurrency,
-			Schedule: cc.Schedule})
+		wc := worker.Connection{Name: cc.Name, Source: c.Source, Concurrency: cc.Concurrency, Schedule: cc.Schedule}
+		if !cc.Accounts.IsZero() {
+			wc.Selects = cc.Accounts.Selects
+		}
+		wconns = append(wconns, wc)
 	}
 	// The warehouse opens (and migrates) last, so a configuration mistake leaves nothing behind.
 	if !opts.NoSink {

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -148,9 +149,37 @@ type Connection struct {
 	// BackfillStart is where an empty cursor starts (all vendors); zero: the source's default.
 	BackfillStart Date `yaml:"backfill_start"`
 
+	// Accounts chooses which of the connection's accounts are synced (default: all).
+	Accounts AccountSelection `yaml:"accounts"`
+
 	// Options are the vendor's own options (nil for a source no vendor registered).
 	Options Options `yaml:"-"`
 }
+
+// AccountSelection chooses accounts by id: those Include matches (every account when it is
+// empty), less those Exclude matches. Each entry is an account id or a path.Match pattern
+// (loc_*). Accounts left out are not synced, and are not listed in the metrics; their rows
+// already in the warehouse stay.
+type AccountSelection struct {
+	Include []string `yaml:"include"`
+	Exclude []string `yaml:"exclude"`
+}
+
+// Selects reports whether the account with id is synced. The patterns were validated.
+func (s AccountSelection) Selects(id string) bool {
+	match := func(patterns []string) bool {
+		for _, p := range patterns {
+			if ok, _ := path.Match(p, id); ok {
+				return true
+			}
+		}
+		return false
+	}
+	return (len(s.Include) == 0 || match(s.Include)) && !match(s.Exclude)
+}
+
+// IsZero reports whether every account is selected.
+func (s AccountSelection) IsZero() bool { return len(s.Include) == 0 && len(s.Exclude) == 0 }
 
 // Secrets are the connection's configured secret references: the client secret and any of
 // its vendor's options (a LocaliQ password), for `config check` to resolve and inspect.

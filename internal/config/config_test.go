@@ -428,3 +428,24 @@ func TestWorkerSection(t *testing.T) {
 }
 
 func lcOpts(c *config.Connection) *leadconnector.Options { return c.Options.(*leadconnector.Options) }
+
+func TestAccountSelection(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte(lcConn+"    accounts:\n      include: [loc_*, other]\n      exclude: [loc_9]\n"), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := c.Connections[0].Accounts
+	for id, want := range map[string]bool{"loc_1": true, "other": true, "loc_9": false, "another": false} {
+		if got := sel.Selects(id); got != want {
+			t.Errorf("Selects(%q) = %v, want %v", id, got, want)
+		}
+	}
+	if every := (config.AccountSelection{Exclude: []string{"x"}}); !every.Selects("y") || every.Selects("x") {
+		t.Error("with no include, every account but the excluded ones is selected")
+	}
+	_, err = config.Parse([]byte(lcConn+"    accounts:\n      exclude: [ok, \"[bad\"]\n"), "c.yaml")
+	if err == nil || !strings.Contains(err.Error(), `connections[0].accounts.exclude[1] (line 8): "[bad" is not an account id or a pattern`) {
+		t.Fatalf("bad pattern: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -190,6 +191,16 @@ func (v *validator) connection(i int, conn *Connection, names map[string]string)
 		key, value string
 	}{{"base_url", conn.BaseURL}, {"auth_url", conn.AuthURL}, {"token_url", conn.TokenURL}, {"redirect_uri", conn.RedirectURI}} {
 		v.url(f(u.key), u.value)
+	}
+	for _, sel := range []struct {
+		key      string
+		patterns []string
+	}{{"accounts.include", conn.Accounts.Include}, {"accounts.exclude", conn.Accounts.Exclude}} {
+		for j, p := range sel.patterns {
+			if _, err := path.Match(p, ""); err != nil || strings.TrimSpace(p) == "" {
+				v.fail(fmt.Sprintf("%s[%d]", f(sel.key), j), "%q is not an account id or a pattern like loc_* (path.Match)", p)
+			}
+		}
 	}
 	if !conn.BackfillStart.IsZero() && conn.BackfillStart.After(time.Now()) {
 		v.fail(f("backfill_start"), "%s is in the future", conn.BackfillStart)

@@ -245,7 +245,11 @@ func (s *Sandbox) WriteConfigWith(dir, base, warehouseURL string, opts WriteOpti
 	}
 	var b strings.Builder
 	b.WriteString("# leadsync configuration for the crmsim sandbox (written by crmsim / leadsync demo).\n")
-	fmt.Fprintf(&b, "state_dir: %s\nwarehouse:\n  url: %s\nhttp:\n  listen: \"off\"\nconnections:\n", quote(abs+"/state"), quote(warehouseURL))
+	fmt.Fprintf(&b, "state_dir: %s\n", quote(abs+"/state"))
+	if warehouseURL != "" { // else the default: leads.db in the state directory
+		fmt.Fprintf(&b, "warehouse:\n  url: %s\n", quote(warehouseURL))
+	}
+	b.WriteString("http:\n  listen: \"off\"\nconnections:\n")
 	for _, v := range s.vendors {
 		vendorSecret := func(name, value string) (string, error) { return secret(v.Name+"-"+name, value) }
 		if opts.static(v) {
