@@ -5,7 +5,7 @@ GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20000x
 
-.PHONY: test vet staticcheck tidy unit fuzz bench proof-full flake systemd-check build install dist ci
+.PHONY: test vet staticcheck tidy unit fuzz bench proof-full flake systemd-check build install dist deb-check ci
 
 test: vet staticcheck tidy unit
 
@@ -61,5 +61,10 @@ install:
 dist:
 	GO=$(GO) bash scripts/dist.sh
 
+# Builds the amd64 .deb, installs it with dpkg, checks `leadsync version` and the installed
+# units, and purges it (root, or sudo).
+deb-check:
+	GO=$(GO) bash scripts/deb-check.sh
+
 # What CI runs after `make test`.
-ci: fuzz systemd-check
+ci: fuzz systemd-check deb-check
