@@ -5,7 +5,7 @@ GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20000x
 
-.PHONY: test vet staticcheck tidy unit fuzz bench proof-full flake systemd-check build install ci
+.PHONY: test vet staticcheck tidy unit fuzz bench proof-full flake systemd-check build install dist deb-check ci
 
 test: vet staticcheck tidy unit
 
@@ -56,5 +56,15 @@ build:
 install:
 	$(GO) install -buildvcs=auto ./cmd/leadsync ./cmd/crmsim
 
+# Release tarballs and .debs for linux/amd64 and linux/arm64, with SHA256SUMS, in dist/ (see
+# scripts/dist.sh; arm64 needs the gcc-aarch64-linux-gnu cross compiler). ARCHES=amd64 for one.
+dist:
+	GO=$(GO) bash scripts/dist.sh
+
+# Builds the amd64 .deb, installs it with dpkg, checks `leadsync version` and the installed
+# units, and purges it (root, or sudo).
+deb-check:
+	GO=$(GO) bash scripts/deb-check.sh
+
 # What CI runs after `make test`.
-ci: fuzz systemd-check
+ci: fuzz systemd-check deb-check

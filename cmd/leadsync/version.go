@@ -10,6 +10,11 @@ import (
 // release build reports; otherwise it comes from the build info the go command records.
 var version string
 
+// revision and modified (-X main.revision=<commit> -X main.modified=true) stand in for the
+// build info's vcs.revision and vcs.modified, which the go command does not record in a linked
+// git worktree or with -buildvcs=false. scripts/dist.sh sets them.
+var revision, modified string
+
 // buildInfo is what a binary knows of its build.
 type buildInfo struct {
 	Version  string // -ldflags version, else the module version; "devel" when neither says
@@ -22,7 +27,11 @@ type buildInfo struct {
 // buildVersion is this binary's build.
 func buildVersion() buildInfo {
 	info, _ := debug.ReadBuildInfo()
-	return versionFrom(version, info)
+	b := versionFrom(version, info)
+	if b.Revision == "" && revision != "" {
+		b.Revision, b.Modified = revision, modified == "true"
+	}
+	return b
 }
 
 func versionFrom(ldflags string, info *debug.BuildInfo) buildInfo {
