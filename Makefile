@@ -5,7 +5,7 @@ GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20000x
 
-.PHONY: test vet staticcheck tidy unit fuzz bench proof-full flake systemd-check build install dist deb-check ci
+.PHONY: test vet staticcheck tidy unit fuzz bench proof-full flake systemd-check build install man dist deb-check ci
 
 test: vet staticcheck tidy unit
 
@@ -55,6 +55,10 @@ build:
 
 install:
 	$(GO) install -buildvcs=auto ./cmd/leadsync ./cmd/crmsim
+
+# Man pages for every command, from the same command tree as --help, into man/.
+man:
+	$(GO) run ./cmd/leadsync man man
 
 # Release tarballs and .debs for linux/amd64 and linux/arm64, with SHA256SUMS, in dist/ (see
 # scripts/dist.sh; arm64 needs the gcc-aarch64-linux-gnu cross compiler). ARCHES=amd64 for one.
