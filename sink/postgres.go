@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,6 +64,12 @@ func openPostgres(ctx context.Context, dsn string, opts Options, mode migrateMod
 		pool:  pool,
 		sqlDB: sqlDB,
 		live:  liveness{cfg: cfg.ConnConfig.Copy(), worker: opts.Worker, log: opts.Logger},
+	}
+	if mode == modeMigrate {
+		if err := createSchema(ctx, pool, SchemaOf(dsn)); err != nil {
+			p.Close()
+			return nil, err
+		}
 	}
 	if p.migrations, err = newMigrations(DialectPostgres, sqlDB, "", opts.Logger); err != nil {
 		p.Close()
@@ -367,4 +375,33 @@ func AnalystGrantSQL(schema, role string, opts GrantOptions) []string {
 		out = append(out, fmt.Sprintf("GRANT SELECT ON %s.%s TO %s", s, v, r))
 	}
 	return out
+}
+
+// SchemaOf is the schema a PostgreSQL URL puts the warehouse in: the first of its
+// search_path, else public (the role's usual default).
+func SchemaOf(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil {
+		if sp := u.Query().Get("search_path"); sp != "" {
+			first, _, _ := strings.Cut(sp, ",")
+			return strings.Trim(strings.TrimSpace(first), `"`)
+		}
+	}
+	return "public"
+}
+
+// createSchema creates the warehouse's schema when it does not exist (warehouse.schema, or a
+// search_path naming a new one), so that the first migration has somewhere to go. An existing
+// schema needs no CREATE privilege on the database.
+func createSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&exists); err != nil {
+		return fmt.Errorf("sink: look for schema %s: %w", schema, err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize()); err != nil {
+		return fmt.Errorf("sink: create schema %s: %w", schema, err)
+	}
+	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/leadsync/leadsync/internal/sandbox"
 	"github.com/leadsync/leadsync/internal/simkit"
 	"github.com/leadsync/leadsync/internal/testenv"
+	"github.com/leadsync/leadsync/sink"
 	"github.com/leadsync/leadsync/sources"
 )
 
@@ -183,7 +184,7 @@ func proofEmptyWarehouse(t *testing.T, env *testenv.Env) {
 		}
 		return
 	}
-	schema := searchPath(env.WarehouseURL)
+	schema := sink.SchemaOf(env.WarehouseURL)
 	db := env.OpenDB(t)
 	defer db.Close() // 30 times a run at full size: each handle kept would hold a connection
 	if _, err := db.Exec(fmt.Sprintf(`DROP SCHEMA %q CASCADE; CREATE SCHEMA %q`, schema, schema)); err != nil {

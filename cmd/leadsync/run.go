@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -382,7 +381,7 @@ func cmdMigrate(ctx context.Context, f *flags, status, asJSON bool, stdout io.Wr
 		return exitUsage, usageError{"migrate: --json goes with --status"}
 	}
 	if status {
-		st, err := sink.MigrationStatus(ctx, cfg.Warehouse.URL)
+		st, err := sink.MigrationStatus(ctx, cfg.Warehouse.OpenURL())
 		if err != nil {
 			return exitFailed, err
 		}
@@ -406,7 +405,7 @@ func cmdMigrate(ctx context.Context, f *flags, status, asJSON bool, stdout io.Wr
 		}
 		return exitOK, tw.Flush()
 	}
-	if err := sink.Migrate(ctx, cfg.Warehouse.URL); err != nil {
+	if err := sink.Migrate(ctx, cfg.Warehouse.OpenURL()); err != nil {
 		return exitFailed, err
 	}
 	fmt.Fprintln(stdout, "warehouse is up to date")
@@ -418,18 +417,18 @@ func cmdGrantAnalyst(ctx context.Context, f *flags, role string, printOnly, pii 
 	if err != nil {
 		return exitUsage, err
 	}
-	tgt, err := sink.ParseURL(cfg.Warehouse.URL)
+	tgt, err := sink.ParseURL(cfg.Warehouse.OpenURL())
 	if err != nil {
 		return exitUsage, err
 	}
 	opts := sink.GrantOptions{PII: pii}
 	if printOnly {
-		for _, q := range sink.AnalystGrantSQL(searchPath(tgt.DSN), role, opts) {
+		for _, q := range sink.AnalystGrantSQL(sink.SchemaOf(tgt.DSN), role, opts) {
 			fmt.Fprintln(stdout, q+";")
 		}
 		return exitOK, nil
 	}
-	s, err := sink.Open(ctx, cfg.Warehouse.URL, sink.Options{})
+	s, err := sink.Open(ctx, cfg.Warehouse.OpenURL(), sink.Options{})
 	if err != nil {
 		return exitFailed, err
 	}
@@ -443,17 +442,6 @@ func cmdGrantAnalyst(ctx context.Context, f *flags, role string, printOnly, pii 
 	}
 	fmt.Fprintf(stdout, "role %s may now read %s; never leads, leads_current or rejected_records\n", role, strings.Join(sink.AnalystGrants(opts), ", "))
 	return exitOK, nil
-}
-
-// searchPath is the schema a PostgreSQL URL selects (its search_path), else public.
-func searchPath(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil {
-		if sp := u.Query().Get("search_path"); sp != "" {
-			first, _, _ := strings.Cut(sp, ",")
-			return strings.TrimSpace(first)
-		}
-	}
-	return "public"
 }
 
 func cmdConfig(_ context.Context, f *flags, stdout io.Writer) (int, error) {

@@ -68,7 +68,7 @@ func cmdStateReset(ctx context.Context, f *flags, o stateResetOptions, stdout, s
 		}
 		return exitUsage, usageError{fmt.Sprintf("no connection named %q in %s; the connections are: %s", o.conn, cfg.File(), strings.Join(names, ", "))}
 	}
-	s, err := sink.Open(ctx, cfg.Warehouse.URL, sink.Options{})
+	s, err := sink.Open(ctx, cfg.Warehouse.OpenURL(), sink.Options{})
 	if err != nil {
 		return exitFailed, err
 	}

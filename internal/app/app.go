@@ -112,7 +112,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Option
 		if werr != nil {
 			return nil, &ConfigError{werr}
 		}
-		a.Sink, err = sink.Open(ctx, cfg.Warehouse.URL, sink.Options{Logger: log, Worker: wid, LeaseDuration: lease})
+		a.Sink, err = sink.Open(ctx, cfg.Warehouse.OpenURL(), sink.Options{Logger: log, Worker: wid, LeaseDuration: lease})
 		if err != nil {
 			return nil, fmt.Errorf("warehouse: %w", err)
 		}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -68,6 +69,26 @@ type Warehouse struct {
 	// URL is sqlite:///abs/path.db, sqlite://relative.db or postgres://...
 	// Default: sqlite in the state directory (leads.db).
 	URL string `yaml:"url"`
+	// Schema is the PostgreSQL schema of the warehouse's tables and views (created by the
+	// first migration when missing). Empty: the first schema of the URL's search_path, else
+	// the role's default (public).
+	Schema string `yaml:"schema"`
+}
+
+// OpenURL is the URL the warehouse is opened with: URL, with search_path set to Schema when
+// one is configured.
+func (w Warehouse) OpenURL() string {
+	if w.Schema == "" {
+		return w.URL
+	}
+	u, err := url.Parse(w.URL)
+	if err != nil {
+		return w.URL // validation has reported it
+	}
+	q := u.Query()
+	q.Set("search_path", w.Schema)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // TokenStore is the encrypted token database, kept apart from the warehouse so analysts

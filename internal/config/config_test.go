@@ -449,3 +449,18 @@ func TestAccountSelection(t *testing.T) {
 		t.Fatalf("bad pattern: %v", err)
 	}
 }
+
+func TestWarehouseOpenURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		w    config.Warehouse
+		want string
+	}{
+		{config.Warehouse{URL: "sqlite:///x.db"}, "sqlite:///x.db"},
+		{config.Warehouse{URL: "postgres://u@h/db?sslmode=verify-full", Schema: "leadsync"}, "postgres://u@h/db?search_path=leadsync&sslmode=verify-full"},
+	} {
+		if got := tc.w.OpenURL(); got != tc.want {
+			t.Errorf("%+v: OpenURL() = %s, want %s", tc.w, got, tc.want)
+		}
+	}
+}

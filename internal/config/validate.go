@@ -53,6 +53,7 @@ func (c *Config) line(path string) int {
 func (c *Config) Validate() error {
 	v := &validator{c: c}
 	v.database("warehouse.url", c.Warehouse.URL)
+	v.warehouseSchema()
 	v.database("token_store.url", c.TokenStore.URL)
 	v.tokenStore()
 	v.schedule("schedule", c.Schedule, false)
@@ -98,6 +99,22 @@ func (v *validator) database(field, u string) {
 		if _, err := url.Parse(u); err != nil {
 			v.fail(field, "not a valid PostgreSQL URL (want postgres://user@host:5432/db?sslmode=verify-full)")
 		}
+	}
+}
+
+func (v *validator) warehouseSchema() {
+	w := v.c.Warehouse
+	if w.Schema == "" {
+		return
+	}
+	dialect, _, _ := SplitURL(w.URL)
+	switch {
+	case dialect != DialectPostgres:
+		v.fail("warehouse.schema", "only applies to a PostgreSQL warehouse")
+	case !identifierRE.MatchString(w.Schema):
+		v.fail("warehouse.schema", "%q is not a plain schema name (lowercase letters, digits, _)", w.Schema)
+	case strings.Contains(w.URL, "search_path="):
+		v.fail("warehouse.schema", "the warehouse URL sets search_path too: keep one of them")
 	}
 }
 
