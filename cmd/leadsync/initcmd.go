@@ -27,6 +27,9 @@ import (
 // replace.
 const postgresExample = "postgres://leadsync@localhost:5432/leadsync?sslmode=verify-full"
 
+// initSchema puts a new PostgreSQL warehouse in a schema of its own.
+const initSchema = "  schema: leadsync                # the tables' and views' schema, created when missing\n"
+
 // plainName is a connection name that needs no quotes (the configuration allows no other).
 var plainName = regexp.MustCompile(`^[a-z0-9_-]+$`)
 
@@ -178,8 +181,12 @@ func (p *initPlan) render() string {
 	case "postgres":
 		fmt.Fprintf(&b, "\nwarehouse:\n  url: %s  # replace: your PostgreSQL database; no password in the URL (docs/operations.md)\n",
 			strconv.Quote(postgresExample))
+		b.WriteString(initSchema)
 	default:
 		fmt.Fprintf(&b, "\nwarehouse:\n  url: %s\n", strconv.Quote(p.warehouse))
+		if strings.HasPrefix(p.warehouse, "postgres") && !strings.Contains(p.warehouse, "search_path=") {
+			b.WriteString(initSchema)
+		}
 	}
 	b.WriteString("\nconnections:\n")
 	for i, c := range p.conns {
