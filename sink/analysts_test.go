@@ -691,3 +691,49 @@ func (b *bundle) queryPlan(t *testing.T, query string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// stream_freshness: per source and stream, restricted accounts left out, failures counted,
+// data_as_of the oldest last success, and NULL while an account never succeeded.
+func TestStreamFreshness(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, newURL func(testing.TB) string) {
+		b := setup(t, newURL)
+		old, recent := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC), time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC)
+		for _, r := range []struct {
+			account, stream, outcome string
+			okAt                     time.Time
+		}{
+			{"A1", "interactions", "ok", recent},
+			{"A2", "interactions", "failed", old}, // failed since its last success
+			{"A3", "interactions", "restricted", time.Time{}},
+			{"A1", "daily_counts", "ok", recent},
+			{"A2", "daily_counts", "failed", time.Time{}}, // never succeeded
+		} {
+			if _, err := b.c.w.ExecContext(b.ctx, b.c.q(`INSERT INTO sync_state (source, account_id, stream, cursor, updated_at,
+    last_outcome, last_ok_at) VALUES ('localiq', ?, ?, '', ?, ?, ?)`), r.account, r.stream, b.c.ts(recent), r.outcome, b.c.ts(r.okAt)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var rows []struct {
+			Stream   string   `db:"stream"`
+			Accounts int      `db:"accounts"`
+			Failing  int      `db:"failing_accounts"`
+			AsOf     nullTime `db:"data_as_of"`
+			Last     nullTime `db:"last_synced_at"`
+		}
+		if err := b.c.r.SelectContext(b.ctx, &rows, `SELECT stream, accounts, failing_accounts, data_as_of, last_synced_at
+FROM stream_freshness WHERE source = 'localiq' ORDER BY stream`); err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 2 {
+			t.Fatalf("%d rows, want 2: %+v", len(rows), rows)
+		}
+		dc, in := rows[0], rows[1]
+		if dc.Stream != "daily_counts" || dc.Accounts != 2 || dc.Failing != 1 || !dc.AsOf.IsZero() || !dc.Last.Equal(recent) {
+			t.Errorf("daily_counts: %+v, want 2 accounts, 1 failing, no data_as_of (one never synced), last %v", dc, recent)
+		}
+		if in.Stream != "interactions" || in.Accounts != 2 || in.Failing != 1 || !in.AsOf.Equal(old) || !in.Last.Equal(recent) {
+			t.Errorf("interactions: %+v, want 2 accounts (the restricted one left out), 1 failing, data_as_of %v, last %v", in, old, recent)
+		}
+	})
+}

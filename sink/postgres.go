@@ -353,7 +353,7 @@ type GrantOptions struct {
 // read. leads_deidentified is deprecated (it reads leads_shareable).
 var AnalystRelations = []string{
 	"accounts", "restricted_fields", "lead_daily_counts", "sync_runs", "sync_run_streams", "sync_state",
-	"leads_shareable", "leads_deidentified", "lead_counts_by_day", "lead_counts_by_week",
+	"leads_shareable", "leads_deidentified", "lead_counts_by_day", "lead_counts_by_week", "stream_freshness",
 }
 
 // AnalystPIIRelations are what an analyst role trusted with PII may read besides.
