@@ -29,11 +29,13 @@ func authLogin(ctx context.Context, f *flags, name string, noBrowser bool, timeo
 	if c.Static {
 		return exitUsage, staticLoginError(c)
 	}
-	open := login.OpenBrowser
+	// --no-browser: a headless server. The URL is opened on another machine, and the address
+	// its browser is sent back to (which does not load there) is pasted on stdin.
+	open, paste := login.OpenBrowser, io.Reader(nil)
 	if noBrowser {
-		open = nil
+		open, paste = nil, os.Stdin
 	}
-	if err := a.Login(ctx, c, open, stderr, timeout); err != nil {
+	if err := a.Login(ctx, c, open, paste, stderr, timeout); err != nil {
 		return exitFailed, err
 	}
 	fmt.Fprintf(stdout, "connection %s authorized; its tokens are stored encrypted\n", name)

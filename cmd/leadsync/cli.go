@@ -187,7 +187,7 @@ func (c *cli) authCmd(stdout, stderr io.Writer) *cobra.Command {
 			return authLogin(ctx, &c.flags, args[0], noBrowser, timeout, stdout, stderr)
 		}),
 	}
-	loginCmd.Flags().BoolVar(&noBrowser, "no-browser", false, "only print the authorization URL")
+	loginCmd.Flags().BoolVar(&noBrowser, "no-browser", false, "print the authorization URL instead of opening a browser, and accept the redirected address pasted on stdin (a headless server)")
 	loginCmd.Flags().DurationVar(&timeout, "timeout", login.DefaultTimeout, "how long to wait for the browser")
 
 	var pwFile string

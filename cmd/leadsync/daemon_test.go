@@ -402,7 +402,7 @@ func TestDaemonReadyzDegradedWhenGrantNeedsReauth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.app.Login(ctx, c, sandbox.Browser, io.Discard, time.Minute); err != nil {
+	if err := b.app.Login(ctx, c, sandbox.Browser, nil, io.Discard, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if code, body := daemonGet(t, b.url+"/readyz"); code != http.StatusOK {

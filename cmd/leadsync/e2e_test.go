@@ -532,7 +532,7 @@ func e2eBenchSync(b *testing.B, crmsim string, locations, contacts int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := a.Login(context.Background(), c, sandbox.Browser, io.Discard, time.Minute); err != nil {
+	if err := a.Login(context.Background(), c, sandbox.Browser, nil, io.Discard, time.Minute); err != nil {
 		b.Fatal(err)
 	}
 	a.Close()

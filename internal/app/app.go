@@ -336,13 +336,15 @@ func (o observer) RunFinished(trigger, status string, _ sink.RunStats, d time.Du
 }
 
 // Login authorizes c with the authorization-code flow (open plays the browser; nil only
-// prints the URL to out) and stores the grant.
-func (a *App) Login(ctx context.Context, c *Conn, open func(string) error, out io.Writer, timeout time.Duration) error {
+// prints the URL to out; paste, when set, is read for the redirected address a person pastes
+// from a browser on another machine) and stores the grant.
+func (a *App) Login(ctx context.Context, c *Conn, open func(string) error, paste io.Reader, out io.Writer, timeout time.Duration) error {
 	tok, err := login.Run(ctx, login.Config{
 		AuthCodeURL: c.Vendor.AuthCodeURL,
 		Exchange:    c.Vendor.Exchange,
 		RedirectURI: c.Config.RedirectURI,
 		Open:        open,
+		Paste:       paste,
 		Out:         out,
 		Timeout:     timeout,
 		Logger:      a.Logger,
@@ -392,7 +394,7 @@ func (a *App) AuthorizeAll(ctx context.Context, open func(string) error, out io.
 			fmt.Fprintf(out, "  %-22s authorized (password grant)\n", c.Config.Name)
 			continue
 		}
-		if err := a.Login(ctx, c, open, io.Discard, time.Minute); err != nil {
+		if err := a.Login(ctx, c, open, nil, io.Discard, time.Minute); err != nil {
 			return fmt.Errorf("authorize %s: %w", c.Config.Name, err)
 		}
 		fmt.Fprintf(out, "  %-22s authorized (authorization-code flow, loopback callback)\n", c.Config.Name)

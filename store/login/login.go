@@ -4,6 +4,7 @@
 package login
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -21,6 +22,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +49,10 @@ type Config struct {
 	RedirectURI string
 	// Open opens the URL in a browser (see OpenBrowser); nil only prints it.
 	Open func(url string) error
+	// Paste (optional) is read for the address the browser was redirected to, pasted by a
+	// person whose browser runs on another machine (a headless server): its code is taken
+	// as if the callback had arrived. The loopback callback is served all the same.
+	Paste io.Reader
 	// Out is where the URL and progress are printed. Default os.Stderr.
 	Out io.Writer
 	// Timeout bounds the wait for the user. Default 5 min.
@@ -79,11 +85,6 @@ func Run(ctx context.Context, cfg Config) (*oauth2.Token, error) {
 		challenge = oauth2.S256ChallengeFromVerifier(verifier)
 	}
 
-	type callback struct {
-		code string
-		err  error
-		done chan error // the exchange's outcome, for the browser page
-	}
 	callbacks := make(chan callback)
 	// over ends the login for every handler still running: the token is the caller's to
 	// save at once, and no stray callback may hold it up.
@@ -104,12 +105,7 @@ func Run(ctx context.Context, cfg Config) (*oauth2.Token, error) {
 			page(w, http.StatusConflict, "This login already received its authorization; this tab can be closed.")
 			return
 		}
-		cb := callback{code: q.Get("code"), done: make(chan error, 1)}
-		if e := q.Get("error"); e != "" {
-			cb.err = fmt.Errorf("login: the vendor refused the authorization: %s %s", clip(e), clip(q.Get("error_description")))
-		} else if cb.code == "" {
-			cb.err = errors.New("login: the callback carried no code")
-		}
+		cb := newCallback(q)
 		select {
 		case callbacks <- cb:
 			defer close(answered)
@@ -152,6 +148,11 @@ func Run(ctx context.Context, cfg Config) (*oauth2.Token, error) {
 
 	authURL := cfg.AuthCodeURL(state, redirect.String(), challenge)
 	fmt.Fprintf(out, "Open this URL in a browser to authorize leadsync (waiting on %s):\n\n  %s\n\n", redirect, authURL)
+	if cfg.Paste != nil {
+		fmt.Fprintf(out, "If the browser runs on another machine, it ends on a page that does not load (%s?code=...):\n"+
+			"paste that page's whole address here and press Enter.\n", redirect)
+		go readPasted(cfg.Paste, state, out, log, &taken, callbacks, over)
+	}
 	if cfg.Open != nil {
 		if err := cfg.Open(authURL); err != nil {
 			fmt.Fprintf(out, "(could not open a browser: %v; open the URL yourself)\n", err)
@@ -160,7 +161,7 @@ func Run(ctx context.Context, cfg Config) (*oauth2.Token, error) {
 
 	select {
 	case cb := <-callbacks:
-		received = true
+		received = !cb.pasted
 		if cb.err != nil {
 			cb.done <- cb.err
 			return nil, cb.err
@@ -180,6 +181,57 @@ func Run(ctx context.Context, cfg Config) (*oauth2.Token, error) {
 		return tok, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("login: no authorization received: %w", ctx.Err())
+	}
+}
+
+// callback is an authorization response: the loopback request's, or a pasted address's.
+type callback struct {
+	code   string
+	err    error
+	done   chan error // the exchange's outcome, for the browser page
+	pasted bool       // no browser page waits for done
+}
+
+func newCallback(q url.Values) callback {
+	cb := callback{code: q.Get("code"), done: make(chan error, 1)}
+	if e := q.Get("error"); e != "" {
+		cb.err = fmt.Errorf("login: the vendor refused the authorization: %s %s", clip(e), clip(q.Get("error_description")))
+	} else if cb.code == "" {
+		cb.err = errors.New("login: the callback carried no code")
+	}
+	return cb
+}
+
+// readPasted reads pasted redirect addresses, one per line, until one carries this login's
+// state; its code (or the vendor's error) goes to callbacks as a loopback callback's would.
+func readPasted(r io.Reader, state string, out io.Writer, log *slog.Logger, taken *atomic.Bool, callbacks chan<- callback, over <-chan struct{}) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		u, err := url.Parse(line)
+		if err != nil {
+			fmt.Fprintln(out, "That is not an address; paste the whole address the browser shows.")
+			continue
+		}
+		q := u.Query()
+		if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1 {
+			log.Warn("ignored a pasted authorization response with a wrong state")
+			fmt.Fprintln(out, "That address does not belong to this login (state mismatch); paste the one the vendor redirected to.")
+			continue
+		}
+		if !taken.CompareAndSwap(false, true) {
+			return // the loopback callback came first
+		}
+		cb := newCallback(q)
+		cb.pasted = true
+		select {
+		case callbacks <- cb:
+		case <-over:
+		}
+		return
 	}
 }
 

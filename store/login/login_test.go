@@ -273,3 +273,52 @@ func TestStrayCallbackDoesNotHoldTheLogin(t *testing.T) {
 		t.Errorf("the browser's page: %q", tb.pages[0])
 	}
 }
+
+// On a headless server the browser runs elsewhere: its last address, the redirect it could
+// not load, is pasted back. Lines that are not this login's answer are refused with a word,
+// and the one that is completes the login without any loopback callback.
+func TestLoginPastedRedirect(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	cfg := tb.config(func(u string) error {
+		go func() {
+			// The remote browser: it follows the authorization page but cannot reach the
+			// loopback address it is sent to, so it stops there.
+			hc := &http.Client{CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+				if req.URL.Hostname() == "127.0.0.1" && req.URL.Path == "/callback" {
+					return http.ErrUseLastResponse
+				}
+				return nil
+			}}
+			resp, err := hc.Get(u)
+			if err != nil {
+				t.Errorf("browser: %v", err)
+				return
+			}
+			resp.Body.Close()
+			redirected := resp.Header.Get("Location")
+			wrong, _ := url.Parse(redirected)
+			q := wrong.Query()
+			q.Set("state", "forged")
+			wrong.RawQuery = q.Encode()
+			_, _ = io.WriteString(pw, "\nnot a url %%\n"+wrong.String()+"\n"+redirected+"\n")
+		}()
+		return nil
+	})
+	cfg.Paste = pr
+	tok, err := login.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _, err := tb.cli.Call(context.Background(), tok.AccessToken, ""); err != nil || st != http.StatusOK {
+		t.Fatalf("the token from the pasted login is rejected: %d %v", st, err)
+	}
+	out := tb.out.String()
+	for _, want := range []string{"paste that page's whole address", "That is not an address", "does not belong to this login"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
