@@ -108,7 +108,6 @@ func TestParseErrors(t *testing.T) {
 		{"page_size on localiq", liqConn + "    page_size: 10\n", "connections[0].page_size", 7, "is a lacrm/leadconnector option"},
 		{"localiq without user", strings.Replace(liqConn, "    user: reports@agency.example\n", "", 1), "connections[0].user", 2, "required for localiq"},
 		{"localiq user not an email", strings.Replace(liqConn, "reports@agency.example", "reports", 1), "connections[0].user", 6, "not an email address"},
-		{"username without password", liqConn + "    username: me@agency.example\n", "connections[0].password", 2, "required with username"},
 		{"password without username", liqConn + "    password: {env: LIQ_PW}\n", "connections[0].username", 2, "required with password"},
 		{"inline password", liqConn + "    username: me@x.example\n    password: s3cret\n", "connections[0].password", 8, "a secret cannot be written inline"},
 		{"reread_days too big", liqConn + "    reread_days: 90\n", "connections[0].reread_days", 7, "between 1 and 31"},
@@ -462,5 +461,18 @@ func TestWarehouseOpenURL(t *testing.T) {
 		if got := tc.w.OpenURL(); got != tc.want {
 			t.Errorf("%+v: OpenURL() = %s, want %s", tc.w, got, tc.want)
 		}
+	}
+}
+
+// A LocaliQ username without a configured password is valid: `auth password` reads the
+// password from --password-file or a prompt.
+func TestUsernameWithoutPassword(t *testing.T) {
+	t.Parallel()
+	c, err := config.Parse([]byte(liqConn+"    username: me@agency.example\n"), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user, _, ok := c.Connections[0].PasswordGrant(); user != "me@agency.example" || ok {
+		t.Fatalf("PasswordGrant() = %q, %v; want the username, and no configured password", user, ok)
 	}
 }

@@ -50,9 +50,8 @@ func (o *Options) Validate(c *config.Checker) {
 	} else if !strings.Contains(o.User, "@") {
 		c.Fail("user", "%q is not an email address", o.User)
 	}
-	if o.Username != "" && o.Password.IsZero() {
-		c.Fail("password", "required with username (the password grant needs both)")
-	}
+	// A username without a password is fine: `leadsync auth password` then reads the password
+	// from --password-file or a prompt.
 	if o.Username == "" && !o.Password.IsZero() {
 		c.Fail("username", "required with password (the password grant needs both)")
 	}
