@@ -291,9 +291,18 @@ func clip(s string) string {
 	return s
 }
 
-// OpenBrowser opens url with the desktop's browser (xdg-open, open, or rundll32).
+// OpenBrowser opens url with $BROWSER (a command, given the URL, as gh, git and Python's
+// webbrowser read it), else the desktop's browser (xdg-open, open, or rundll32).
 func OpenBrowser(url string) error {
 	var cmd *exec.Cmd
+	if b := strings.Fields(os.Getenv("BROWSER")); len(b) > 0 {
+		cmd = exec.Command(b[0], append(b[1:], url)...)
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		go func() { _ = cmd.Wait() }()
+		return nil
+	}
 	switch runtime.GOOS {
 	case "darwin":
 		cmd = exec.Command("open", url)
