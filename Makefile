@@ -5,7 +5,7 @@ GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20000x
 
-.PHONY: test vet staticcheck tidy unit fuzz bench proof-full flake systemd-check build install man dist deb-check ci
+.PHONY: test vet staticcheck tidy unit fuzz bench proof-full flake systemd-check build install man dist deb-check readme-check ci
 
 test: vet staticcheck tidy unit
 
@@ -70,5 +70,10 @@ dist:
 deb-check:
 	GO=$(GO) bash scripts/deb-check.sh
 
+# README's sandbox and "Running it for real" blocks, run as written from a fresh clone in a
+# temporary directory, the sandbox standing in for the vendors (needs curl and port 8970).
+readme-check:
+	GO=$(GO) bash scripts/readme-check.sh
+
 # What CI runs after `make test`.
-ci: fuzz systemd-check deb-check
+ci: fuzz systemd-check deb-check readme-check

@@ -49,7 +49,9 @@ log=$tmp/log
 
 run() { # run CMD...: one README command, its output kept for the failure message
 	echo "readme-check: \$ $*"
-	"$@" >>"$log" 2>&1 || { tail -n 40 "$log" >&2; fail "$* (exit $?)"; }
+	local rc=0
+	"$@" >>"$log" 2>&1 || rc=$?
+	[ "$rc" -eq 0 ] || { tail -n 40 "$log" >&2; fail "$* (exit $rc)"; }
 }
 
 # The sandbox block: --help, then the server that writes its configuration (the plain server
@@ -104,7 +106,9 @@ while read -r line; do
 		pids+=("$daemon")
 		sleep 5
 		kill -TERM "$daemon"
-		wait "$daemon" || { tail -n 40 "$log" >&2; fail "leadsync run exited $? on SIGTERM"; }
+		rc=0
+		wait "$daemon" || rc=$?
+		[ "$rc" -eq 0 ] || { tail -n 40 "$log" >&2; fail "leadsync run exited $rc on SIGTERM"; }
 		;;
 	*"auth login <connection>"*)
 		while read -r name source; do

@@ -511,7 +511,7 @@ func (s *Store) Save(ctx context.Context, conn string, tok *oauth2.Token) error 
 	}
 	s.clearMarks(conn, true)
 	s.dropPending(conn) // the new login supersedes whatever this Store still had to write
-	s.log.Info("saved grant", slog.String("connection", conn), slog.String("subject", subjectOf(meta)),
+	s.log.Info("saved grant", slog.String("connection", conn), slog.String("subject", logSubject(subjectOf(meta))),
 		slog.Time("expiry", tok.Expiry))
 	return nil
 }
@@ -680,4 +680,13 @@ func (s *Store) RotateKey(ctx context.Context, newKey []byte) error {
 	s.seal.Store(next)
 	s.log.Info("token store key rotated", slog.Int("records", len(fields)))
 	return nil
+}
+
+// logSubject is a grant's subject for the log: a person's email address keeps its domain only
+// (logs carry no personal data; `leadsync auth status` shows the whole subject).
+func logSubject(s string) string {
+	if _, domain, ok := strings.Cut(s, "@"); ok {
+		return "…@" + domain
+	}
+	return s
 }
