@@ -86,6 +86,14 @@ type Confirmer interface {
 	Confirm(ctx context.Context, acct Account, stream string, missing []string) iter.Seq2[Page, error]
 }
 
+// ScopeNeeder is implemented by sources whose grant carries OAuth scopes. NeededScopes lists
+// the scopes that reading stream needs, what it relies on included (listing the accounts,
+// minting per-account tokens); nil when the connection has no grant (static tokens).
+// `leadsync doctor` checks them against the scopes the vendor granted.
+type ScopeNeeder interface {
+	NeededScopes(stream string) []string
+}
+
 // ReadOptions tune one pass over a stream of an account.
 type ReadOptions struct {
 	// Full re-reads everything from the backfill start; the worker soft-deletes what a

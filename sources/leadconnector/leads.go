@@ -8,6 +8,7 @@ import (
 	"iter"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -79,6 +80,18 @@ const StreamContacts = "contacts"
 // Streams implements sources.Source.
 func (s *Source) Streams() []sources.Stream {
 	return []sources.Stream{{Name: StreamContacts, Mode: sources.Incremental, Table: sources.TableLeads}}
+}
+
+var _ sources.ScopeNeeder = (*Source)(nil)
+
+// NeededScopes implements sources.ScopeNeeder: contacts are searched with location tokens
+// (contacts.readonly) that the Company grant mints (oauth.write) for the installed
+// locations it lists (oauth.readonly). Private Integration Tokens have no grant.
+func (s *Source) NeededScopes(stream string) []string {
+	if len(s.cfg.Locations) > 0 || stream != StreamContacts {
+		return nil
+	}
+	return slices.Clone(DefaultScopes)
 }
 
 // Read implements sources.Source.
