@@ -51,8 +51,12 @@ type Options struct {
 	NoSink bool
 	// Version labels the build in metrics.
 	Version string
-	// HTTPX adjusts every source's HTTP layer (tests).
+	// HTTPX adjusts every source's HTTP layer (tests, `leadsync doctor`).
 	HTTPX func(*httpx.Config)
+	// RefreshMargin is how long before its expiry a grant's access token is refreshed
+	// (default store.DefaultRefreshMargin). `leadsync doctor` makes it tiny, so that it
+	// spends a single-use refresh token only on an access token that has expired.
+	RefreshMargin time.Duration
 }
 
 // ConfigError marks errors that come from the configuration (the CLI exits 2 on them).
@@ -78,7 +82,7 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Option
 		sourceOf[cc.Name] = cc.Source
 	}
 	a.Store, err = store.Open(ctx, cfg.TokenStore.URL, store.Options{Key: key, Logger: log,
-		PostgresSchema: cfg.TokenStore.Schema, RecoveryDir: cfg.StateDir,
+		PostgresSchema: cfg.TokenStore.Schema, RecoveryDir: cfg.StateDir, RefreshMargin: opts.RefreshMargin,
 		OnRefresh: func(conn string, err error) {
 			a.Metrics.TokenRefreshed(sourceOf[conn], err)
 			if ops.RefreshResult(err) == ops.RefreshInvalidGrant {
