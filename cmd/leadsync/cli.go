@@ -73,6 +73,7 @@ func newCLI(stdout, stderr io.Writer) *cli {
 	root.AddCommand(c.demoCmd(stdout, stderr), c.runCmd(stdout, stderr), c.statusCmd(stdout), c.authCmd(stdout, stderr),
 		c.migrateCmd(stdout), c.grantAnalystCmd(stdout), c.configCmd(stdout), c.versionCmd(stdout), c.manCmd())
 	root.AddCommand(c.initCmd(os.Stdin, stdout, stderr), c.stateCmd(stdout, stderr))
+	root.AddCommand(c.doctorCmd(stdout))
 	// cobra's `completion` command, with an unknown shell a usage error like any other.
 	root.InitDefaultCompletionCmd()
 	if comp, _, err := root.Find([]string{"completion"}); err == nil && comp != root {

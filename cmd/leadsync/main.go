@@ -58,6 +58,7 @@ SQLite or PostgreSQL database.`
   leadsync migrate [--status]                apply (or list) warehouse migrations
   leadsync grant-analyst [--pii] <role>      PostgreSQL: give a role the PII-free tables and views
   leadsync config check                      validate the configuration
+  leadsync doctor [--json]                   check config, databases, grants, scopes and listener
   leadsync version`
 )
 
