@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
@@ -490,15 +491,31 @@ func (d *doctor) listen() {
 	}
 	ln, err := net.Listen("tcp", addr)
 	switch {
+	case errors.Is(err, syscall.EADDRINUSE) && answersAsLeadsync(addr):
+		check(checkFail, fmt.Sprintf("%s (http.listen): address already in use by a running leadsync (its endpoint "+
+			"answers there): expected while the daemon runs; another leadsync with this configuration could not start", addr))
 	case errors.Is(err, syscall.EADDRINUSE):
-		check(checkFail, fmt.Sprintf("%s (http.listen): address already in use: another process listens there "+
-			"(a running leadsync?): stop it, or set http.listen to a free address", addr))
+		check(checkFail, fmt.Sprintf("%s (http.listen): address already in use by another process: stop it, "+
+			"or set http.listen to a free address", addr))
 	case err != nil:
 		check(checkFail, fmt.Sprintf("%s (http.listen): %v", addr, err))
 	default:
 		_ = ln.Close()
 		check(checkOK, fmt.Sprintf("%s (http.listen) can be bound", addr))
 	}
+}
+
+// answersAsLeadsync reports whether what listens on addr is leadsync's metrics and health
+// endpoint (internal/ops), whose index names it.
+func answersAsLeadsync(addr string) bool {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	resp, err := hc.Get("http://" + addr + "/")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
+	return resp.StatusCode == http.StatusOK && strings.HasPrefix(string(b), "leadsync: /metrics")
 }
 
 // grantOf is the stored state of conn's grant.

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leadsync/leadsync/internal/ops"
 	"github.com/leadsync/leadsync/internal/simkit"
 	"github.com/leadsync/leadsync/internal/testenv"
 	"github.com/leadsync/leadsync/store"
@@ -294,12 +297,10 @@ func TestDoctorMissingScopeAndBusyAddress(t *testing.T) {
 	b := &doctorBundle{env: testenv.New(t, testenv.Small(47), testenv.SQLite)}
 	b.editConfig(t, "    source: leadconnector\n", "    source: leadconnector\n    scopes: [contacts.readonly, oauth.readonly]\n")
 	b.env.Authorized(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	b.editConfig(t, `listen: "off"`, `listen: "`+ln.Addr().String()+`"`)
+	other := httptest.NewServer(http.NotFoundHandler()) // another program holds the address
+	defer other.Close()
+	addr := other.Listener.Addr().String()
+	b.editConfig(t, `listen: "off"`, `listen: "`+addr+`"`)
 	code, text, _ := b.doctor(t)
 	if code != exitFailed {
 		t.Fatalf("doctor exited %d, want %d", code, exitFailed)
@@ -307,7 +308,16 @@ func TestDoctorMissingScopeAndBusyAddress(t *testing.T) {
 	requireLine(t, text, "grant sandbox-leadconnector", "ok", "listed the accounts")
 	requireLine(t, text, "scopes sandbox-leadconnector", "FAIL",
 		"stream contacts needs oauth.write, which the grant lacks.*then run `leadsync auth login sandbox-leadconnector`")
-	requireLine(t, text, "listen", "FAIL", regexp.QuoteMeta(ln.Addr().String())+` \(http\.listen\): address already in use`)
+	requireLine(t, text, "listen", "FAIL", regexp.QuoteMeta(addr)+` \(http\.listen\): address already in use by another process`)
+
+	// A running leadsync holds it: still a failure (a second one could not bind), said so.
+	daemon := httptest.NewServer(ops.NewHandler(nil, nil))
+	defer daemon.Close()
+	b.editConfig(t, addr, daemon.Listener.Addr().String())
+	if code, text, _ = b.doctor(t); code != exitFailed {
+		t.Fatalf("doctor exited %d, want %d", code, exitFailed)
+	}
+	requireLine(t, text, "listen", "FAIL", `address already in use by a running leadsync`)
 }
 
 // A refused static token names the connection's rotation; the others are read with theirs.
