@@ -167,7 +167,7 @@ func (d *doctor) run(ctx context.Context) {
 		}
 	} else {
 		for _, name := range []string{"grant", "scopes"} {
-			d.add(doctorCheck{Name: name, Status: checkSkip, Detail: "the token store did not open"})
+			d.add(doctorCheck{Name: name, Status: checkSkip, Detail: "the token store and the connections did not open (see above)"})
 		}
 	}
 	d.listen()
