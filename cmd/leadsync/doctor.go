@@ -200,7 +200,7 @@ func (d *doctor) config(ctx context.Context) bool {
 func (d *doctor) warehouse(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, doctorTimeout)
 	defer cancel()
-	wurl := d.cfg.Warehouse.URL
+	wurl := d.cfg.Warehouse.OpenURL() // with warehouse.schema, as `run` opens it
 	where := describeDB(wurl)
 	check := func(status, detail string) {
 		d.add(doctorCheck{Name: "warehouse", Status: status, Detail: where + ": " + detail})
@@ -555,7 +555,11 @@ func describeDB(raw string) string {
 	if err != nil {
 		return "PostgreSQL"
 	}
-	return "PostgreSQL " + p.Host + p.Path
+	desc := "PostgreSQL " + p.Host + p.Path
+	if sp := p.Query().Get("search_path"); sp != "" {
+		desc += " (schema " + sp + ")"
+	}
+	return desc
 }
 
 // zoned is t as `auth status` would show it, with its zone.

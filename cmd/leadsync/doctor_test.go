@@ -254,12 +254,12 @@ func TestDoctorStoppedPostgres(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	b.editConfig(t, `url: "`+b.env.WarehouseURL+`"`, `url: "postgres://leadsync@`+addr+`/leads?sslmode=disable"`)
+	b.editConfig(t, `url: "`+b.env.WarehouseURL+`"`, `url: "postgres://leadsync@`+addr+`/leads?sslmode=disable"`+"\n  schema: wh")
 	code, text, doc := b.doctor(t)
 	if code != exitFailed {
 		t.Fatalf("doctor with PostgreSQL stopped exited %d, want %d", code, exitFailed)
 	}
-	requireLine(t, text, "warehouse", "FAIL", `PostgreSQL `+regexp.QuoteMeta(addr)+`/leads: unreachable: .*connect.*check warehouse\.url`)
+	requireLine(t, text, "warehouse", "FAIL", `PostgreSQL `+regexp.QuoteMeta(addr)+`/leads \(schema wh\): unreachable: .*connect.*check warehouse\.url`)
 	// The other checks still ran.
 	for k, v := range statuses(doc) {
 		if k != "warehouse" && v == "fail" {
