@@ -9,7 +9,7 @@
 #     ids and secrets, taken from the configuration `crmsim --write-config` wrote;
 #   - <connection> is each connection the step applies to; the browser ($BROWSER) is curl,
 #     which follows the sandbox's auto-approving pages back to the loopback callback;
-#   - `leadsync run` (the daemon) gets SIGTERM once it has synced, and must exit 0.
+#   - `leadsync run` (the daemon) gets SIGTERM after 5 s, and must exit 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -23,7 +23,8 @@ command -v curl >/dev/null || fail "needs curl (the test's browser): apt-get ins
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	# Each background command leads its own process group: `go run` leaves its child behind.
+	for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	rm -rf "$tmp"
 }
@@ -61,7 +62,7 @@ while read -r line; do
 	*--help*) run bash -c "$line" ;;
 	*--write-config*)
 		echo "readme-check: \$ $line &"
-		bash -c "exec $line" >>"$log" 2>&1 &
+		setsid bash -c "exec $line" >>"$log" 2>&1 &
 		pids+=($!)
 		for _ in $(seq 1 600); do
 			[ -f sandbox/config.yaml ] && curl -fs http://127.0.0.1:8970/_admin/ >/dev/null 2>&1 && break
@@ -100,7 +101,7 @@ while read -r line; do
 	line=${line//\$EDITOR/$EDITOR}
 	case $line in
 	"leadsync run")
-		echo "readme-check: \$ leadsync run & (SIGTERM once it has synced)"
+		echo "readme-check: $ leadsync run & (SIGTERM after 5 s: it must stop cleanly)"
 		leadsync run >>"$log" 2>&1 &
 		daemon=$!
 		pids+=("$daemon")
