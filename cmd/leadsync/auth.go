@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -152,9 +151,7 @@ func authStatus(ctx context.Context, f *flags, asJSON bool, stdout io.Writer) (i
 		return exitFailed, err
 	}
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return exitOK, enc.Encode(doc)
+		return exitOK, writeJSON(stdout, doc)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONNECTION\tSUBJECT\tSCOPES\tEXPIRES\tLAST REFRESH\tSTATE")

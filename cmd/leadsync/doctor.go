@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -120,9 +119,7 @@ func cmdDoctor(ctx context.Context, f *flags, asJSON bool, stdout io.Writer) (in
 		code = exitFailed
 	}
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return code, enc.Encode(doc)
+		return code, writeJSON(stdout, doc)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tSTATUS\tDETAIL")

@@ -4,6 +4,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -263,4 +264,11 @@ func openApp(ctx context.Context, f *flags, opts app.Options) (*app.App, error) 
 	}
 	opts.Version = buildVersion().String()
 	return app.Open(ctx, cfg, newLogger(cfg, f.stderr), opts)
+}
+
+// writeJSON prints v as one indented JSON document: what every --json prints.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -206,9 +205,7 @@ func cmdStatus(ctx context.Context, f *flags, asJSON bool, stdout io.Writer) (in
 	}
 	doc := statusJSON(st, grants)
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return exitOK, enc.Encode(doc)
+		return exitOK, writeJSON(stdout, doc)
 	}
 	// Several workers on one PostgreSQL: say which one is syncing each account, and which
 	// synced it last. A single worker's table stays as it was.
@@ -390,9 +387,7 @@ func cmdMigrate(ctx context.Context, f *flags, status, asJSON bool, stdout io.Wr
 			for i, m := range st {
 				doc.Migrations[i] = migrationDoc{Version: m.Version, Name: m.Name, Applied: m.Applied, AppliedAt: m.AppliedAt}
 			}
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return exitOK, enc.Encode(doc)
+			return exitOK, writeJSON(stdout, doc)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")
