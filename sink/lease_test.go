@@ -29,6 +29,18 @@ func scaleWorkers(t *testing.T, leases ...time.Duration) []*Postgres {
 	return out
 }
 
+// expireLease makes the lease on source/account run out now, as it does when its holder
+// stops heartbeating for a lease duration, without the test waiting that long (or a loaded
+// machine making a short lease run out before the test means it to).
+func expireLease(t *testing.T, p *Postgres, source, account string) {
+	t.Helper()
+	tag, err := p.pool.Exec(context.Background(), `UPDATE account_leases SET expires_at = clock_timestamp() - interval '1 second'
+WHERE source = $1 AND account_id = $2 AND owner IS NOT NULL`, source, account)
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Fatalf("expire the lease on %s/%s: %v (%d rows)", source, account, err, tag.RowsAffected())
+	}
+}
+
 func scalePage(run RunID, acct, cursor string) PageWrite {
 	return PageWrite{Run: run, Source: "lc", Stream: testStream, Account: acct, Next: sources.Cursor(cursor),
 		Leads: []sources.Lead{{ID: "lead-" + cursor, Kind: "contact"}}}
@@ -37,9 +49,9 @@ func scalePage(run RunID, acct, cursor string) PageWrite {
 func TestLeaseFencesPageCommits(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	// a's leases expire at once (it will stop heartbeating); b's outlast the test, however
-	// slow a loaded machine makes it.
-	w := scaleWorkers(t, 200*time.Millisecond, time.Minute)
+	// Both leases outlast the test, however slow a loaded machine makes it; a's expiry is
+	// made to happen (expireLease) when the test has a stop heartbeating.
+	w := scaleWorkers(t, time.Minute, time.Minute)
 	a, b := w[0], w[1]
 	slot, err := a.OpenSlot(ctx, SlotRequest{Connection: "c", Kind: SlotIncremental, Trigger: TriggerOnce})
 	if err != nil {
@@ -76,19 +88,9 @@ func TestLeaseFencesPageCommits(t *testing.T) {
 	}
 
 	// a stops heartbeating (a paused or partitioned worker): b takes over once it expires.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		cl, err := b.ClaimAccount(ctx, slot.ID, "lc", "L1", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cl.Held {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("b never took over the expired lease: %+v", cl)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition, not waiting for it
+	expireLease(t, a, "lc", "L1")
+	if cl, err := b.ClaimAccount(ctx, slot.ID, "lc", "L1", ""); err != nil || !cl.Held {
+		t.Fatalf("b's claim of the expired lease = %+v, %v; want held", cl, err)
 	}
 	// The old holder wakes up: it cannot advance the cursor any more.
 	if _, err := a.WritePage(ctx, scalePage(run, "L1", "c-stale")); !errors.Is(err, ErrLeaseLost) {
