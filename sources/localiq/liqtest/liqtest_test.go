@@ -647,21 +647,21 @@ func TestAgencyCustomerRolePerAdvertiser(t *testing.T) {
 	if len(hipaa) < 3 {
 		t.Fatalf("%d HIPAA advertisers, want 3", len(hipaa))
 	}
-	// check asserts that the user has the role on exactly the advertisers of role, and a
-	// users entry of privilege level userLevel.
-	check := func(step string, userLevel int, role ...string) {
+	// check asserts that the user has the role on exactly the advertisers on, and a users
+	// entry of privilege level userLevel.
+	check := func(step string, userLevel int, on ...string) {
 		t.Helper()
 		id := decode[identities](t, b.get(t, "/identities/v3?user="+url.QueryEscape(user), tok))
 		if len(id.Users) != 1 || id.Users[0].PrivilegeLevel != userLevel {
 			t.Errorf("%s: users %+v, want privilege_level %d", step, id.Users, userLevel)
 		}
 		for _, a := range id.Advertisers {
-			if want := map[bool]int{true: 3, false: 2}[slices.Contains(role, a.GMAID)]; a.PrivilegeLevel != want {
+			if want := map[bool]int{true: 3, false: 2}[slices.Contains(on, a.GMAID)]; a.PrivilegeLevel != want {
 				t.Errorf("%s: %s has privilege_level %d, want %d", step, a.GMAID, a.PrivilegeLevel, want)
 			}
 		}
 		for _, a := range b.srv.Advertisers() {
-			if a.AgencyCustomer != slices.Contains(role, a.GMAID) {
+			if a.AgencyCustomer != slices.Contains(on, a.GMAID) {
 				t.Errorf("%s: admin listing says role %v on %s", step, a.AgencyCustomer, a.GMAID)
 			}
 		}
@@ -670,7 +670,7 @@ func TestAgencyCustomerRolePerAdvertiser(t *testing.T) {
 			truth[at.AccountID] = at.Restricted
 		}
 		for _, g := range hipaa {
-			readable := slices.Contains(role, g)
+			readable := slices.Contains(on, g)
 			want := map[bool]int{true: 200, false: 403}[readable]
 			r := b.get(t, "/crm/contact_interactions?global_master_advertiser_id="+g+"&created_after_date=2000-01-01&created_before_date=2100-01-01", tok)
 			if r.status != want || truth[g] == readable {
