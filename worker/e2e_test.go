@@ -445,7 +445,9 @@ func e2eCount(t *testing.T, db *sql.DB, q string, args ...any) int {
 // tags, and its rows carry hipaa = true.
 func TestE2EHIPAARestrictedThenGranted(t *testing.T) {
 	t.Parallel()
-	b := e2eSetup(t, testenv.Small(5), testenv.SQLite)
+	opts := testenv.Small(5)
+	opts.LocaliQ.RestrictAllHIPAA = true // no default role on one HIPAA advertiser
+	b := e2eSetup(t, opts, testenv.SQLite)
 	sb := b.env.Sandbox
 	var hipaa []string
 	for _, a := range sb.LIQ.Advertisers() {

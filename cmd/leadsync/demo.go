@@ -163,8 +163,82 @@ func demoReport(ctx context.Context, w io.Writer, dbPath string, res worker.Resu
 			return fmt.Errorf("demo query %q: %w", q.title, err)
 		}
 	}
+	if err := demoHIPAARow(ctx, w, db); err != nil {
+		return fmt.Errorf("demo HIPAA row: %w", err)
+	}
 	return nil
 }
+
+// hipaaView is the view the demo shows a HIPAA lead in: the one for analysts trusted with
+// PII, which still withholds the PII of HIPAA-protected leads (docs/analysts.md, Views).
+const hipaaView = "leads_pii"
+
+// demoHIPAARow prints one HIPAA-protected lead as hipaaView shows it, and the columns the
+// view withholds on it: those NULL in the view but not in leads. Of the HIPAA leads it picks
+// the one with the most withheld columns. It prints none of their values, and nothing when
+// no HIPAA lead was synced.
+func demoHIPAARow(ctx context.Context, w io.Writer, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, `SELECT * FROM `+hipaaView+` LIMIT 0`)
+	if err != nil {
+		return err
+	}
+	cols, err := rows.Columns()
+	rows.Close()
+	if err != nil {
+		return err
+	}
+	withheld := make([]string, len(cols))
+	for i, c := range cols {
+		withheld[i] = fmt.Sprintf("v.%[1]s IS NULL AND l.%[1]s IS NOT NULL", quoteIdent(c))
+	}
+	rows, err = db.QueryContext(ctx, `SELECT v.source, v.account_id, v.lead_id, `+strings.Join(withheld, ", ")+`
+FROM `+hipaaView+` AS v JOIN leads AS l ON l.source = v.source AND l.account_id = v.account_id AND l.lead_id = v.lead_id
+WHERE v.hipaa ORDER BY v.source, v.account_id, v.lead_id`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var key [3]string
+	var hidden []string
+	for rows.Next() {
+		var k [3]string
+		flags := make([]bool, len(cols))
+		dest := []any{&k[0], &k[1], &k[2]}
+		for i := range flags {
+			dest = append(dest, &flags[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		var h []string
+		for i, f := range flags {
+			if f {
+				h = append(h, cols[i])
+			}
+		}
+		if len(h) > len(hidden) {
+			key, hidden = k, h
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(hidden) == 0 {
+		return nil
+	}
+	q := fmt.Sprintf(`SELECT source, account_id, lead_id, kind, status, channel, campaign, created_at, hipaa
+FROM %s WHERE source = %s AND account_id = %s AND lead_id = %s`, hipaaView, quoteLiteral(key[0]), quoteLiteral(key[1]), quoteLiteral(key[2]))
+	fmt.Fprintf(w, "\n-- A HIPAA-protected lead in %s, the view for analysts trusted with PII\n%s;\n", hipaaView, q)
+	if err := printQuery(ctx, w, db, q); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%s: withheld (HIPAA); leads_shareable withholds them on every lead\n", strings.Join(hidden, ", "))
+	return nil
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func printQuery(ctx context.Context, w io.Writer, db *sql.DB, q string) error {
 	rows, err := db.QueryContext(ctx, q)

@@ -126,7 +126,9 @@ func StartSandbox(t testing.TB, opts Options) *Sandbox {
 }
 
 // Small is a sandbox small enough for unit-test speed that still has every feature: a
-// forbidden LeadConnector location, HIPAA and inactive LocaliQ advertisers, LACRM pipelines.
+// forbidden LeadConnector location, a HIPAA LocaliQ advertiser (readable: the sandbox user's
+// default role is on it; set LocaliQ.RestrictAllHIPAA for a 403) and an inactive one, LACRM
+// pipelines.
 func Small(seed uint64) Options {
 	return Options{Seed: seed, Locations: 3, ContactsPerLocation: 150, ForbiddenLocations: 1,
 		Advertisers: 5, InteractionsPerAdv: 60, LACRMContacts: 80, LACRMPipelineItems: 30}

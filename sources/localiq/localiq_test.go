@@ -198,7 +198,7 @@ func idString(id int64) string { return strconv.FormatInt(id, 10) }
 
 func TestHIPAAAdvertiserIsRestrictedButCounted(t *testing.T) {
 	t.Parallel()
-	b := setup(t, liqtest.Options{InteractionsPerAdvertiser: 120}, localiq.Config{})
+	b := setup(t, liqtest.Options{InteractionsPerAdvertiser: 120, RestrictAllHIPAA: true}, localiq.Config{})
 	acct := b.account(t, func(a sources.Account) bool { return a.HIPAAProtected })
 	p := b.run(t, acct, "", sources.ReadOptions{}, 0)
 	re := restrictedErr(p.err)
@@ -235,6 +235,37 @@ func TestHIPAAAdvertiserIsRestrictedButCounted(t *testing.T) {
 		if !l.HIPAA {
 			t.Fatalf("lead %s of a HIPAA advertiser without hipaa flag", l.ID)
 		}
+	}
+}
+
+// TestDefaultSandboxReadsOneHIPAAAdvertiser: by default the sandbox user has the Agency
+// Customer role on one HIPAA advertiser: its leads are read, flagged hipaa, and the listing
+// gives it privilege level 3; the other HIPAA advertisers stay restricted.
+func TestDefaultSandboxReadsOneHIPAAAdvertiser(t *testing.T) {
+	t.Parallel()
+	b := setup(t, liqtest.Options{InteractionsPerAdvertiser: 20}, localiq.Config{})
+	var readable, restricted int
+	for _, acct := range b.accounts(t) {
+		if !acct.HIPAAProtected {
+			continue
+		}
+		p := b.run(t, acct, "", sources.ReadOptions{}, 0)
+		switch re := restrictedErr(p.err); {
+		case re != nil && re.Access() == sources.AccessHIPAARestricted && acct.Meta["privilege_level"] == "2":
+			restricted++
+		case p.err == nil && len(p.leads) > 0 && acct.Meta["privilege_level"] == "3":
+			readable++
+			for _, l := range p.leads {
+				if !l.HIPAA {
+					t.Fatalf("%s: lead %s without the hipaa flag", acct.ID, l.ID)
+				}
+			}
+		default:
+			t.Errorf("%s (privilege_level %s): %d leads, %v", acct.ID, acct.Meta["privilege_level"], len(p.leads), p.err)
+		}
+	}
+	if readable != 1 || restricted == 0 {
+		t.Fatalf("%d readable and %d restricted HIPAA advertisers, want 1 and some", readable, restricted)
 	}
 }
 
@@ -533,7 +564,7 @@ func TestBackfillIncludesTheFirstDayInAFarWestZone(t *testing.T) {
 // HIPAA-restricted advertiser too, and from its cursor re-reads only the last ReRead days.
 func TestDailyCountsStream(t *testing.T) {
 	t.Parallel()
-	b := setup(t, liqtest.Options{InteractionsPerAdvertiser: 150}, localiq.Config{})
+	b := setup(t, liqtest.Options{InteractionsPerAdvertiser: 150, RestrictAllHIPAA: true}, localiq.Config{})
 	acct := b.account(t, func(a sources.Account) bool { return a.HIPAAProtected })
 	read := func(cur sources.Cursor) (counts []sources.DailyCount, next sources.Cursor) {
 		t.Helper()

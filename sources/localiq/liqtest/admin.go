@@ -15,22 +15,80 @@ import (
 // ErrNotFound is returned by mutations of an unknown advertiser or interaction.
 var ErrNotFound = errors.New("liqtest: not found")
 
-// Advertisers lists the advertisers in identities order.
+// Advertisers lists the advertisers in identities order, with the sandbox user's role on each.
 func (f *Fake) Advertisers() []Advertiser {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	out := make([]Advertiser, 0, len(f.advertisers))
+	user := strings.ToLower(f.opts.SandboxUser)
 	for _, a := range f.advertisers {
-		out = append(out, a.public())
+		p := a.public()
+		p.AgencyCustomer = f.agencyRole[user][a.gmaid]
+		out = append(out, p)
 	}
 	return out
 }
 
-// SetAgencyCustomer grants or removes the Agency Customer role (privilege level 3) of user.
+// SetAgencyCustomer grants user the Agency Customer role (privilege level 3) on every
+// advertiser, or removes it from all of them.
 func (f *Fake) SetAgencyCustomer(user string, on bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.agencyRole[strings.ToLower(user)] = on
+	user = strings.ToLower(user)
+	delete(f.agencyRole, user)
+	if on {
+		for _, a := range f.advertisers {
+			f.setRole(user, a.gmaid, true)
+		}
+	}
+}
+
+// SetAgencyCustomerOn grants or removes user's Agency Customer role on one advertiser: the
+// identities answer gives privilege_level per advertiser (_identity.md.erb).
+func (f *Fake) SetAgencyCustomerOn(user, gmaid string, on bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.byGMAID[gmaid] == nil {
+		return fmt.Errorf("advertiser %s: %w", gmaid, ErrNotFound)
+	}
+	f.setRole(strings.ToLower(user), gmaid, on)
+	return nil
+}
+
+// setRole records user's role on gmaid; user is lower case. Callers hold f.mu.
+func (f *Fake) setRole(user, gmaid string, on bool) {
+	if !on {
+		delete(f.agencyRole[user], gmaid)
+		return
+	}
+	if f.agencyRole[user] == nil {
+		f.agencyRole[user] = map[string]bool{}
+	}
+	f.agencyRole[user][gmaid] = true
+}
+
+// grantDefaultRole gives the sandbox user its role at start: on every advertiser with
+// Options.AgencyCustomer, else on the first HIPAA advertiser by gmaid (none with
+// Options.RestrictAllHIPAA), so that one HIPAA advertiser's leads sync and the others'
+// answer 403.
+func (f *Fake) grantDefaultRole() {
+	user := strings.ToLower(f.opts.SandboxUser)
+	if f.opts.AgencyCustomer {
+		f.SetAgencyCustomer(user, true)
+		return
+	}
+	if f.opts.RestrictAllHIPAA {
+		return
+	}
+	first := ""
+	for _, a := range f.advertisers {
+		if a.hipaa && (first == "" || a.gmaid < first) {
+			first = a.gmaid
+		}
+	}
+	if first != "" {
+		_ = f.SetAgencyCustomerOn(user, first, true)
+	}
 }
 
 // SetActiveState sets an advertiser's active_state (2 active, 1 grace, 0 inactive).
@@ -221,6 +279,20 @@ func (f *Fake) adminRoutes() http.Handler {
 			return
 		}
 		f.SetAgencyCustomer(r.PathValue("email"), req.AgencyCustomer)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("PUT /users/{email}/role/{gmaid}", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			AgencyCustomer *bool `json:"agency_customer"`
+		}
+		if err := simkit.DecodeStrict(r, &req); err != nil || req.AgencyCustomer == nil {
+			adminError(w, http.StatusBadRequest, errors.Join(err, errors.New(`need {"agency_customer": true|false}`)))
+			return
+		}
+		if err := f.SetAgencyCustomerOn(r.PathValue("email"), r.PathValue("gmaid"), *req.AgencyCustomer); err != nil {
+			adminError(w, statusOf(err), err)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /interactions", func(w http.ResponseWriter, r *http.Request) {

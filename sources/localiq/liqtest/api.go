@@ -89,10 +89,10 @@ func (f *Fake) authed(next func(w http.ResponseWriter, r *http.Request, user str
 }
 
 // leadAccess reports whether user may read gmaid's leads: linked, active (or in grace), and
-// for HIPAA advertisers the Agency Customer role. Callers hold f.mu.
+// for HIPAA advertisers the Agency Customer role on that advertiser. Callers hold f.mu.
 func (f *Fake) leadAccess(user, gmaid string) (*advertiser, bool) {
 	a := f.linked(user, gmaid)
-	if a == nil || a.activeState == 0 || (a.hipaa && !f.agencyRole[user]) {
+	if a == nil || a.activeState == 0 || (a.hipaa && !f.agencyRole[strings.ToLower(user)][gmaid]) {
 		return a, false
 	}
 	return a, true
@@ -151,11 +151,27 @@ func positive(q url.Values, key string, def int) (int, bool) {
 	return n, err == nil && n >= 1
 }
 
-func (f *Fake) privilege(user string) int {
-	if f.agencyRole[strings.ToLower(user)] {
+// privilege is user's privilege_level on gmaid: 3 with the Agency Customer role on it, else
+// 2 (_identity.md.erb: "PL3 is required to access HIPAA protected data"). Callers hold f.mu.
+func (f *Fake) privilege(user, gmaid string) int {
+	if f.agencyRole[strings.ToLower(user)][gmaid] {
 		return 3
 	}
 	return 2
+}
+
+// userPrivilege is the users entry's privilege_level [ours]: 3 only when the role covers
+// every advertiser, the per-advertiser levels saying which ones otherwise. Callers hold f.mu.
+func (f *Fake) userPrivilege(user string) int {
+	if len(f.advertisers) == 0 {
+		return 2
+	}
+	for _, a := range f.advertisers {
+		if f.privilege(user, a.gmaid) < 3 {
+			return 2
+		}
+	}
+	return 3
 }
 
 // identities is GET /identities/v3: the advertisers a business user may see, paged.
@@ -185,8 +201,8 @@ func (f *Fake) identities(w http.ResponseWriter, r *http.Request, _ string) {
 	resp := identitiesResponse{BUID: 1, User: user, BusinessID: 1, Country: "USA", Page: page, PageSize: size,
 		AuthorizedAdvertisers: []identityAdvertiser{}, Users: []identityUser{}}
 	if strings.EqualFold(user, f.opts.SandboxUser) {
-		pl := f.privilege(user)
-		resp.Users = append(resp.Users, identityUser{Platform: "USA", BUID: 1, Email: user, BusinessID: 1, Name: "Sandbox User", PrivilegeLevel: pl})
+		resp.Users = append(resp.Users, identityUser{Platform: "USA", BUID: 1, Email: user, BusinessID: 1, Name: "Sandbox User",
+			PrivilegeLevel: f.userPrivilege(user)})
 		var all []identityAdvertiser
 		for _, a := range f.advertisers {
 			if len(states) > 0 && !states[a.activeState] {
@@ -194,7 +210,7 @@ func (f *Fake) identities(w http.ResponseWriter, r *http.Request, _ string) {
 			}
 			platform, _, _ := strings.Cut(a.gmaid, "_")
 			all = append(all, identityAdvertiser{Name: a.name, GMAID: a.gmaid, Platform: platform, HIPAAProtected: a.hipaa,
-				BusinessID: a.businessID, BusinessName: a.name, BusinessUserID: 1, PrivilegeLevel: pl,
+				BusinessID: a.businessID, BusinessName: a.name, BusinessUserID: 1, PrivilegeLevel: f.privilege(user, a.gmaid),
 				AdvertiserID: a.advertiserID, ActiveState: a.activeState, CobrandID: 1123213, CobrandName: "sandbox"})
 		}
 		resp.AdvertiserCount = len(all)

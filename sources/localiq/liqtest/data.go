@@ -20,6 +20,8 @@ type Advertiser struct {
 	ActiveState    int    `json:"active_state"` // 2 active, 1 grace, 0 inactive
 	TimeZone       string `json:"time_zone"`
 	Interactions   int    `json:"interactions"` // including non-lead chats
+	// AgencyCustomer: the sandbox user has the Agency Customer role on it (privilege level 3).
+	AgencyCustomer bool `json:"agency_customer"`
 }
 
 type advertiser struct {

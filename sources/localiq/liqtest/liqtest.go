@@ -21,7 +21,8 @@
 //	PUT    /_admin/rate_limit                {"per_second":20} (<0 disables)
 //	GET    /_admin/advertisers               []Advertiser
 //	PUT    /_admin/advertisers/{gmaid}       {"active_state":0,"hipaa_protected":true} (fields optional)
-//	PUT    /_admin/users/{email}/role        {"agency_customer":true}
+//	PUT    /_admin/users/{email}/role        {"agency_customer":true}: on every advertiser (false: on none)
+//	PUT    /_admin/users/{email}/role/{gmaid} {"agency_customer":true}: on one advertiser (404 if unknown)
 //	POST   /_admin/interactions              NewInteraction plus {"count":N} → {"ids":[...]}
 //	PATCH  /_admin/interactions/{id}         {"status":"client"} (marks it read at the mutation time)
 //	GET    /_admin/grants                    []simkit.GrantInfo
@@ -32,6 +33,13 @@
 // the token endpoint accepts JSON bodies only; the limit applies per OAuth client to the
 // API endpoints (not to /oauth/*); an edit sets read_at, and a lead's update time is the
 // latest of created_at, read_at, archived_at and important_at.
+//
+// The Agency Customer role (privilege level 3, which HIPAA-protected data needs) is held per
+// advertiser, as the identities answer reports privilege_level per authorized advertiser
+// (../shared/vendor-docs/localiq/_identity.md.erb). By default the sandbox user holds it on
+// one HIPAA advertiser, the first by gmaid, so a sandbox has HIPAA leads to sync and HIPAA
+// advertisers that answer 403. [ours]: the users entry reports level 3 only when the role
+// covers every advertiser.
 package liqtest
 
 import (
@@ -76,9 +84,14 @@ type Options struct {
 	// SandboxUser is the business user the authorization page approves and the password
 	// grant accepts (with SandboxPassword).
 	SandboxUser, SandboxPassword string
-	// AgencyCustomer gives the sandbox user the Agency Customer role (privilege level 3) from
-	// the start; without it HIPAA advertisers answer 403 on lead endpoints.
+	// AgencyCustomer gives the sandbox user the Agency Customer role (privilege level 3) on
+	// every advertiser from the start. Without it the user has the role on one HIPAA
+	// advertiser (the first by gmaid) and the other HIPAA advertisers answer 403 on lead
+	// endpoints.
 	AgencyCustomer bool
+	// RestrictAllHIPAA withholds that one default role: every HIPAA advertiser answers 403
+	// until the role is granted.
+	RestrictAllHIPAA bool
 
 	Advertisers               int           // 0 → 6
 	InteractionsPerAdvertiser int           // 0 → 120
@@ -101,11 +114,11 @@ type Fake struct {
 	limiter  *simkit.Limiter
 
 	mu          sync.RWMutex
-	advertisers []*advertiser          // in listing order
-	byGMAID     map[string]*advertiser // gmaid → advertiser
-	byID        map[int64]*interaction // interaction id → interaction
-	agencyRole  map[string]bool        // user email → has the Agency Customer role
-	nextID      int64                  // id of the next added interaction
+	advertisers []*advertiser              // in listing order
+	byGMAID     map[string]*advertiser     // gmaid → advertiser
+	byID        map[int64]*interaction     // interaction id → interaction
+	agencyRole  map[string]map[string]bool // user email → gmaids it has the Agency Customer role on
+	nextID      int64                      // id of the next added interaction
 	handler     http.Handler
 }
 
@@ -140,9 +153,10 @@ func New(opts Options) *Fake {
 		limiter:    simkit.NewLimiter(clock, window(opts.RateLimit)),
 		byGMAID:    map[string]*advertiser{},
 		byID:       map[int64]*interaction{},
-		agencyRole: map[string]bool{strings.ToLower(opts.SandboxUser): opts.AgencyCustomer},
+		agencyRole: map[string]map[string]bool{},
 	}
 	f.seed()
+	f.grantDefaultRole()
 	f.handler = f.routes()
 	return f
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -593,7 +594,7 @@ func TestHIPAAForbiddenUntilRoleGranted(t *testing.T) {
 	t.Parallel()
 	b := setup(t, liqtest.Options{})
 	tok := b.srv.Authorize("").Access
-	h := b.find(t, func(a liqtest.Advertiser) bool { return a.HIPAAProtected })
+	h := b.find(t, func(a liqtest.Advertiser) bool { return a.HIPAAProtected && !a.AgencyCustomer })
 	list := "/crm/contact_interactions?global_master_advertiser_id=" + h.GMAID + "&created_after_date=2000-01-01&created_before_date=2100-01-01"
 	r := b.get(t, list, tok)
 	if r.status != 403 || string(r.body) != notAuthorized {
@@ -623,6 +624,124 @@ func TestHIPAAForbiddenUntilRoleGranted(t *testing.T) {
 	for _, at := range b.srv.GroundTruth() {
 		if at.AccountID == h.GMAID && (at.Restricted || len(at.Leads) == 0) {
 			t.Fatalf("truth after role: restricted %v, %d leads", at.Restricted, len(at.Leads))
+		}
+	}
+}
+
+// TestAgencyCustomerRolePerAdvertiser: the Agency Customer role is held per advertiser, and
+// the identities answer reports privilege_level per authorized advertiser
+// (_identity.md.erb); the lead endpoints and the ground truth follow it. By default the
+// sandbox user holds it on the first HIPAA advertiser by gmaid, and on nothing else.
+func TestAgencyCustomerRolePerAdvertiser(t *testing.T) {
+	t.Parallel()
+	b := setup(t, liqtest.Options{Advertisers: 8, HIPAAShare: 0.4})
+	tok := b.srv.Authorize("").Access
+	user := b.srv.Options().SandboxUser
+	var hipaa []string
+	for _, a := range b.srv.Advertisers() {
+		if a.HIPAAProtected {
+			hipaa = append(hipaa, a.GMAID)
+		}
+	}
+	slices.Sort(hipaa)
+	if len(hipaa) < 3 {
+		t.Fatalf("%d HIPAA advertisers, want 3", len(hipaa))
+	}
+	// check asserts that the user has the role on exactly the advertisers on, and a users
+	// entry of privilege level userLevel.
+	check := func(step string, userLevel int, on ...string) {
+		t.Helper()
+		id := decode[identities](t, b.get(t, "/identities/v3?user="+url.QueryEscape(user), tok))
+		if len(id.Users) != 1 || id.Users[0].PrivilegeLevel != userLevel {
+			t.Errorf("%s: users %+v, want privilege_level %d", step, id.Users, userLevel)
+		}
+		for _, a := range id.Advertisers {
+			if want := map[bool]int{true: 3, false: 2}[slices.Contains(on, a.GMAID)]; a.PrivilegeLevel != want {
+				t.Errorf("%s: %s has privilege_level %d, want %d", step, a.GMAID, a.PrivilegeLevel, want)
+			}
+		}
+		for _, a := range b.srv.Advertisers() {
+			if a.AgencyCustomer != slices.Contains(on, a.GMAID) {
+				t.Errorf("%s: admin listing says role %v on %s", step, a.AgencyCustomer, a.GMAID)
+			}
+		}
+		truth := map[string]bool{}
+		for _, at := range b.srv.GroundTruth() {
+			truth[at.AccountID] = at.Restricted
+		}
+		for _, g := range hipaa {
+			readable := slices.Contains(on, g)
+			want := map[bool]int{true: 200, false: 403}[readable]
+			r := b.get(t, "/crm/contact_interactions?global_master_advertiser_id="+g+"&created_after_date=2000-01-01&created_before_date=2100-01-01", tok)
+			if r.status != want || truth[g] == readable {
+				t.Errorf("%s: HIPAA advertiser %s answers %d (want %d), truth restricted %v", step, g, r.status, want, truth[g])
+			}
+		}
+	}
+	check("default", 2, hipaa[0])
+
+	role := func(email, path string, body any, want int) {
+		t.Helper()
+		if r := b.do(t, http.MethodPut, "/_admin/users/"+url.PathEscape(email)+path, "", body); r.status != want {
+			t.Fatalf("PUT /_admin/users/%s%s: %d %s, want %d", email, path, r.status, r.body, want)
+		}
+	}
+	role(strings.ToUpper(user), "/role/"+hipaa[1], map[string]bool{"agency_customer": true}, 204)
+	check("granted on a second", 2, hipaa[0], hipaa[1])
+	role(user, "/role/"+hipaa[0], map[string]bool{"agency_customer": false}, 204)
+	check("revoked on the first", 2, hipaa[1])
+	role(user, "/role/USA_999999999", map[string]bool{"agency_customer": true}, 404)
+	role(user, "/role/"+hipaa[0], map[string]any{}, 400)
+
+	// The all-advertisers switch: every advertiser, and level 3 for the user.
+	var all []string
+	for _, a := range b.srv.Advertisers() {
+		all = append(all, a.GMAID)
+	}
+	role(user, "/role", map[string]bool{"agency_customer": true}, 204)
+	check("granted on all", 3, all...)
+	if err := b.srv.SetAgencyCustomerOn(user, hipaa[2], false); err != nil {
+		t.Fatal(err)
+	}
+	check("all but one", 2, slices.DeleteFunc(all, func(g string) bool { return g == hipaa[2] })...)
+	b.srv.SetAgencyCustomer(user, false)
+	check("revoked on all", 2)
+}
+
+// TestDefaultAgencyCustomerRole: whatever the seed, a default fake has one readable HIPAA
+// advertiser (the first by gmaid); RestrictAllHIPAA none and AgencyCustomer all.
+func TestDefaultAgencyCustomerRole(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		opts liqtest.Options
+		want func(hipaa int) int
+	}{
+		{"default", liqtest.Options{}, func(int) int { return 1 }},
+		{"RestrictAllHIPAA", liqtest.Options{RestrictAllHIPAA: true}, func(int) int { return 0 }},
+		{"AgencyCustomer", liqtest.Options{AgencyCustomer: true}, func(n int) int { return n }},
+	} {
+		for seed := range uint64(5) {
+			opts := tc.opts
+			opts.Seed = seed
+			f := liqtest.New(opts)
+			var hipaa, readable []string
+			truth := map[string]bool{}
+			for _, at := range f.GroundTruth() {
+				truth[at.AccountID] = !at.Restricted
+			}
+			for _, a := range f.Advertisers() {
+				if a.HIPAAProtected {
+					hipaa = append(hipaa, a.GMAID)
+					if truth[a.GMAID] {
+						readable = append(readable, a.GMAID)
+					}
+				}
+			}
+			slices.Sort(hipaa)
+			if len(hipaa) < 2 || len(readable) != tc.want(len(hipaa)) || (len(readable) == 1 && readable[0] != hipaa[0]) {
+				t.Errorf("%s, seed %d: readable HIPAA advertisers %v of %v", tc.name, seed, readable, hipaa)
+			}
 		}
 	}
 }
