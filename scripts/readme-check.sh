@@ -9,7 +9,7 @@
 #     ids and secrets, taken from the configuration `crmsim --write-config` wrote;
 #   - <connection> is each connection the step applies to; the browser ($BROWSER) is curl,
 #     which follows the sandbox's auto-approving pages back to the loopback callback;
-#   - `leadsync run` (the daemon) gets SIGTERM after 5 s, and must exit 0.
+#   - `leadsync run` (the daemon) gets SIGTERM once its /healthz answers, and must exit 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -101,11 +101,17 @@ while read -r line; do
 	line=${line//\$EDITOR/$EDITOR}
 	case $line in
 	"leadsync run")
-		echo "readme-check: $ leadsync run & (SIGTERM after 5 s: it must stop cleanly)"
+		echo "readme-check: $ leadsync run & (SIGTERM once /healthz answers: it must stop cleanly)"
 		leadsync run >>"$log" 2>&1 &
 		daemon=$!
 		pids+=("$daemon")
-		sleep 5
+		# Up (its health endpoint answers on the default http.listen), then stopped.
+		for _ in $(seq 1 300); do
+			curl -fs http://127.0.0.1:9464/healthz >/dev/null 2>&1 && break
+			kill -0 "$daemon" 2>/dev/null || break
+			sleep 0.2
+		done
+		curl -fs http://127.0.0.1:9464/healthz >/dev/null 2>&1 || { tail -n 40 "$log" >&2; fail "leadsync run never answered on 127.0.0.1:9464/healthz"; }
 		kill -TERM "$daemon"
 		rc=0
 		wait "$daemon" || rc=$?
