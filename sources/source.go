@@ -73,7 +73,7 @@ const (
 type Stream struct {
 	Name  string
 	Mode  Mode
-	Table string // TableLeads or TableDailyCounts
+	Table string // TableLeads, TableDailyCounts, or a lifecycle table (TableDeals…)
 }
 
 // Confirmer is implemented by sources whose full pass alone cannot prove a lead gone: with
@@ -130,6 +130,11 @@ type Page struct {
 	Rejected []Rejected
 	// Counts are the page's PII-free daily counts, for a stream writing TableDailyCounts.
 	Counts []DailyCount
+	// The rows of the lifecycle tables (lifecycle.go), for a stream writing one of them.
+	Deals       []Deal
+	Dictionary  []DictEntry
+	Submissions []Submission
+	Cycles      []CampaignCycle
 }
 
 // Rejected is one quarantined vendor record. Raw holds lead PII: it goes to the

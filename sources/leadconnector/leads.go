@@ -8,7 +8,6 @@ import (
 	"iter"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -74,34 +73,12 @@ type searchBody struct {
 	SearchAfter []json.RawMessage `json:"searchAfter,omitempty"`
 }
 
-// StreamContacts is the source's one stream: each location's contacts.
+// StreamContacts is each location's contacts.
 const StreamContacts = "contacts"
 
-// Streams implements sources.Source.
-func (s *Source) Streams() []sources.Stream {
-	return []sources.Stream{{Name: StreamContacts, Mode: sources.Incremental, Table: sources.TableLeads}}
-}
-
-var _ sources.ScopeNeeder = (*Source)(nil)
-
-// NeededScopes implements sources.ScopeNeeder: contacts are searched with location tokens
-// (contacts.readonly) that the Company grant mints (oauth.write) for the installed
-// locations it lists (oauth.readonly). Private Integration Tokens have no grant.
-func (s *Source) NeededScopes(stream string) []string {
-	if len(s.cfg.Locations) > 0 || stream != StreamContacts {
-		return nil
-	}
-	return slices.Clone(DefaultScopes)
-}
-
-// Read implements sources.Source.
-func (s *Source) Read(ctx context.Context, acct sources.Account, stream string, cur sources.Cursor, opts sources.ReadOptions) iter.Seq2[sources.Page, error] {
-	if stream != StreamContacts {
-		return func(yield func(sources.Page, error) bool) {
-			yield(sources.Page{}, fmt.Errorf("leadconnector: no stream %q", stream))
-		}
-	}
-	return s.contacts(ctx, acct, cur, opts)
+func init() {
+	registerStream(streamDef{Stream: sources.Stream{Name: StreamContacts, Mode: sources.Incremental, Table: sources.TableLeads},
+		Order: 0, Scope: "contacts.readonly", read: (*Source).contacts})
 }
 
 // contacts pages a location's contacts by dateUpdated ascending. A full pass or an empty cursor

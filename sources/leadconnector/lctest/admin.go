@@ -23,6 +23,7 @@ func (f *Fake) adminRoutes() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	f.adminPITs(mux)
+	f.adminLifecycle(mux)
 	mux.HandleFunc("PUT /ttl", func(w http.ResponseWriter, r *http.Request) {
 		var b struct {
 			TTL string `json:"ttl"`

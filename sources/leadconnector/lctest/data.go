@@ -24,6 +24,8 @@ type location struct {
 	byUpdated []*version
 	byAdded   []*version
 	lastWrite time.Time
+	// life is the location's data beyond contacts (lifecycle.go).
+	life lifecycle
 }
 
 // contact is a contact's history as the search index sees it: versions in write order.
@@ -148,6 +150,7 @@ func (f *Fake) seed() {
 		}
 		f.locs = append(f.locs, l)
 		f.byID[l.ID] = l
+		f.seedLifecycle(i, l, start, end)
 	}
 }
 
@@ -430,6 +433,7 @@ func (f *Fake) GroundTruth() []simkit.AccountTruth {
 			}
 		}
 		slices.SortFunc(at.Leads, func(a, b simkit.LeadTruth) int { return strings.Compare(a.ID, b.ID) })
+		at.Records = f.lifecycleTruth(l)
 		out = append(out, at)
 	}
 	return out

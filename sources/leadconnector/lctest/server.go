@@ -44,13 +44,13 @@ type endpoint struct {
 func (f *Fake) routes() http.Handler {
 	api := http.NewServeMux()
 	api.HandleFunc("POST /oauth/token", f.handleToken)
-	for _, e := range []endpoint{
+	for _, e := range append([]endpoint{
 		{method: "POST", path: "/oauth/locationToken", version: V2021, other: "/oauth/location-token", class: "Company", scope: "oauth.write", h: f.handleLocationToken},
 		{method: "POST", path: "/oauth/location-token", version: V3, class: "Company", scope: "oauth.write", h: f.handleLocationToken},
 		{method: "GET", path: "/oauth/installedLocations", version: V2021, other: "/oauth/installed-locations", class: "Company", scope: "oauth.readonly", h: f.handleInstalled2021},
 		{method: "GET", path: "/oauth/installed-locations", version: V3, class: "Company", scope: "oauth.readonly", h: f.handleInstalledV3},
 		{method: "POST", path: "/contacts/search", class: "Location", scope: "contacts.readonly", h: f.handleSearch},
-	} {
+	}, f.lifecycleEndpoints()...) {
 		api.Handle(e.method+" "+e.path, f.api(e))
 	}
 	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,92 @@
+package leadconnector
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"iter"
+	"slices"
+	"sync"
+
+	"github.com/leadsync/leadsync/sources"
+)
+
+// streamDef is one stream of the source: what it writes, the OAuth scopes its own
+// endpoint needs (beyond the listing and minting that every stream relies on), and how it
+// reads a location. Each stream's file registers its own in an init function.
+type streamDef struct {
+	sources.Stream
+	// Order places the stream among the others: the worker syncs them in that order.
+	Order int
+	// Scope is the scope of the stream's endpoint (e.g. "opportunities.readonly").
+	Scope string
+	read  func(s *Source, ctx context.Context, acct sources.Account, cur sources.Cursor, opts sources.ReadOptions) iter.Seq2[sources.Page, error]
+}
+
+var (
+	streamsMu  sync.Mutex
+	streamDefs []streamDef
+)
+
+// registerStream adds a stream; a name registered twice panics (a programming error).
+func registerStream(d streamDef) {
+	streamsMu.Lock()
+	defer streamsMu.Unlock()
+	for _, e := range streamDefs {
+		if e.Name == d.Name {
+			panic("leadconnector: stream " + d.Name + " registered twice")
+		}
+	}
+	streamDefs = append(streamDefs, d)
+	slices.SortStableFunc(streamDefs, func(a, b streamDef) int { return cmp.Compare(a.Order, b.Order) })
+}
+
+// streamDef returns the registered stream called name.
+func lookupStream(name string) (streamDef, bool) {
+	streamsMu.Lock()
+	defer streamsMu.Unlock()
+	for _, d := range streamDefs {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return streamDef{}, false
+}
+
+// Streams implements sources.Source: every registered stream, in order.
+func (s *Source) Streams() []sources.Stream {
+	streamsMu.Lock()
+	defer streamsMu.Unlock()
+	out := make([]sources.Stream, len(streamDefs))
+	for i, d := range streamDefs {
+		out[i] = d.Stream
+	}
+	return out
+}
+
+var _ sources.ScopeNeeder = (*Source)(nil)
+
+// NeededScopes implements sources.ScopeNeeder: every stream is read with location tokens
+// that the Company grant mints (oauth.write) for the installed locations it lists
+// (oauth.readonly), plus the scope of the stream's own endpoint. Private Integration Tokens
+// have no grant.
+func (s *Source) NeededScopes(stream string) []string {
+	d, ok := lookupStream(stream)
+	if len(s.cfg.Locations) > 0 || !ok {
+		return nil
+	}
+	scopes := []string{d.Scope, "oauth.readonly", "oauth.write"}
+	slices.Sort(scopes)
+	return scopes
+}
+
+// Read implements sources.Source.
+func (s *Source) Read(ctx context.Context, acct sources.Account, stream string, cur sources.Cursor, opts sources.ReadOptions) iter.Seq2[sources.Page, error] {
+	d, ok := lookupStream(stream)
+	if !ok {
+		return func(yield func(sources.Page, error) bool) {
+			yield(sources.Page{}, fmt.Errorf("leadconnector: no stream %q", stream))
+		}
+	}
+	return d.read(s, ctx, acct, cur, opts)
+}
