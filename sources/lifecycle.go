@@ -158,3 +158,19 @@ type CampaignCycle struct {
 	Leads        int64
 	Calls        int64
 }
+
+// MissingScopeError is a stream whose endpoint the grant lacks the OAuth scope for (the
+// vendor's 401 "not authorized for this scope"): that stream is marked missing_scope, with
+// the fix named, and the account's other streams carry on.
+type MissingScopeError struct {
+	Vendor, AccountID, Stream string
+	// Scope is the scope the stream needs.
+	Scope string
+	// Message is the vendor's own message.
+	Message string
+}
+
+func (e *MissingScopeError) Error() string {
+	return fmt.Sprintf("%s: account %s stream %s: the grant lacks scope %s (%s): run `leadsync auth login` "+
+		"again with %s among the connection's scopes", e.Vendor, e.AccountID, e.Stream, e.Scope, e.Message, e.Scope)
+}
