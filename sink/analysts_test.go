@@ -295,11 +295,13 @@ func TestAnalystGrantSQL(t *testing.T) {
 		t.Errorf("%q lacks %q", plain, want)
 	}
 	pii := AnalystGrantSQL("wh", "a", GrantOptions{PII: true})
-	if len(pii) != len(plain)+1 || pii[len(pii)-1] != `GRANT SELECT ON "wh".leads_pii TO "a"` {
-		t.Errorf("--pii grants %q; want the PII-free grants and leads_pii", pii)
+	if len(pii) != len(plain)+2 || pii[len(pii)-2] != `GRANT SELECT ON "wh".leads_pii TO "a"` ||
+		pii[len(pii)-1] != `GRANT SELECT ON "wh".custom_field_values TO "a"` {
+		t.Errorf("--pii grants %q; want the PII-free grants, leads_pii and custom_field_values", pii)
 	}
 	for _, stmt := range plain {
-		for _, never := range []string{".leads ", ".leads_current ", ".rejected_records ", ".leads_pii "} {
+		for _, never := range []string{".leads ", ".leads_current ", ".rejected_records ", ".leads_pii ", ".deals ",
+			".submissions ", ".custom_field_values "} {
 			if strings.Contains(stmt, never) {
 				t.Errorf("grant without PII: %q", stmt)
 			}

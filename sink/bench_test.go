@@ -32,7 +32,7 @@ func benchFloorTable(dialect string) (create string, columns []string) {
 	var defs []string
 	for _, i := range slices.Concat(leadsTable.shared, leadsTable.perRow) {
 		c := leadsTable.columns[i]
-		typ := pgScalar[c.typ]
+		typ := pgScalar(c.typ)
 		if dialect == DialectSQLite {
 			typ = "text"
 		}

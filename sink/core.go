@@ -333,8 +333,11 @@ func (c *core) commitPage(ctx context.Context, w PageWrite, fast func(ctx contex
 	if err != nil {
 		return WriteResult{}, err
 	}
-	c.logRejects(w, rejects[:len(rejects)-len(w.Rejected)])
-	p := page{w: w, leads: leads, rejects: rejects, counts: pageCounts(w.Counts)}
+	batches, refused := pageBatches(&w, c.clock())
+	rejects = slices.Concat(rejects, refused)
+	c.logRejects(w, rejects[:len(rejects)-len(w.Rejected)-len(refused)])
+	c.logRejects(w, refused)
+	p := page{w: w, leads: leads, rejects: rejects, counts: pageCounts(w.Counts), batches: batches}
 	res, err := fast(ctx, p)
 	if isDataError(err) {
 		res, err = c.writeByLead(ctx, p)
@@ -352,6 +355,25 @@ type page struct {
 	leads   []sources.Lead
 	rejects []rejection
 	counts  []sources.DailyCount
+	// batches are the lifecycle rows, by table; their times are the page's write time,
+	// stamped when they were prepared.
+	batches []rowBatch
+}
+
+// countRevisions adds the rows an upsert returning revisions wrote to res.Rows.
+func countRevisions(res *WriteResult, rows interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+}) error {
+	for rows.Next() {
+		var rev int64
+		if err := rows.Scan(&rev); err != nil {
+			return err
+		}
+		res.Rows++
+	}
+	return rows.Err()
 }
 
 // writeByLead is the page's transaction again, each lead in a savepoint: a lead the database
@@ -392,6 +414,15 @@ func (c *core) writeByLead(ctx context.Context, p page) (WriteResult, error) {
 			if err := c.markSeen(ctx, tx, w, []string{l.ID}); err != nil {
 				return err
 			}
+		}
+		for _, b := range p.batches {
+			n, bad, err := c.writeRowByRow(ctx, tx, w, b)
+			if err != nil {
+				return err
+			}
+			res.Rows += n
+			res.RowsUnchanged += b.len() - n - len(bad)
+			refused = append(refused, bad...)
 		}
 		for _, r := range refused {
 			insert := func() error {
@@ -578,6 +609,23 @@ WHERE source = ? AND account_id = ? AND stream = ? AND run_id = ?`), source, acc
 			}
 			if deleted, err = res.RowsAffected(); err != nil {
 				return err
+			}
+			// A stream writes one table: the lifecycle tables' rows of this stream, if any.
+			for _, t := range softDeleted {
+				args := []any{c.ts(c.clock()), run, source, account, stream, c.ts(started)}
+				if t.updated != "" {
+					args = append(args, c.ts(started.Add(-fullPassSkew)))
+				}
+				res, err := tx.ExecContext(ctx, c.q(`UPDATE `+t.table+` SET deleted_at = ?, sync_run_id = ? WHERE `+
+					lifecycleMissing(t.table, t.id, t.synced, t.updated)), append(args, run)...)
+				if err != nil {
+					return err
+				}
+				n, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				deleted += n
 			}
 		} else {
 			c.log.Warn("sink: full pass saw no leads; deleting nothing",

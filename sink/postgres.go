@@ -237,6 +237,12 @@ func (p *Postgres) writePage(ctx context.Context, pg page) (WriteResult, error) 
 	if len(pg.counts) > 0 {
 		b.Queue(countsTable.pgSQL, countsTable.pgArgs(countRows(&w, now, pg.counts))...)
 	}
+	for _, rb := range pg.batches {
+		b.Queue(rb.pgSQL(), rb.pgArgs()...)
+		if w.FullPass && softDeletes(rb) {
+			b.Queue(pgSeenSQL, w.Source, w.Account, w.Stream, int64(w.Run), batchSeenIDs(rb, 0, rb.len()))
+		}
+	}
 	b.Queue(p.q(sqlUpsertCursor), cursorArgs(w, now)...)
 
 	var res WriteResult
@@ -293,6 +299,31 @@ func (p *Postgres) writePage(ctx context.Context, pg page) (WriteResult, error) 
 		if len(pg.counts) > 0 {
 			if _, err := br.Exec(); err != nil {
 				return err
+			}
+		}
+		for _, rb := range pg.batches {
+			if rb.returnsRevision() {
+				rows, err := br.Query()
+				if err != nil {
+					return err
+				}
+				before := res.Rows
+				err = countRevisions(&res, rows)
+				rows.Close()
+				if err != nil {
+					return err
+				}
+				res.RowsUnchanged += rb.len() - (res.Rows - before)
+			} else {
+				if _, err := br.Exec(); err != nil {
+					return err
+				}
+				res.Rows += rb.len()
+			}
+			if w.FullPass && softDeletes(rb) {
+				if _, err := br.Exec(); err != nil {
+					return err
+				}
 			}
 		}
 		if _, err := br.Exec(); err != nil {
@@ -354,10 +385,12 @@ type GrantOptions struct {
 var AnalystRelations = []string{
 	"accounts", "restricted_fields", "lead_daily_counts", "sync_runs", "sync_run_streams", "sync_state",
 	"leads_shareable", "leads_deidentified", "lead_counts_by_day", "lead_counts_by_week", "stream_freshness",
+	"deals_shareable", "opportunity_stage_history", "deal_stage_intervals", "crm_dictionary", "pipeline_stages",
+	"custom_fields", "crm_users", "lost_reasons", "submissions_shareable", "campaign_cycles",
 }
 
 // AnalystPIIRelations are what an analyst role trusted with PII may read besides.
-var AnalystPIIRelations = []string{"leads_pii"}
+var AnalystPIIRelations = []string{"leads_pii", "custom_field_values"}
 
 // AnalystGrants are the relations GrantAnalyst grants with opts.
 func AnalystGrants(opts GrantOptions) []string {

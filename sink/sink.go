@@ -57,9 +57,16 @@ type PageWrite struct {
 	Rejected []sources.Rejected
 	// Counts are upserted into lead_daily_counts in the same transaction.
 	Counts []sources.DailyCount
-	Next   sources.Cursor
-	// FullPass records the leads as seen by this run, so FinishFullPass can soft-delete
-	// the ones a complete full pass of the stream did not see.
+	// The lifecycle rows (deals, crm_dictionary, submissions, campaign_cycles), upserted in
+	// the same transaction; the deals' stage history is appended by the database.
+	Deals       []sources.Deal
+	Dictionary  []sources.DictEntry
+	Submissions []sources.Submission
+	Cycles      []sources.CampaignCycle
+	Next        sources.Cursor
+	// FullPass records the leads (and the deals, dictionary entries and submissions) as
+	// seen by this run, so FinishFullPass can soft-delete the ones a complete full pass of
+	// the stream did not see.
 	FullPass bool
 }
 
@@ -91,6 +98,9 @@ type WriteResult struct {
 	Unchanged int // leads already stored as they are
 	Rejected  int // records quarantined in rejected_records
 	Counts    int // daily counts upserted
+	// Rows are the lifecycle rows inserted or updated (campaign cycles: upserted), and
+	// RowsUnchanged those already stored as they are.
+	Rows, RowsUnchanged int
 }
 
 // RunStats are the per-run counts of the ledger.

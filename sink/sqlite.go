@@ -261,6 +261,11 @@ func (s *SQLite) writePage(ctx context.Context, p page) (WriteResult, error) {
 		}
 	}
 	res.Unchanged = len(leads) - res.Inserted - res.Updated
+	for _, b := range p.batches {
+		if err := s.writeBatch(ctx, tx, w, b, &res, afterChunk); err != nil {
+			return WriteResult{}, err
+		}
+	}
 	if err := s.writeRejects(ctx, tx, w, p.rejects, sqliteTS(now)); err != nil {
 		return WriteResult{}, err
 	}
@@ -327,3 +332,45 @@ func tagsJSON(tags []string) string {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// writeBatch upserts a page's lifecycle rows in multi-row statements (and records them as
+// seen by a full pass), in the page's transaction.
+func (s *SQLite) writeBatch(ctx context.Context, tx *sql.Tx, w PageWrite, b rowBatch, res *WriteResult, afterChunk func() error) error {
+	size := b.sqliteChunk()
+	var args []any
+	for start := 0; start < b.len(); start += size {
+		end := min(start+size, b.len())
+		args = b.sqliteArgs(args[:0], start, end)
+		before := res.Rows
+		if b.returnsRevision() {
+			rows, err := tx.QueryContext(ctx, b.sqliteSQL(end-start), args...)
+			if err != nil {
+				return err
+			}
+			err = countRevisions(res, rows)
+			rows.Close()
+			if err != nil {
+				return err
+			}
+		} else {
+			if _, err := tx.ExecContext(ctx, b.sqliteSQL(end-start), args...); err != nil {
+				return err
+			}
+			res.Rows += end - start
+		}
+		res.RowsUnchanged += end - start - (res.Rows - before)
+		if w.FullPass && softDeletes(b) {
+			args = append(args[:0], w.Source, w.Account, w.Stream, int64(w.Run))
+			for _, id := range batchSeenIDs(b, start, end) {
+				args = append(args, id)
+			}
+			if _, err := tx.ExecContext(ctx, sqliteSeenSQL(end-start), args...); err != nil {
+				return err
+			}
+		}
+		if err := afterChunk(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

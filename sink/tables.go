@@ -28,6 +28,7 @@ const (
 	colBool colType = "bool" // INTEGER 0 or 1; boolean
 	colInt  colType = "int"  // INTEGER; integer or bigint
 	colDay  colType = "day"  // YYYY-MM-DD TEXT (UTC); date
+	colReal colType = "real" // REAL; double precision
 )
 
 // role says who sets a column in an upsert.
@@ -47,6 +48,7 @@ type val struct {
 	s string    // text, json
 	t time.Time // time, day
 	i int64
+	f float64
 	b bool
 }
 
@@ -149,11 +151,34 @@ func (t *table[R]) upsertTail() string {
 	return s
 }
 
-// pgScalar and pgArray are the PostgreSQL types a column's values are bound as.
-var (
-	pgScalar = map[colType]string{colText: "text", colJSON: "jsonb", colTime: "timestamptz", colBool: "boolean", colInt: "bigint", colDay: "date"}
-	pgArray  = map[colType]string{colText: "text[]", colJSON: "text[]", colTime: "timestamptz[]", colBool: "boolean[]", colInt: "bigint[]", colDay: "text[]"}
-)
+// pgScalar and pgArray are the PostgreSQL types a column's values are bound as. (Switches,
+// not maps: the tables are built during package initialization, and Go does not order that
+// by what a generic method refers to.)
+func pgScalar(t colType) string {
+	switch t {
+	case colJSON:
+		return "jsonb"
+	case colTime:
+		return "timestamptz"
+	case colBool:
+		return "boolean"
+	case colInt:
+		return "bigint"
+	case colDay:
+		return "date"
+	case colReal:
+		return "float8"
+	}
+	return "text"
+}
+
+func pgArray(t colType) string {
+	switch t {
+	case colJSON, colDay:
+		return "text[]" // bound as text, cast per element
+	}
+	return pgScalar(t) + "[]"
+}
 
 // pgSelect is the rows of the PostgreSQL upsert: $1.. the shared values, then one array per
 // other column, unnested together (a single statement whatever the page size).
@@ -161,17 +186,17 @@ func (t *table[R]) pgSelect() string {
 	var exprs, arrays, names []string
 	p := 1
 	for _, i := range t.shared {
-		exprs = append(exprs, "$"+strconv.Itoa(p)+"::"+pgScalar[t.columns[i].typ])
+		exprs = append(exprs, "$"+strconv.Itoa(p)+"::"+pgScalar(t.columns[i].typ))
 		p++
 	}
 	for _, i := range t.perRow {
 		c := t.columns[i]
 		expr := "u." + c.name
 		if c.typ == colJSON || c.typ == colDay {
-			expr += "::" + pgScalar[c.typ] // bound as text
+			expr += "::" + pgScalar(c.typ) // bound as text
 		}
 		exprs = append(exprs, expr)
-		arrays = append(arrays, "$"+strconv.Itoa(p)+"::"+pgArray[c.typ])
+		arrays = append(arrays, "$"+strconv.Itoa(p)+"::"+pgArray(c.typ))
 		names = append(names, c.name)
 		p++
 	}
@@ -213,6 +238,8 @@ func (c *column[R]) encode(dialect string, v val) any {
 		return v.b
 	case colInt:
 		return v.i
+	case colReal:
+		return v.f
 	case colTime:
 		if dialect == DialectSQLite {
 			return sqliteTS(v.t)
@@ -289,6 +316,12 @@ func (t *table[R]) pgArgs(rows []R) []any {
 			a := make([]int64, len(rows))
 			for r := range rows {
 				a[r] = c.value(&rows[r]).i
+			}
+			args = append(args, a)
+		case colReal:
+			a := make([]float64, len(rows))
+			for r := range rows {
+				a[r] = c.value(&rows[r]).f
 			}
 			args = append(args, a)
 		default:
@@ -407,5 +440,6 @@ func (t *table[R]) describe() describedTable {
 
 // describedTables are every described table.
 func describedTables() []describedTable {
-	return []describedTable{leadsTable.describe(), countsTable.describe()}
+	return []describedTable{leadsTable.describe(), countsTable.describe(), dealsTable.describe(),
+		dictionaryTable.describe(), submissionsTable.describe(), cyclesTable.describe()}
 }

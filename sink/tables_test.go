@@ -19,9 +19,9 @@ type schemaColumn struct {
 // schemaTypes are the database types each described type may be stored as.
 var schemaTypes = map[string]map[colType][]string{
 	DialectSQLite: {colText: {"TEXT"}, colJSON: {"TEXT"}, colTime: {"TEXT"}, colDay: {"TEXT"},
-		colBool: {"INTEGER"}, colInt: {"INTEGER"}},
+		colBool: {"INTEGER"}, colInt: {"INTEGER"}, colReal: {"REAL"}},
 	DialectPostgres: {colText: {"text"}, colJSON: {"jsonb"}, colTime: {"timestamp with time zone"}, colDay: {"date"},
-		colBool: {"boolean"}, colInt: {"integer", "bigint"}},
+		colBool: {"boolean"}, colInt: {"integer", "bigint"}, colReal: {"double precision"}},
 }
 
 // TestTablesMatchSchema checks each table's description against the migrated schema of

@@ -350,7 +350,9 @@ func (rs *runState) syncAccount(c Connection, a sources.Account, written *int64)
 		start := rs.w.now()
 		var n int64
 		o, err := rs.syncStream(c, a, st, &n)
-		*written += n
+		if st.Table == sources.TableLeads {
+			*written += n // leads_written counts leads only
+		}
 		rs.recordStream(c, a, st, o, n, err, start)
 		switch o {
 		case OutcomeCancelled:
@@ -391,7 +393,7 @@ func (rs *runState) syncStream(c Connection, a sources.Account, st sources.Strea
 			return OutcomeFailed, fmt.Errorf("read cursor: %w", err)
 		}
 	}
-	p := pass{c: c, a: a, st: st, full: full && st.Table == sources.TableLeads, written: written}
+	p := pass{c: c, a: a, st: st, full: full && sources.SoftDeletes(st.Table), written: written}
 	ropts := sources.ReadOptions{Full: full, Since: rs.opts.Since}
 	if outcome, err := rs.pages(p, c.Source.Read(rs.work, a, st.Name, cur, ropts), &cur, false); outcome != "" {
 		return outcome, err
@@ -429,7 +431,7 @@ type pass struct {
 	c       Connection
 	a       sources.Account
 	st      sources.Stream
-	full    bool // a full pass of a leads stream: its leads are recorded as seen
+	full    bool // a full pass of a stream whose table soft-deletes: its rows are recorded as seen
 	written *int64
 }
 
@@ -453,16 +455,15 @@ func (rs *runState) pages(p pass, seq iter.Seq2[sources.Page, error], cur *sourc
 			*cur = page.Next
 		}
 		res, err := s.WritePage(rs.work, sink.PageWrite{Run: rs.run, Source: a.Source, Account: a.ID, Stream: p.st.Name,
-			Leads: page.Leads, Rejected: page.Rejected, Counts: page.Counts, Next: *cur, FullPass: p.full})
+			Leads: page.Leads, Rejected: page.Rejected, Counts: page.Counts, Deals: page.Deals, Dictionary: page.Dictionary,
+			Submissions: page.Submissions, Cycles: page.Cycles, Next: *cur, FullPass: p.full})
 		if err != nil {
 			if rs.work.Err() != nil {
 				return OutcomeCancelled, rs.work.Err()
 			}
 			return OutcomeFailed, fmt.Errorf("write page: %w", err)
 		}
-		if p.st.Table == sources.TableLeads {
-			*p.written += int64(res.Inserted + res.Updated) // leads_written counts leads only
-		}
+		*p.written += int64(res.Inserted + res.Updated + res.Rows)
 		if res.Rejected > 0 {
 			rs.rejected.Add(int64(res.Rejected))
 			if rs.w.Observer != nil {
