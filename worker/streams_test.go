@@ -170,3 +170,26 @@ func TestStreamsOfAnAccount(t *testing.T) {
 		t.Error("the account whose items stream answers 403 is not marked restricted")
 	}
 }
+
+// A connection's streams option syncs only the streams it names, in the source's order.
+func TestConnectionStreamSelection(t *testing.T) {
+	t.Parallel()
+	s, _ := openToySinkAt(t)
+	src := &streamsSource{snapshot: []string{"a"}}
+	w := &worker.Worker{Sink: s, Connections: []worker.Connection{{Name: "multi", Source: src, Streams: []string{"counts", "items"}}}}
+	if _, err := w.Run(context.Background(), worker.RunOptions{Trigger: sink.TriggerOnce}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range src.reads {
+		if r.account == "open" {
+			got = append(got, r.stream)
+		}
+	}
+	if fmt.Sprint(got) != "[items counts]" {
+		t.Errorf("streams read: %v, want [items counts]", got)
+	}
+	if n := len(src.Streams()); n != 3 {
+		t.Errorf("the selection changed the source's own streams: %d", n)
+	}
+}

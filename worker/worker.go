@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,18 @@ type Connection struct {
 	// Selects (optional) chooses the listed accounts to sync, by id (the configuration's
 	// accounts.include and accounts.exclude); nil syncs them all.
 	Selects func(accountID string) bool
+	// Streams (optional) chooses the source's streams to sync, by name (the configuration's
+	// streams); nil syncs them all. They sync in the source's order either way.
+	Streams []string
+}
+
+// streams are the streams of c to sync, in the source's order.
+func (c Connection) streams() []sources.Stream {
+	all := c.Source.Streams()
+	if c.Streams == nil {
+		return all
+	}
+	return slices.DeleteFunc(slices.Clone(all), func(st sources.Stream) bool { return !slices.Contains(c.Streams, st.Name) })
 }
 
 // Observer receives what the worker does, for metrics. Implementations must be safe for
@@ -343,7 +356,7 @@ func (rs *runState) syncAccount(c Connection, a sources.Account, written *int64)
 	}
 	outcome := OutcomeOK
 	var failure error
-	for _, st := range c.Source.Streams() {
+	for _, st := range c.streams() {
 		if rs.soft.Err() != nil {
 			return OutcomeCancelled, rs.soft.Err()
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,6 +106,9 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Option
 		wc := worker.Connection{Name: cc.Name, Source: c.Source, Concurrency: cc.Concurrency, Schedule: cc.Schedule}
 		if !cc.Accounts.IsZero() {
 			wc.Selects = cc.Accounts.Selects
+		}
+		if wc.Streams, err = selectStreams(i, cc, c.Source); err != nil {
+			return nil, err
 		}
 		wconns = append(wconns, wc)
 	}
@@ -404,4 +408,23 @@ func (a *App) AuthorizeAll(ctx context.Context, open func(string) error, out io.
 		fmt.Fprintf(out, "  %-22s authorized (authorization-code flow, loopback callback)\n", c.Config.Name)
 	}
 	return nil
+}
+
+// selectStreams checks connection i's streams option against its source's streams: nil
+// (all of them) when it is empty, a *ConfigError naming the key when a name is unknown.
+func selectStreams(i int, cc config.Connection, src sources.Source) ([]string, error) {
+	if len(cc.Streams) == 0 {
+		return nil, nil
+	}
+	var names []string
+	for _, st := range src.Streams() {
+		names = append(names, st.Name)
+	}
+	for j, s := range cc.Streams {
+		if !slices.Contains(names, s) {
+			return nil, &ConfigError{fmt.Errorf("connections[%d].streams[%d]: %s has no stream %q (its streams: %s)",
+				i, j, cc.Source, s, strings.Join(names, ", "))}
+		}
+	}
+	return slices.Clone(cc.Streams), nil
 }

@@ -173,6 +173,10 @@ type Connection struct {
 	// Accounts chooses which of the connection's accounts are synced (default: all).
 	Accounts AccountSelection `yaml:"accounts"`
 
+	// Streams chooses which of the source's streams are synced, by name (default: all of
+	// them, in the source's order). Names are checked against the source when it is built.
+	Streams []string `yaml:"streams"`
+
 	// Options are the vendor's own options (nil for a source no vendor registered).
 	Options Options `yaml:"-"`
 }

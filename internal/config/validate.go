@@ -219,6 +219,19 @@ func (v *validator) connection(i int, conn *Connection, names map[string]string)
 			}
 		}
 	}
+	seenStream := map[string]int{}
+	for j, s := range conn.Streams {
+		key := fmt.Sprintf("%s[%d]", f("streams"), j)
+		first, dup := seenStream[s]
+		switch {
+		case strings.TrimSpace(s) == "":
+			v.fail(key, "empty stream name")
+		case dup:
+			v.fail(key, "stream %q is listed twice (also streams[%d])", s, first)
+		default:
+			seenStream[s] = j
+		}
+	}
 	if !conn.BackfillStart.IsZero() && conn.BackfillStart.After(time.Now()) {
 		v.fail(f("backfill_start"), "%s is in the future", conn.BackfillStart)
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -262,6 +263,82 @@ func (e *Env) Stored(t testing.TB) map[string][]simkit.LeadTruth {
 	return out
 }
 
+// recordQueries read each lifecycle table's live rows as simkit.RecordTruth: source,
+// account, id, updated (NULL where the truth has none).
+var recordQueries = map[string]string{
+	"deals":           `SELECT source, account_id, deal_id, updated_at FROM deals WHERE deleted_at IS NULL`,
+	"crm_dictionary":  `SELECT source, account_id, kind || ':' || entry_id, NULL FROM crm_dictionary WHERE deleted_at IS NULL`,
+	"submissions":     `SELECT source, account_id, submission_id, submitted_at FROM submissions WHERE deleted_at IS NULL`,
+	"campaign_cycles": `SELECT source, account_id, campaign_id || '/' || cycle_id, NULL FROM campaign_cycles`,
+}
+
+// StoredRecords are the warehouse's live lifecycle rows, by "source/account", sorted by
+// table and id.
+func (e *Env) StoredRecords(t testing.TB) map[string][]simkit.RecordTruth {
+	t.Helper()
+	db := e.OpenDB(t)
+	defer db.Close()
+	out := map[string][]simkit.RecordTruth{}
+	for _, table := range slices.Sorted(maps.Keys(recordQueries)) {
+		rows, err := db.Query(recordQueries[table])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var src, acct, id string
+			var upd any
+			if err := rows.Scan(&src, &acct, &id, &upd); err != nil {
+				t.Fatal(err)
+			}
+			ut, err := asTime(upd)
+			if err != nil {
+				t.Fatalf("%s %s/%s/%s: %v", table, src, acct, id, err)
+			}
+			k := src + "/" + acct
+			out[k] = append(out[k], simkit.RecordTruth{Table: table, ID: id, Updated: ut})
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, recs := range out {
+		slices.SortFunc(recs, compareRecords)
+	}
+	return out
+}
+
+func compareRecords(a, b simkit.RecordTruth) int {
+	return cmp.Or(strings.Compare(a.Table, b.Table), strings.Compare(a.ID, b.ID))
+}
+
+// diffRecords compares an account's stored lifecycle rows with its truth.
+func diffRecords(k string, got, want []simkit.RecordTruth) []string {
+	want = slices.Clone(want)
+	slices.SortFunc(want, compareRecords)
+	var diffs []string
+	gi, wi := 0, 0
+	for gi < len(got) || wi < len(want) {
+		switch {
+		case wi == len(want) || (gi < len(got) && compareRecords(got[gi], want[wi]) < 0):
+			diffs = append(diffs, fmt.Sprintf("%s: extra %s row %s", k, got[gi].Table, got[gi].ID))
+			gi++
+		case gi == len(got) || compareRecords(want[wi], got[gi]) < 0:
+			diffs = append(diffs, fmt.Sprintf("%s: missing %s row %s", k, want[wi].Table, want[wi].ID))
+			wi++
+		default:
+			if !want[wi].Updated.IsZero() && !got[gi].Updated.Equal(want[wi].Updated) {
+				diffs = append(diffs, fmt.Sprintf("%s: %s row %s updated %s, vendor has %s", k, got[gi].Table, got[gi].ID,
+					got[gi].Updated.Format(time.RFC3339Nano), want[wi].Updated.Format(time.RFC3339Nano)))
+			}
+			gi++
+			wi++
+		}
+	}
+	return diffs
+}
+
 func asTime(v any) (time.Time, error) {
 	switch x := v.(type) {
 	case time.Time:
@@ -282,11 +359,13 @@ func asTime(v any) (time.Time, error) {
 func (e *Env) Diff(t testing.TB) []string {
 	t.Helper()
 	stored := e.Stored(t)
+	records := e.StoredRecords(t)
 	var diffs []string
 	seen := map[string]bool{}
 	for _, at := range e.Sandbox.GroundTruth() {
 		k := at.Source + "/" + at.AccountID
 		seen[k] = true
+		diffs = append(diffs, diffRecords(k, records[k], at.Records)...)
 		got := stored[k]
 		if at.Restricted {
 			if len(got) > 0 {
@@ -318,6 +397,11 @@ func (e *Env) Diff(t testing.TB) []string {
 	for k, got := range stored {
 		if !seen[k] {
 			diffs = append(diffs, fmt.Sprintf("%s: %d leads of an account the sandbox does not have", k, len(got)))
+		}
+	}
+	for k, got := range records {
+		if !seen[k] {
+			diffs = append(diffs, fmt.Sprintf("%s: %d lifecycle rows of an account the sandbox does not have", k, len(got)))
 		}
 	}
 	sort.Strings(diffs)
