@@ -788,6 +788,9 @@ func (c *core) StreamSynced(ctx context.Context, run RunID, r StreamResult) erro
 			errText = boundedText(re.Message)
 		}
 	}
+	if _, ok := errors.AsType[*sources.MissingScopeError](r.Err); ok {
+		outcome = OutcomeMissingScope
+	}
 	if outcome == "" {
 		return fmt.Errorf("sink: stream result of %s/%s/%s without an outcome", r.Source, r.Account, r.Stream)
 	}

@@ -41,6 +41,9 @@ const (
 	OutcomeFailed     = "failed"
 	OutcomeRestricted = "restricted"
 	OutcomeCancelled  = "cancelled"
+	// OutcomeMissingScope: the grant lacks the OAuth scope of the stream's endpoint
+	// (*sources.MissingScopeError); the error names the fix.
+	OutcomeMissingScope = "missing_scope"
 )
 
 // PageWrite is one page of a stream to commit: its rows and the cursor that resumes after

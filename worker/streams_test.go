@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"iter"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -191,5 +192,50 @@ func TestConnectionStreamSelection(t *testing.T) {
 	}
 	if n := len(src.Streams()); n != 3 {
 		t.Errorf("the selection changed the source's own streams: %d", n)
+	}
+}
+
+// scopeSource is streamsSource whose counts stream the grant lacks the scope for.
+type scopeSource struct{ *streamsSource }
+
+func (s scopeSource) Read(ctx context.Context, a sources.Account, stream string, cur sources.Cursor, o sources.ReadOptions) iter.Seq2[sources.Page, error] {
+	if stream == "counts" {
+		return func(yield func(sources.Page, error) bool) {
+			yield(sources.Page{}, &sources.MissingScopeError{Vendor: "multi", AccountID: a.ID, Stream: stream,
+				Scope: "counts.readonly", Message: "The token is not authorized for this scope."})
+		}
+	}
+	return s.streamsSource.Read(ctx, a, stream, cur, o)
+}
+
+// A stream the grant lacks the scope for ends missing_scope with the fix named; the
+// account's other streams carry on, and the account is ok.
+func TestMissingScopeStream(t *testing.T) {
+	t.Parallel()
+	s, path := openToySinkAt(t)
+	src := scopeSource{&streamsSource{snapshot: []string{"a"}}}
+	w := &worker.Worker{Sink: s, Connections: []worker.Connection{{Name: "multi", Source: src, Streams: []string{"snapshot", "counts"}}}}
+	res, err := w.Run(context.Background(), worker.RunOptions{Trigger: sink.TriggerOnce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.OK() || res.Stats.AccountsOK != 2 {
+		t.Fatalf("run %s: %+v %v", res.Status, res.Stats, res.Failures)
+	}
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var outcome, msg string
+	if err := db.QueryRow(`SELECT last_outcome, last_error FROM sync_state WHERE account_id = 'open' AND stream = 'counts'`).Scan(&outcome, &msg); err != nil {
+		t.Fatal(err)
+	}
+	if outcome != worker.OutcomeMissingScope || !strings.Contains(msg, "leadsync auth login") || !strings.Contains(msg, "counts.readonly") {
+		t.Errorf("counts stream: %s, %q", outcome, msg)
+	}
+	var synced int
+	if err := db.QueryRow(`SELECT count(*) FROM accounts WHERE last_synced_at IS NOT NULL`).Scan(&synced); err != nil || synced != 2 {
+		t.Errorf("accounts stamped synced: %d (%v), want 2", synced, err)
 	}
 }

@@ -65,7 +65,10 @@ const (
 	OutcomeOK         = sink.OutcomeOK
 	OutcomeFailed     = sink.OutcomeFailed
 	OutcomeRestricted = sink.OutcomeRestricted
-	OutcomeCancelled  = sink.OutcomeCancelled
+	// OutcomeMissingScope is a stream's only: the account's other streams carry on, and
+	// the account's outcome is theirs.
+	OutcomeMissingScope = sink.OutcomeMissingScope
+	OutcomeCancelled    = sink.OutcomeCancelled
 )
 
 // Worker runs syncs. Its fields are set once before use.
@@ -377,6 +380,9 @@ func (rs *runState) syncAccount(c Connection, a sources.Account, written *int64)
 			if outcome == OutcomeOK {
 				outcome = OutcomeRestricted
 			}
+		case OutcomeMissingScope:
+			// The stream's ledger row says so, with the fix; the account's other
+			// streams synced, so the account did.
 		}
 	}
 	return outcome, failure
@@ -458,6 +464,12 @@ func (rs *runState) pages(p pass, seq iter.Seq2[sources.Page, error], cur *sourc
 		if err != nil {
 			if r, ok := errors.AsType[*sources.RestrictedError](err); ok {
 				return rs.restrict(p, r)
+			}
+			if m, ok := errors.AsType[*sources.MissingScopeError](err); ok {
+				rs.w.logger().Warn("stream skipped: the grant lacks its scope", slog.String("connection", c.Name),
+					slog.String("account", a.ID), slog.String("stream", p.st.Name), slog.String("scope", m.Scope),
+					slog.String("fix", "run `leadsync auth login` again with "+m.Scope+" among the connection's scopes"))
+				return OutcomeMissingScope, m
 			}
 			if rs.work.Err() != nil {
 				return OutcomeCancelled, rs.work.Err()

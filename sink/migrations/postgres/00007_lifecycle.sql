@@ -244,7 +244,23 @@ LEFT JOIN crm_dictionary f ON f.source = l.source AND f.account_id = l.account_i
 WHERE l.deleted_at IS NULL AND NOT l.hipaa AND l.source = 'leadconnector' AND jsonb_typeof(e.value) = 'object';
 COMMENT ON VIEW custom_field_values IS 'PII: the custom-field answers of live deals and contacts (HIPAA rows left out), by field name.';
 
+-- A stream whose endpoint the grant lacks the scope for ends 'missing_scope'.
+ALTER TABLE sync_state DROP CONSTRAINT sync_state_last_outcome_check,
+    ADD CONSTRAINT sync_state_last_outcome_check
+    CHECK (last_outcome IN ('ok', 'failed', 'restricted', 'cancelled', 'missing_scope'));
+ALTER TABLE sync_run_streams DROP CONSTRAINT sync_run_streams_outcome_check,
+    ADD CONSTRAINT sync_run_streams_outcome_check
+    CHECK (outcome IN ('ok', 'failed', 'restricted', 'cancelled', 'missing_scope'));
+
 -- +goose Down
+UPDATE sync_state SET last_outcome = 'failed' WHERE last_outcome = 'missing_scope';
+UPDATE sync_run_streams SET outcome = 'failed' WHERE outcome = 'missing_scope';
+ALTER TABLE sync_state DROP CONSTRAINT sync_state_last_outcome_check,
+    ADD CONSTRAINT sync_state_last_outcome_check
+    CHECK (last_outcome IN ('ok', 'failed', 'restricted', 'cancelled'));
+ALTER TABLE sync_run_streams DROP CONSTRAINT sync_run_streams_outcome_check,
+    ADD CONSTRAINT sync_run_streams_outcome_check
+    CHECK (outcome IN ('ok', 'failed', 'restricted', 'cancelled'));
 DROP VIEW custom_field_values;
 DROP VIEW deal_stage_intervals;
 DROP VIEW lost_reasons;

@@ -218,6 +218,53 @@ LEFT JOIN crm_dictionary f ON f.source = l.source AND f.account_id = l.account_i
     AND f.kind = 'custom_field' AND f.entry_id = json_extract(e.value, '$.id')
 WHERE l.deleted_at IS NULL AND NOT l.hipaa AND l.source = 'leadconnector' AND e.type = 'object';
 
+-- A stream whose endpoint the grant lacks the scope for ends 'missing_scope'. SQLite cannot
+-- change a CHECK in place: sync_state and sync_run_streams are rebuilt, around the view that
+-- reads sync_state.
+DROP VIEW stream_freshness;
+CREATE TABLE sync_state_new (
+    source       TEXT NOT NULL,
+    account_id   TEXT NOT NULL,
+    stream       TEXT NOT NULL,
+    cursor       TEXT NOT NULL DEFAULT '',
+    updated_at   TEXT NOT NULL,
+    sync_run_id  INTEGER,
+    last_outcome TEXT CHECK (last_outcome IN ('ok', 'failed', 'restricted', 'cancelled', 'missing_scope')),
+    last_error   TEXT,
+    last_run_id  INTEGER,
+    last_ok_at   TEXT,
+    PRIMARY KEY (source, account_id, stream)
+);
+INSERT INTO sync_state_new SELECT source, account_id, stream, cursor, updated_at, sync_run_id,
+    last_outcome, last_error, last_run_id, last_ok_at FROM sync_state;
+DROP TABLE sync_state;
+ALTER TABLE sync_state_new RENAME TO sync_state;
+CREATE TABLE sync_run_streams_new (
+    run_id       INTEGER NOT NULL,
+    source       TEXT    NOT NULL,
+    account_id   TEXT    NOT NULL,
+    stream       TEXT    NOT NULL,
+    outcome      TEXT    NOT NULL CHECK (outcome IN ('ok', 'failed', 'restricted', 'cancelled', 'missing_scope')),
+    rows_written INTEGER NOT NULL DEFAULT 0,
+    error        TEXT,
+    started_at   TEXT    NOT NULL,
+    finished_at  TEXT    NOT NULL,
+    PRIMARY KEY (run_id, source, account_id, stream)
+);
+INSERT INTO sync_run_streams_new SELECT run_id, source, account_id, stream, outcome, rows_written, error,
+    started_at, finished_at FROM sync_run_streams;
+DROP TABLE sync_run_streams;
+ALTER TABLE sync_run_streams_new RENAME TO sync_run_streams;
+CREATE VIEW stream_freshness AS
+SELECT source, stream,
+       count(*) AS accounts,
+       sum(CASE WHEN last_outcome = 'failed' THEN 1 ELSE 0 END) AS failing_accounts,
+       CASE WHEN count(last_ok_at) = count(*) THEN min(last_ok_at) END AS data_as_of,
+       max(last_ok_at) AS last_synced_at
+FROM sync_state
+WHERE last_outcome IS NULL OR last_outcome <> 'restricted'
+GROUP BY source, stream;
+
 -- +goose Down
 DROP VIEW custom_field_values;
 DROP VIEW deal_stage_intervals;
