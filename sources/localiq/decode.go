@@ -304,6 +304,44 @@ func callDuration(raw json.RawMessage) (time.Duration, bool) {
 	return time.Duration(secs * float64(time.Second)), true
 }
 
+// maxCallSeconds bounds a call duration: anything longer is junk, not a call.
+const maxCallSeconds = 1e9
+
+// parseDuration reads an interaction's call.duration as whole seconds. It is documented as
+// integer seconds (265) and also arrives as "04:54" (mm:ss) and "1:14:01" (h:mm:ss), or as a
+// numeric string. A fraction rounds to the nearest second; in the colon forms every field but
+// the first has two digits, at most 59. ok is false for anything else: null, "", negative
+// numbers, junk. It supersedes callDuration (used by tests only so far) once a warehouse
+// column carries durations.
+func parseDuration(raw json.RawMessage) (seconds int64, ok bool) {
+	var s flexString
+	if s.UnmarshalJSON(raw) != nil || s == "" {
+		return 0, false
+	}
+	parts := strings.Split(string(s), ":")
+	switch len(parts) {
+	case 1:
+		f, err := strconv.ParseFloat(parts[0], 64)
+		if err != nil || !(f >= 0 && f < maxCallSeconds) {
+			return 0, false
+		}
+		return int64(math.Round(f)), true
+	case 2, 3:
+		for i, p := range parts {
+			n, err := strconv.ParseUint(p, 10, 32)
+			if err != nil || (i > 0 && (len(p) != 2 || n > 59)) {
+				return 0, false
+			}
+			seconds = seconds*60 + int64(n)
+		}
+		if seconds >= maxCallSeconds {
+			return 0, false
+		}
+		return seconds, true
+	}
+	return 0, false
+}
+
 // identitiesPage is one page of /identities/v3.
 type identitiesPage struct {
 	AdvertiserCount flexInt          `json:"advertiser_count"`

@@ -1,5 +1,6 @@
 // Package localiq syncs LocaliQ contact interactions (calls, forms, emails, chats) as leads
-// (stream "interactions") and the lead_detail report's daily counts (stream "daily_counts").
+// (stream "interactions"), the lead_detail report's daily counts (stream "daily_counts"), and
+// the campaigns_overview report's campaign cycles with their spend (stream "campaign_cycles").
 //
 // Accounts are the advertisers (GMAIDs) the business user may see (/identities/v3). The
 // interactions API filters by creation date only, so an account is read in date windows
@@ -7,7 +8,7 @@
 // recommendation) to catch late arrivals; a pass dedupes on the interaction id. Lead
 // endpoints answer 403 for HIPAA-protected advertisers unless the user has the Agency
 // Customer role: that becomes a *sources.RestrictedError of the interactions stream
-// only, and the PII-free lead_detail report still yields the account's daily counts.
+// only, and the PII-free reports still yield the account's daily counts and campaign cycles.
 package localiq
 
 import (
@@ -252,13 +253,14 @@ func date(t time.Time) time.Time {
 
 func days(d time.Duration) int { return max(1, int((d+24*time.Hour-1)/(24*time.Hour))) }
 
-// Streams implements sources.Source. Both are incremental; interactions soft-deletes what a
-// full pass misses (LocaliQ deletes nothing that we know of), daily_counts overwrites the
-// days it reads.
+// Streams implements sources.Source. Interactions soft-deletes what a full pass misses
+// (LocaliQ deletes nothing that we know of), daily_counts overwrites the days it reads, and
+// campaign_cycles reads its one report whole every run (campaigns.go).
 func (s *Source) Streams() []sources.Stream {
 	return []sources.Stream{
 		{Name: StreamInteractions, Mode: sources.Incremental, Table: sources.TableLeads},
 		{Name: StreamDailyCounts, Mode: sources.Incremental, Table: sources.TableDailyCounts},
+		{Name: StreamCampaignCycles, Mode: sources.FullRefresh, Table: sources.TableCampaignCycles},
 	}
 }
 
@@ -269,6 +271,8 @@ func (s *Source) Read(ctx context.Context, acct sources.Account, stream string, 
 		return s.interactionPages(ctx, acct, cur, opts)
 	case StreamDailyCounts:
 		return s.countPages(ctx, acct, cur, opts)
+	case StreamCampaignCycles:
+		return s.cyclePages(ctx, acct)
 	}
 	return func(yield func(sources.Page, error) bool) {
 		yield(sources.Page{}, fmt.Errorf("localiq: no stream %q", stream))

@@ -179,14 +179,15 @@ func (f *Fake) EditInteraction(id int64, status string) error {
 
 // GroundTruth is what leadsync must end up storing for the sandbox user: every lead
 // interaction (non-lead chats excluded) of each advertiser whose lead endpoints answer; the
-// others are Restricted with no leads.
+// others are Restricted with no leads. Every advertiser, restricted or not, has the
+// campaign_cycles rows of its campaigns_overview report in Records.
 func (f *Fake) GroundTruth() []simkit.AccountTruth {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	user := strings.ToLower(f.opts.SandboxUser)
 	out := make([]simkit.AccountTruth, 0, len(f.advertisers))
 	for _, a := range f.advertisers {
-		at := simkit.AccountTruth{Source: "localiq", AccountID: a.gmaid, Leads: []simkit.LeadTruth{}}
+		at := simkit.AccountTruth{Source: "localiq", AccountID: a.gmaid, Leads: []simkit.LeadTruth{}, Records: f.cycleTruth(a)}
 		if _, ok := f.leadAccess(user, a.gmaid); !ok {
 			at.Restricted = true
 		} else {
@@ -329,6 +330,7 @@ func (f *Fake) adminRoutes() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+	f.adminCampaigns(mux)
 	mux.HandleFunc("GET /grants", func(w http.ResponseWriter, r *http.Request) {
 		simkit.WriteJSON(w, http.StatusOK, f.tokens.Grants())
 	})

@@ -40,6 +40,8 @@ func endpoint(r *http.Request) string {
 		return "crm/contact_interactions/{id}"
 	case strings.HasPrefix(p, "client_reports/lead_detail/"):
 		return "client_reports/lead_detail"
+	case strings.HasPrefix(p, "client_reports/campaigns_overview/"):
+		return "client_reports/campaigns_overview"
 	}
 	return "other"
 }
@@ -51,6 +53,7 @@ func (f *Fake) routes() http.Handler {
 	api.Handle("GET /crm/contact_interactions", f.authed(f.interactions))
 	api.Handle("GET /crm/contact_interactions/{id}", f.authed(f.interaction))
 	api.Handle("GET /client_reports/lead_detail/{gmaid}", f.authed(f.leadDetail))
+	api.Handle("GET /client_reports/campaigns_overview/{gmaid}", f.authed(f.campaignsOverview))
 	api.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeRaw(w, http.StatusNotFound, bodyNotFound) })
 
 	root := http.NewServeMux()

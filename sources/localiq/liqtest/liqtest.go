@@ -1,7 +1,7 @@
 // Package liqtest is an in-memory fake of the LocaliQ API, in the spirit of net/http/httptest:
 // OAuth (authorization code, password and rotating single-use refresh tokens), the identities
-// listing, contact interactions paged by creation-date window, the PII-free lead_detail report,
-// HIPAA 403s, and the 20 requests/second limit. Data is deterministic from Options.Seed.
+// listing, contact interactions paged by creation-date window, the PII-free lead_detail and
+// campaigns_overview reports, HIPAA 403s, and the 20 requests/second limit. Data is deterministic from Options.Seed.
 //
 // Vendor paths (mountable under a prefix with http.StripPrefix):
 //
@@ -11,6 +11,7 @@
 //	GET  /crm/contact_interactions?global_master_advertiser_id=&created_after_date=&created_before_date=&page=&event_type=
 //	GET  /crm/contact_interactions/{id}
 //	GET  /client_reports/lead_detail/{gmaid}?start_date=&end_date=
+//	GET  /client_reports/campaigns_overview/{gmaid}  campaign spend per cycle (campaigns.go)
 //
 // Admin API (JSON, never faulted or rate limited):
 //
@@ -25,6 +26,9 @@
 //	PUT    /_admin/users/{email}/role/{gmaid} {"agency_customer":true}: on one advertiser (404 if unknown)
 //	POST   /_admin/interactions              NewInteraction plus {"count":N} → {"ids":[...]}
 //	PATCH  /_admin/interactions/{id}         {"status":"client"} (marks it read at the mutation time)
+//	GET    /_admin/campaigns/{gmaid}         []Campaign (those the report leaves out included)
+//	POST   /_admin/campaigns/{gmaid}/{campaign}/cycles  NewCycle → {"campaign_cycle":id}
+//	PUT    /_admin/cycles/{gmaid}/{cycle}/spend         {"spend":512.5}
 //	GET    /_admin/grants                    []simkit.GrantInfo
 //	POST   /_admin/grants/{id}/revoke
 //
@@ -119,6 +123,7 @@ type Fake struct {
 	byID        map[int64]*interaction     // interaction id → interaction
 	agencyRole  map[string]map[string]bool // user email → gmaids it has the Agency Customer role on
 	nextID      int64                      // id of the next added interaction
+	campaigns   campaignBook               // campaigns and their cycles (campaigns.go)
 	handler     http.Handler
 }
 
@@ -156,6 +161,7 @@ func New(opts Options) *Fake {
 		agencyRole: map[string]map[string]bool{},
 	}
 	f.seed()
+	f.seedCampaigns()
 	f.grantDefaultRole()
 	f.handler = f.routes()
 	return f
