@@ -577,6 +577,18 @@ func (c *core) FullPassMissing(ctx context.Context, run RunID, source, account, 
 		source, account, stream, c.ts(started), c.ts(started.Add(-fullPassSkew)), run); err != nil {
 		return nil, fmt.Errorf("sink: full pass of %s/%s/%s: %w", source, account, stream, err)
 	}
+	for _, t := range softDeleted { // a stream writes one table: the lifecycle table's, if any
+		args := []any{source, account, stream, c.ts(started)}
+		if t.updated != "" {
+			args = append(args, c.ts(started.Add(-fullPassSkew)))
+		}
+		var more []string
+		if err := c.w.SelectContext(ctx, &more, c.q(`SELECT `+qualify(t.table, t.id)+` FROM `+t.table+` WHERE `+
+			lifecycleMissing(t.table, t.id, t.synced, t.updated)), append(args, run)...); err != nil {
+			return nil, fmt.Errorf("sink: full pass of %s/%s/%s: %w", source, account, stream, err)
+		}
+		ids = append(ids, more...)
+	}
 	slices.Sort(ids) // in byte order, whatever the database's collation
 	return ids, nil
 }

@@ -272,3 +272,22 @@ func TestRefusedDealIsQuarantinedAlone(t *testing.T) {
 		}
 	})
 }
+
+// FullPassMissing lists a deals stream's missing deals, for a source that confirms them.
+func TestFullPassMissingDeals(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, newURL func(testing.TB) string) {
+		b := setup(t, newURL)
+		b.dealPage(t, b.run(t), false, testDeal("d1", "s1"), testDeal("d2", "s1"), testDeal("d3", "s1"))
+		b.clock.Advance(time.Hour)
+		full := b.run(t)
+		b.dealPage(t, full, true, testDeal("d2", "s1"))
+		missing, err := b.s.FullPassMissing(b.ctx, full, sources.LeadConnector, "L1", "opportunities")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(missing) != 2 || missing[0] != "d1" || missing[1] != "d3" {
+			t.Errorf("missing = %v, want [d1 d3]", missing)
+		}
+	})
+}

@@ -42,8 +42,11 @@ const (
 	rateSafety = 0.97
 )
 
-// DefaultScopes are what the source needs: installed locations, location tokens, contacts.
-var DefaultScopes = []string{"contacts.readonly", "oauth.readonly", "oauth.write"}
+// DefaultScopes are what the source's streams need: installed locations and location tokens
+// (oauth.*), and each stream's own endpoint (see NeededScopes). A grant without one of the
+// streams' scopes syncs the others; that stream is marked missing_scope.
+var DefaultScopes = []string{"contacts.readonly", "forms.readonly", "locations/customFields.readonly", "oauth.readonly",
+	"oauth.write", "opportunities.readonly", "surveys.readonly", "users.readonly"}
 
 // Config is one LeadConnector connection (an agency's Company grant). Zero values mean the
 // defaults.

@@ -580,7 +580,7 @@ func TestConfig(t *testing.T) {
 	}
 	u, err := url.Parse(ok.AuthCodeURL("st", "http://127.0.0.1:5000/callback", "ignored"))
 	if err != nil || u.Host != "marketplace.gohighlevel.com" || u.Query().Get("response_type") != "code" ||
-		u.Query().Get("scope") != "contacts.readonly oauth.readonly oauth.write" || u.Query().Get("state") != "st" ||
+		u.Query().Get("scope") != strings.Join(DefaultScopes, " ") || u.Query().Get("state") != "st" ||
 		u.Query().Get("code_challenge") != "" || u.Query().Get("client_id") != ok.ClientID {
 		t.Fatalf("auth URL %v", u)
 	}

@@ -23,8 +23,8 @@ type lifecycle struct {
 
 // seedLifecycle draws location l's (the i-th) lifecycle data, over [start, end).
 func (f *Fake) seedLifecycle(i int, l *location, start, end time.Time) {
+	f.seedFields(i, l, start, end) // first: opportunities carry values of its custom fields
 	f.seedOpps(i, l, start, end)
-	f.seedFields(i, l, start, end)
 	f.seedSubs(i, l, start, end)
 }
 
