@@ -42,8 +42,9 @@ const (
 	rateSafety = 0.97
 )
 
-// DefaultScopes are what the source needs: installed locations, location tokens, contacts.
-var DefaultScopes = []string{"contacts.readonly", "oauth.readonly", "oauth.write"}
+// DefaultScopes are what the source needs: installed locations, location tokens, contacts,
+// opportunities and pipelines.
+var DefaultScopes = []string{"contacts.readonly", "oauth.readonly", "oauth.write", "opportunities.readonly"}
 
 // Config is one LeadConnector connection (an agency's Company grant). Zero values mean the
 // defaults.

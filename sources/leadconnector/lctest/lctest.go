@@ -63,7 +63,7 @@ const (
 	DefaultClientSecret = "leadconnector-sandbox-secret"
 	DefaultSandboxUser  = "agency-admin@sandbox.example.com"
 	// DefaultScopes are what the sandbox app is configured with.
-	DefaultScopes = "contacts.readonly oauth.readonly oauth.write locations.readonly"
+	DefaultScopes = "contacts.readonly oauth.readonly oauth.write locations.readonly opportunities.readonly"
 	// GraceWindow is how long a used refresh token still returns the pair it produced.
 	GraceWindow = 30 * time.Second
 )
