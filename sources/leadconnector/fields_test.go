@@ -140,7 +140,7 @@ func checkDictionary(t *testing.T, b *testBundle, acct sources.Account, got map[
 	t.Helper()
 	var want []string
 	for _, r := range truthOf(b, acct.ID).Records {
-		if r.Table == sources.TableDictionary {
+		if r.Table == sources.TableDictionary && (strings.HasPrefix(r.ID, sources.DictCustomField+":") || strings.HasPrefix(r.ID, sources.DictUser+":")) {
 			want = append(want, r.ID)
 		}
 	}

@@ -111,6 +111,14 @@ var fixedContactFields = []fieldSpec{
 	{"Services of interest", "MULTIPLE_OPTIONS", []string{"Option A", "Option B", "Option C"}},
 }
 
+// The opportunity fields every sandbox location has, matching the values opportunities carry
+// (opportunities.go, oppCustomFieldIDs).
+var fixedOpportunityFields = []fieldSpec{
+	{"Property type", "SINGLE_OPTIONS", []string{"Residential", "Commercial"}},
+	{"Contract length (months)", "NUMERICAL", nil},
+	{"Add-ons", "MULTIPLE_OPTIONS", []string{"Financing", "Warranty"}},
+}
+
 // Further fields a location draws from.
 var (
 	extraContactFields = []fieldSpec{
@@ -147,8 +155,11 @@ func (f *Fake) seedFields(i int, l *location, _, _ time.Time) {
 	for _, k := range r.Perm(len(extraContactFields))[:3] {
 		fd.add(newCustomField(newID(r), l.ID, ModelContact, extraContactFields[k]))
 	}
-	for _, k := range r.Perm(len(opportunityFields))[:3] {
-		fd.add(newCustomField(newID(r), l.ID, ModelOpportunity, opportunityFields[k]))
+	// The opportunity fields are the ones opportunities carry values for (opportunities.go,
+	// oppCustomFieldIDs); the draw is kept so the users below stay as they were.
+	_ = r.Perm(len(opportunityFields))
+	for k, s := range fixedOpportunityFields {
+		fd.add(newCustomField(oppCustomFieldIDs[k], l.ID, ModelOpportunity, s))
 	}
 	// The agency admin is the same user in every location (drawn from the same stream).
 	admin := newUser(simkit.RandFor(f.opts.Seed, "lc/company/user"), f.userID, l.ID, "agency", "admin")
