@@ -307,7 +307,7 @@ func TestDoctorMissingScopeAndBusyAddress(t *testing.T) {
 	}
 	requireLine(t, text, "grant sandbox-leadconnector", "ok", "listed the accounts")
 	requireLine(t, text, "scopes sandbox-leadconnector", "FAIL",
-		"stream contacts needs oauth.write, which the grant lacks.*then run `leadsync auth login sandbox-leadconnector`")
+		"stream contacts needs oauth.write;.*which the grant lacks.*then run `leadsync auth login sandbox-leadconnector`")
 	requireLine(t, text, "listen", "FAIL", regexp.QuoteMeta(addr)+` \(http\.listen\): address already in use by another process`)
 
 	// A running leadsync holds it: doctor next to the daemon, as it should be.

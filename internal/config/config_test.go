@@ -232,7 +232,7 @@ func TestDefaults(t *testing.T) {
 		{"listen", d.HTTP.Listen, config.DefaultListen},
 		{"log", d.Log.Level + "/" + d.Log.Format, "info/auto"},
 		{"lc version", lcOpts(&d.Connections[0]).APIVersion, "v3"},
-		{"lc scopes", strings.Join(lcOpts(&d.Connections[0]).Scopes, " "), "contacts.readonly oauth.readonly oauth.write"},
+		{"lc scopes", strings.Join(lcOpts(&d.Connections[0]).Scopes, " "), strings.Join(leadconnector.DefaultScopes, " ")},
 		{"lc lookback", lcOpts(&d.Connections[0]).Lookback.String(), "10m0s"},
 		{"lacrm lookback", d.Connections[2].Options.(*lacrm.Options).Lookback.String(), "1h0m0s"},
 		{"connection schedule", d.Connections[1].Schedule, config.DefaultSchedule},
