@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -367,8 +368,52 @@ func seedWarehouse(t *testing.T, b *bundle) {
 	for _, acct := range [][2]string{{sources.LocaliQ, "USA_1"}, {sources.LocaliQ, "USA_2"}, {sources.LeadConnector, "LOC1"}} {
 		must(b.s.AccountSynced(ctx, run, acct[0], acct[1], nil))
 	}
+	seedLifecycle(t, b, run, created)
 	b.clock.Advance(time.Minute)
 	must(b.s.FinishRun(ctx, run, RunOK, RunStats{AccountsOK: 3, AccountsRestricted: 1, LeadsWritten: 6, Requests: 12, RecordsRejected: 1}, nil))
+}
+
+// seedLifecycle adds to seedWarehouse's run what the guide's lifecycle queries read: LOC1's
+// pipeline, custom field and two deals of its lead d (one moved through three stages to won,
+// one lost), a form submission of d, and USA_2's campaign "spring" with its spend.
+func seedLifecycle(t *testing.T, b *bundle, run RunID, created time.Time) {
+	t.Helper()
+	write := func(w PageWrite) {
+		t.Helper()
+		w.Run, w.Source, w.Account = run, sources.LeadConnector, "LOC1"
+		if _, err := b.s.WritePage(b.ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(PageWrite{Stream: "pipelines", Dictionary: []sources.DictEntry{
+		{Kind: sources.DictPipeline, ID: "p1", Name: "Sales"},
+		{Kind: sources.DictStage, ID: "s1", ParentID: "p1", Name: "New", Position: 0},
+		{Kind: sources.DictStage, ID: "s2", ParentID: "p1", Name: "Quoted", Position: 1},
+		{Kind: sources.DictStage, ID: "s3", ParentID: "p1", Name: "Won", Position: 2},
+	}})
+	write(PageWrite{Stream: "custom_fields", Dictionary: []sources.DictEntry{
+		{Kind: sources.DictCustomField, ID: "f-budget", Name: "Budget", DataType: "MONETORY", Category: "opportunity"},
+	}})
+	deal := func(id, stage, status string, value float64) sources.Deal {
+		return sources.Deal{ID: id, ContactID: "d", Name: "Roof", PipelineID: "p1", StageID: stage, Status: status,
+			StatusCategory: status, Value: value, CreatedAt: created, UpdatedAt: b.clock.Now(),
+			CustomValues: map[string]json.RawMessage{"f-budget": json.RawMessage(`"5000"`)}}
+	}
+	write(PageWrite{Stream: "opportunities", Deals: []sources.Deal{deal("o1", "s1", "open", 1000), deal("o2", "s1", "open", 400)}})
+	b.clock.Advance(time.Hour)
+	write(PageWrite{Stream: "opportunities", Deals: []sources.Deal{deal("o1", "s2", "open", 1000), deal("o2", "s1", "lost", 400)}})
+	b.clock.Advance(2 * time.Hour)
+	write(PageWrite{Stream: "opportunities", Deals: []sources.Deal{deal("o1", "s3", "won", 1200)}})
+	write(PageWrite{Stream: "form_submissions", Submissions: []sources.Submission{{ID: "sub1", Kind: sources.SubmissionForm,
+		FormID: "form1", FormName: "Quote request", ContactID: "d", Email: "ada@example.com", SubmittedAt: created,
+		Attribution: sources.Attribution{Source: "Google Ads", Medium: "cpc", UTMSource: "google", UTMMedium: "cpc", UTMCampaign: "spring", GCLID: "Cj0K"},
+		Answers: json.RawMessage(`{"roof_age":"15 years"}`)}}})
+	if _, err := b.s.WritePage(b.ctx, PageWrite{Run: run, Source: sources.LocaliQ, Account: "USA_2", Stream: "campaign_cycles",
+		Cycles: []sources.CampaignCycle{{CampaignID: "C1", CycleID: "Y1", CampaignName: "spring", CampaignType: "search",
+			Channel: "Search", Status: "running", Currency: "USD", Start: created.Truncate(24 * time.Hour), Spend: 300, Budget: 500,
+			Clicks: 120, Leads: 3}}}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // newRole creates a role on the server of url, dropped when t ends.

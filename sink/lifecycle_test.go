@@ -291,3 +291,43 @@ func TestFullPassMissingDeals(t *testing.T) {
 		}
 	})
 }
+
+// The guide's median-time-in-stage query, on the seeded warehouse: deal o1 spent 1 h in New
+// and 2 h in Quoted (o2 never left New: it does not count).
+func TestDocMedianTimeInStage(t *testing.T) {
+	t.Parallel()
+	queries := docQueries(t)
+	forEachDialect(t, func(t *testing.T, newURL func(testing.TB) string) {
+		b := setup(t, newURL)
+		b.clock.t = time.Now().UTC()
+		seedWarehouse(t, b)
+		var q string
+		for _, d := range queries {
+			if d.runsOn(b.c.dialect) && strings.Contains(d.sql, "median_hours") {
+				q = d.sql
+			}
+		}
+		if q == "" {
+			t.Fatal("docs/analysts.md has no median time-in-stage query for this dialect")
+		}
+		var rows []struct {
+			Source   string  `db:"source"`
+			Account  string  `db:"account_id"`
+			Pipeline *string `db:"pipeline_name"`
+			Stage    *string `db:"stage_name"`
+			StageID  string  `db:"stage_id"`
+			Median   float64 `db:"median_hours"`
+			Deals    int     `db:"deals"`
+		}
+		if err := b.c.r.SelectContext(b.ctx, &rows, q); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, r := range rows {
+			got[*r.Stage] = r.Median
+		}
+		if len(got) != 2 || got["New"] != 1 || got["Quoted"] != 2 {
+			t.Errorf("median hours by stage: %v, want New 1 and Quoted 2", got)
+		}
+	})
+}

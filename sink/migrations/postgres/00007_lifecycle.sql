@@ -210,14 +210,21 @@ SELECT source, account_id, entry_id AS lost_reason_id, name
 FROM crm_dictionary
 WHERE kind = 'lost_reason' AND deleted_at IS NULL;
 
--- Each stage a deal was seen in, from when it was first seen there (entered_at) until the
--- next change was seen (left_at; NULL for its current stage): time in stage is their
--- difference. Stages are only as precise as the syncs that saw them.
+-- Each stage a deal was seen in, from when it was first seen there (entered_at) until it was
+-- seen in another (left_at; NULL for its current stage): time in stage is their difference.
+-- A status or value change within a stage does not split it. Stages are only as precise as
+-- the syncs (and webhooks) that saw them.
 CREATE VIEW deal_stage_intervals AS
-SELECT source, account_id, deal_id, pipeline_id, stage_id, status, status_category, monetary_value,
-       observed_at AS entered_at,
+WITH h AS (
+    SELECT source, account_id, deal_id, pipeline_id, stage_id, observed_at, id,
+           row_number() OVER (PARTITION BY source, account_id, deal_id ORDER BY observed_at, id) AS n,
+           lag(stage_id) OVER (PARTITION BY source, account_id, deal_id ORDER BY observed_at, id) AS prev_stage
+    FROM opportunity_stage_history
+)
+SELECT source, account_id, deal_id, pipeline_id, stage_id, observed_at AS entered_at,
        lead(observed_at) OVER (PARTITION BY source, account_id, deal_id ORDER BY observed_at, id) AS left_at
-FROM opportunity_stage_history;
+FROM h
+WHERE n = 1 OR stage_id IS DISTINCT FROM prev_stage;
 
 -- The custom-field answers of live deals and contacts by field name, typed as the vendor
 -- types them: deals' custom_values, and LeadConnector contacts' customFields [{id, value}].

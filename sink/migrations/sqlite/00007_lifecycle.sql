@@ -191,10 +191,16 @@ FROM crm_dictionary
 WHERE kind = 'lost_reason' AND deleted_at IS NULL;
 
 CREATE VIEW deal_stage_intervals AS
-SELECT source, account_id, deal_id, pipeline_id, stage_id, status, status_category, monetary_value,
-       observed_at AS entered_at,
+WITH h AS (
+    SELECT source, account_id, deal_id, pipeline_id, stage_id, observed_at, id,
+           row_number() OVER (PARTITION BY source, account_id, deal_id ORDER BY observed_at, id) AS n,
+           lag(stage_id) OVER (PARTITION BY source, account_id, deal_id ORDER BY observed_at, id) AS prev_stage
+    FROM opportunity_stage_history
+)
+SELECT source, account_id, deal_id, pipeline_id, stage_id, observed_at AS entered_at,
        lead(observed_at) OVER (PARTITION BY source, account_id, deal_id ORDER BY observed_at, id) AS left_at
-FROM opportunity_stage_history;
+FROM h
+WHERE n = 1 OR stage_id IS NOT prev_stage;
 
 CREATE VIEW custom_field_values AS
 SELECT d.source, d.account_id, 'deal' AS record_type, d.deal_id AS record_id,
