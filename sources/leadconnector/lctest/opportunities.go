@@ -194,7 +194,7 @@ var lostReasonNames = []string{"Price too high", "Went with a competitor", "No r
 
 var dealKinds = []string{"New install", "Repair", "Consultation", "Annual plan", "Upgrade", "Estimate"}
 
-// newUUID draws a v4-shaped UUID, the vendor's form of stage ids.
+// newUUID draws a v4-shaped UUID, the form of the vendor's stage and submission ids.
 func newUUID(r *rand.Rand) string {
 	const hex = "0123456789abcdef"
 	b := []byte("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx")

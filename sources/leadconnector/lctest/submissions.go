@@ -174,14 +174,6 @@ func compareSubs(a, b *submission) int {
 	return strings.Compare(a.ID, b.ID)
 }
 
-// newUUID draws a UUID (v4), the shape of the vendor's submission ids.
-func newUUID(r *rand.Rand) string {
-	a, b := r.Uint64(), r.Uint64()
-	a = a&^0xf000 | 0x4000     // version 4
-	b = b&^(0xc<<60) | 0x8<<60 // variant 10
-	return fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", a>>32, a>>16&0xffff, a&0xffff, b>>48, b&0xffffffffffff)
-}
-
 // newSubmission draws a submission of kind to parent by contact c at time at, with answers
 // and (for most) the tracking of the visit that led to it.
 func newSubmission(r *rand.Rand, l *location, kind string, parent formDef, c contactData, at time.Time) *submission {
