@@ -95,13 +95,21 @@ type suite struct {
 	env    *testenv.Env
 	app    *app.App
 	cut    *truncator // the source's HTTP answers, which the malformed-page test cuts short
+	seed   uint64     // the sandbox's data
 }
 
 // newSuite starts a sandbox and wires leadsync to it. quickRetries shortens retry waits to
 // at most 50 ms (for a test that fails every answer: the waits prove nothing there).
 func newSuite(t *testing.T, vendor, dialect string, v Vendor, quickRetries bool) *suite {
 	t.Helper()
-	opts := testenv.Small(uint64(time.Now().UnixNano()))
+	return seededSuite(t, vendor, dialect, v, quickRetries, uint64(time.Now().UnixNano()))
+}
+
+// seededSuite is newSuite on the sandbox data of seed (logged, to reproduce a failure).
+func seededSuite(t *testing.T, vendor, dialect string, v Vendor, quickRetries bool, seed uint64) *suite {
+	t.Helper()
+	t.Logf("sandbox seed %d", seed)
+	opts := testenv.Small(seed)
 	if v.Options != nil {
 		v.Options(&opts)
 	}
@@ -131,7 +139,7 @@ func newSuite(t *testing.T, vendor, dialect string, v Vendor, quickRetries bool)
 	if c, err := a.Conn(conn); err != nil || c.Static != v.StaticAuth {
 		t.Fatalf("connection %s: static tokens %v, want %v (%v)", conn, err == nil && c.Static, v.StaticAuth, err)
 	}
-	return &suite{vendor: vendor, conn: conn, v: v, env: env, app: a, cut: cut}
+	return &suite{vendor: vendor, conn: conn, v: v, env: env, app: a, cut: cut, seed: seed}
 }
 
 // sync runs the vendor's connection once (full: a full pass).
@@ -310,7 +318,8 @@ func (s *suite) resume(t *testing.T) {
 	}
 	for _, k := range slices.Compact(boundaries) {
 		t.Run(fmt.Sprintf("after-page-%d-of-%d", k, pages), func(t *testing.T) {
-			s := newSuite(t, s.vendor, s.env.Dialect, s.v, false)
+			// The same data as the counting backfill: how many pages a pass reads depends on it.
+			s := seededSuite(t, s.vendor, s.env.Dialect, s.v, false, s.seed)
 			stop := &stopAfter{}
 			stop.left.Store(int64(k))
 			restore := s.wrap(t, func(src sources.Source) sources.Source { stop.Source = src; return stop })

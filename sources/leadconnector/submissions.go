@@ -27,9 +27,10 @@ import (
 // (a window starts on the day the one before ended), and the last ends tomorrow, for a
 // location whose day is ahead of UTC.
 //
-// A pass walks windows from its start to tomorrow. Windows are subWindowDays long; after an
-// empty window the next is twice as long (up to subMaxWindowDays), so the empty years before
-// a location's first submission cost a few requests; a window listing more than
+// A pass walks windows from its start to tomorrow. Windows are subWindowDays long; after a
+// sparse window (one page, under a quarter full) the next is twice as long (up to
+// subMaxWindowDays), and after one that filled a single page it is as long, so empty years
+// and quiet locations cost a few requests; a window listing more than
 // subSplitPages pages is halved before it is paged, which keeps page-number paging shallow.
 // The order within a window is not documented, so nothing depends on it.
 //
@@ -298,7 +299,15 @@ func (s *Source) submissions(ctx context.Context, st subStream, acct sources.Acc
 				complete = true
 				next = encodeSubCursor(wm, win.listed, nil)
 			default:
-				win = win.next(win.page == 1 && page.n == 0, last)
+				switch onePage := win.page == 1; {
+				case onePage && 4*page.n < s.cfg.PageSize:
+					// Sparse (or empty): a longer window costs no more pages.
+					win = win.next(true, last)
+				case onePage && win.days() > subWindowDays:
+					win = window(win.to, win.days(), last) // it fit a page: keep its length
+				default:
+					win = win.next(false, last)
+				}
 				restarts = 0
 				next = encodeSubCursor(wm, time.Time{}, win)
 			}
