@@ -95,7 +95,7 @@ func generateAccount(opts Options, u User) *account {
 		id: u.AccountID, company: u.Company, zone: simkit.Pick(r, zones), userID: newID(r),
 		contacts: map[string]*contact{}, items: map[string]*item{},
 	}
-	// The field definitions draw from their own stream, so that adding them left every other
+	// The field definitions draw from their own stream, so that adding them leaves every other
 	// record of a seed as it was.
 	fr := simkit.RandFor(opts.Seed, "lacrm/fields/"+u.AccountID)
 	a.addField(fr, recordContact, "", "Lead Source", "Dropdown", simkit.Channels...)
