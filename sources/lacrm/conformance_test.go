@@ -24,9 +24,11 @@ func TestConformanceAPIKey(t *testing.T) {
 func lacrmConformance(static bool) conformance.Vendor {
 	return conformance.Vendor{
 		StaticAuth: static,
-		Mutate: func(s *testenv.Sandbox, _ string) error {
-			contacts, items := s.LACRMIDs()
-			if _, err := s.LACRM.CreateContact(""); err != nil {
+		// A new contact, an updated one, and an item moved to its next status (a deal's
+		// stage change).
+		Mutate: func(s *testenv.Sandbox, account string) error {
+			contacts, items := s.LACRM.ContactIDs(account), s.LACRM.PipelineItemIDs(account)
+			if _, err := s.LACRM.CreateContact(account); err != nil {
 				return err
 			}
 			if err := s.LACRM.UpdateContact(contacts[0]); err != nil {
@@ -34,12 +36,18 @@ func lacrmConformance(static bool) conformance.Vendor {
 			}
 			return s.LACRM.UpdatePipelineItem(items[0])
 		},
-		Delete: func(s *testenv.Sandbox, _ string) error {
-			contacts, items := s.LACRMIDs()
+		// A deleted item, a deleted contact (with its items, as LACRM does) and a deleted
+		// custom field: a deal and a dictionary entry for the full pass to soft-delete.
+		Delete: func(s *testenv.Sandbox, account string) error {
+			contacts, items := s.LACRM.ContactIDs(account), s.LACRM.PipelineItemIDs(account)
+			fields := s.LACRM.CustomFieldIDs(account)
 			if err := s.LACRM.DeletePipelineItem(items[1]); err != nil {
 				return err
 			}
-			return s.LACRM.DeleteContact(contacts[1]) // with its items, as LACRM does
+			if err := s.LACRM.DeleteCustomField(fields[len(fields)-1]); err != nil {
+				return err
+			}
+			return s.LACRM.DeleteContact(contacts[1])
 		},
 		// Small pages, so that a backfill crosses several page boundaries.
 		Configure: func(o config.Options) { o.(*lacrm.Options).PageSize = 25 },

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/leadsync/leadsync/sources"
@@ -102,20 +103,14 @@ type contactJSON struct {
 	CompanyName flexString `json:"Company Name"`
 	DateCreated flexString `json:"DateCreated"`
 	LastUpdate  flexString `json:"LastUpdate"`
+	// LeadSource is the "Lead Source" field (API-CONTRACTS.md §5.2: built in or custom, by
+	// display name), read leniently: an odd shape is no channel, never a rejected contact.
+	LeadSource json.RawMessage `json:"Lead Source"`
 }
 
 type nameJSON struct {
 	FirstName flexString `json:"FirstName"`
 	LastName  flexString `json:"LastName"`
-}
-
-type pipelineItemJSON struct {
-	PipelineItemID flexString `json:"PipelineItemId"`
-	DateCreated    flexString `json:"DateCreated"`
-	LastUpdate     flexString `json:"LastUpdate"`
-	StatusMetaData *struct {
-		Name flexString `json:"Name"`
-	} `json:"StatusMetaData"`
 }
 
 // timeLayouts are the shapes LACRM dates come in: ISO-8601 with an offset (API v2), and the
@@ -172,15 +167,39 @@ func decodeList(body []byte) (listPage, error) {
 	return listPage{more: e.HasMoreResults, recs: recs}, nil
 }
 
-// recordDecoder maps one record. keep is false for records that are not leads (companies);
-// an error rejects the record, and must name fields, never values. The lead's ID is set
-// whenever the record had one, also on an error.
-type recordDecoder func(acct string, raw []byte) (l sources.Lead, keep bool, err error)
+// row is one decoded record of a listing: a contact's lead, or a pipeline item's deal.
+type row struct {
+	id      string
+	updated time.Time
+	lead    *sources.Lead
+	deal    *sources.Deal
+}
 
-// decodeRecords maps a page's records; those that cannot become a lead are quarantined. keys
+// recordDecoder maps one record. keep is false for records that are not rows (companies);
+// an error rejects the record, and must name fields, never values. The row's id is set
+// whenever the record had one, also on an error.
+type recordDecoder func(raw []byte) (r row, keep bool, err error)
+
+// contactDecoder decodes GetContacts results of an account.
+func contactDecoder(acct string) recordDecoder {
+	return func(raw []byte) (row, bool, error) {
+		l, keep, err := decodeContact(acct, raw)
+		return row{id: l.ID, updated: l.UpdatedAt, lead: &l}, keep, err
+	}
+}
+
+// itemDecoder decodes GetPipelineItems results of one pipeline.
+func itemDecoder(acct sources.Account, pl pipelineInfo) recordDecoder {
+	return func(raw []byte) (row, bool, error) {
+		d, err := decodePipelineItem(acct, pl, raw)
+		return row{id: d.ID, updated: d.UpdatedAt, deal: &d}, err == nil, err
+	}
+}
+
+// decodeRecords maps a page's records; those that cannot become a row are quarantined. keys
 // are every record's PageGuard key, companies included.
-func decodeRecords(acct string, recs []sources.Record, one recordDecoder) (leads []sources.Lead, rejected []sources.Rejected, keys []string) {
-	leads = make([]sources.Lead, 0, len(recs))
+func decodeRecords(recs []sources.Record, one recordDecoder) (rows []row, rejected []sources.Rejected, keys []string) {
+	rows = make([]row, 0, len(recs))
 	for _, r := range recs {
 		if r.TooDeep() {
 			rejected = append(rejected, r.Reject("", sources.TooDeepReason))
@@ -192,19 +211,20 @@ func decodeRecords(acct string, recs []sources.Record, one recordDecoder) (leads
 			keys = append(keys, r.Key(""))
 			continue
 		}
-		l, keep, err := one(acct, r.Raw)
-		keys = append(keys, r.Key(l.ID))
+		d, keep, err := one(r.Raw)
+		keys = append(keys, r.Key(d.id))
 		switch {
 		case err != nil:
-			rejected = append(rejected, r.Reject(l.ID, err.Error()))
+			rejected = append(rejected, r.Reject(d.id, err.Error()))
 		case keep:
-			leads = append(leads, l)
+			rows = append(rows, d)
 		}
 	}
-	return leads, rejected, keys
+	return rows, rejected, keys
 }
 
-// decodeContact maps a GetContacts result; company records are not leads.
+// decodeContact maps a GetContacts result; company records are not leads. The channel is
+// the contact's Lead Source.
 func decodeContact(acct string, raw []byte) (sources.Lead, bool, error) {
 	var c contactJSON
 	if err := json.Unmarshal(raw, &c); err != nil {
@@ -228,33 +248,45 @@ func decodeContact(acct string, raw []byte) (sources.Lead, bool, error) {
 	}
 	l.Email, l.Phone, l.Company = c.Email.first(), c.Phone.first(), string(c.CompanyName)
 	l.CreatedAt, l.UpdatedAt, l.Raw = created, updated, bytes.Clone(raw)
+	l.Channel = leadSource(c.LeadSource)
 	if c.Name != nil {
 		l.FirstName, l.LastName = string(c.Name.FirstName), string(c.Name.LastName)
 	}
 	return l, true, nil
 }
 
-// decodePipelineItem maps a GetPipelineItems result; the contact id stays in Raw.
-func decodePipelineItem(acct string, raw []byte) (sources.Lead, bool, error) {
-	var it pipelineItemJSON
-	if err := json.Unmarshal(raw, &it); err != nil {
-		var id struct {
-			PipelineItemID flexString `json:"PipelineItemId"`
+// leadSource reads a Lead Source value: a string or number as text, a list's first
+// non-empty one (a multi-select), an option object's Text or Name; anything else (null, a
+// boolean) is none.
+func leadSource(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return ""
+	}
+	switch raw[0] {
+	case '[':
+		var list []json.RawMessage
+		if json.Unmarshal(raw, &list) != nil {
+			return ""
 		}
-		_ = json.Unmarshal(raw, &id)
-		return sources.Lead{ID: string(id.PipelineItemID)}, false, errors.New(sources.DecodeReason(err))
+		for _, v := range list {
+			if s := leadSource(v); s != "" {
+				return s
+			}
+		}
+		return ""
+	case '{':
+		var o struct {
+			Text, Name flexString
+		}
+		if json.Unmarshal(raw, &o) != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(cmpOr(string(o.Text), string(o.Name))))
 	}
-	if it.PipelineItemID == "" {
-		return sources.Lead{}, false, errors.New("no PipelineItemId")
+	var s flexString
+	if raw[0] == 't' || raw[0] == 'f' || s.UnmarshalJSON(raw) != nil {
+		return "" // a checkbox names no source
 	}
-	l := sources.Lead{Source: sources.LACRM, AccountID: acct, ID: string(it.PipelineItemID), Kind: sources.KindPipelineItem}
-	created, updated, err := times(it.DateCreated, it.LastUpdate)
-	if err != nil {
-		return l, false, err
-	}
-	l.CreatedAt, l.UpdatedAt, l.Raw = created, updated, bytes.Clone(raw)
-	if it.StatusMetaData != nil {
-		l.Status = string(it.StatusMetaData.Name)
-	}
-	return l, true, nil
+	return strings.TrimSpace(string(s))
 }

@@ -1,6 +1,10 @@
 // Package lacrm is the Less Annoying CRM source. One grant sees one LACRM account (the
-// authorized user's company). It has two streams: "contacts" (Kind "contact", companies
-// excluded) and "pipeline_items" (Kind "pipeline_item", every synced pipeline's items).
+// authorized user's company). Its streams, in sync order: "contacts" (leads of Kind
+// "contact", companies excluded, the Lead Source as channel), "pipelines" and
+// "custom_fields" (crm_dictionary: the synced pipelines with their statuses, and the
+// contacts' and pipelines' custom-field definitions; see dictionary.go), and
+// "pipeline_items" (deals: every synced pipeline's items; see deals.go). The dictionaries
+// come before the deals whose ids they explain.
 //
 // LACRM has no modified-since filter, so each listing (the contacts, each pipeline's items)
 // is read newest first (SortBy LastUpdate, Descending) until a record is older than the
@@ -20,7 +24,6 @@
 package lacrm
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -81,7 +84,8 @@ type Config struct {
 	PageSize int
 	// MaxPages is the page budget of one stream's pass (default sources.DefaultMaxPages).
 	MaxPages int
-	// PipelineIDs limits the pipelines synced; empty: all, from GetPipelines.
+	// PipelineIDs limits the pipelines synced, by id or name (ignoring case); empty: all,
+	// from GetPipelines.
 	PipelineIDs []string
 	// RateLimit and RateBurst are the proactive per-grant limit.
 	RateLimit rate.Limit
@@ -251,42 +255,6 @@ func (s *Source) Accounts(ctx context.Context) iter.Seq2[sources.Account, error]
 	}
 }
 
-type pipelineJSON struct {
-	PipelineID flexString `json:"PipelineId"`
-	Name       string     `json:"Name"`
-}
-
-// pipelineIDs returns the configured pipelines, or all of the account's. An entry that is
-// not a pipeline is skipped with a warning: it must not stop the account's other pipelines.
-func (s *Source) pipelineIDs(ctx context.Context) ([]string, error) {
-	if len(s.cfg.PipelineIDs) > 0 {
-		return s.cfg.PipelineIDs, nil
-	}
-	var recs []sources.Record
-	err := s.call(ctx, "GetPipelines", map[string]any{}, func(b []byte) (err error) {
-		// The list is bare; accept a {"Results":[...]} wrapper too.
-		key := ""
-		if b = bytes.TrimSpace(b); len(b) > 0 && b[0] == '{' {
-			key = "Results"
-		}
-		_, recs, _, err = sources.SplitRecords(b, key)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("lacrm: list pipelines: %w", err)
-	}
-	ids := make([]string, 0, len(recs))
-	for i, r := range recs {
-		var p pipelineJSON
-		if r.TooDeep() || json.Unmarshal(r.Raw, &p) != nil || p.PipelineID == "" {
-			s.cfg.logger().WarnContext(ctx, "lacrm: GetPipelines: skipping an entry that is not a pipeline", slog.Int("index", i))
-			continue
-		}
-		ids = append(ids, string(p.PipelineID))
-	}
-	return ids, nil
-}
-
 // listing is one vendor listing: the contacts, or one pipeline's items.
 type listing struct {
 	key    string
@@ -298,16 +266,20 @@ type listing struct {
 // Streams the source offers, in sync order.
 const (
 	StreamContacts      = "contacts"
+	StreamPipelines     = "pipelines"
+	StreamCustomFields  = "custom_fields"
 	StreamPipelineItems = "pipeline_items"
 )
 
-// Streams implements sources.Source: the contacts, then the items of every synced pipeline.
-// Both are incremental (newest first, down to the stream's watermark) and soft-delete what a
-// full pass misses.
+// Streams implements sources.Source: the contacts, the dictionaries, then the items of every
+// synced pipeline. Contacts and items are incremental (newest first, down to the stream's
+// watermark) and soft-delete what a full pass misses; the dictionaries are read whole.
 func (s *Source) Streams() []sources.Stream {
 	return []sources.Stream{
 		{Name: StreamContacts, Mode: sources.Incremental, Table: sources.TableLeads},
-		{Name: StreamPipelineItems, Mode: sources.Incremental, Table: sources.TableLeads},
+		{Name: StreamPipelines, Mode: sources.FullRefresh, Table: sources.TableDictionary},
+		{Name: StreamCustomFields, Mode: sources.FullRefresh, Table: sources.TableDictionary},
+		{Name: StreamPipelineItems, Mode: sources.Incremental, Table: sources.TableDeals},
 	}
 }
 
@@ -321,24 +293,33 @@ func (s *Source) Confirm(ctx context.Context, acct sources.Account, stream strin
 }
 
 // listings are the vendor listings a stream reads: GetContacts, or GetPipelineItems once per
-// pipeline.
-func (s *Source) listings(ctx context.Context, stream string) ([]listing, error) {
+// synced pipeline. Each pipeline's items are decoded with its statuses (GetPipelines) and
+// custom fields (GetCustomFields): one request per pass, and one per pipeline.
+func (s *Source) listings(ctx context.Context, acct sources.Account, stream string) ([]listing, error) {
 	switch stream {
 	case StreamContacts:
 		return []listing{{
-			key: "contacts", fn: "GetContacts", decode: decodeContact,
+			key: "contacts", fn: "GetContacts", decode: contactDecoder(acct.ID),
 			params: map[string]any{"RecordTypeFilter": "Contacts"},
 		}}, nil
 	case StreamPipelineItems:
-		pipelines, err := s.pipelineIDs(ctx)
+		pipelines, err := s.syncedPipelines(ctx)
 		if err != nil {
 			return nil, err
 		}
 		var out []listing
-		for _, id := range pipelines {
+		for _, p := range pipelines {
+			fields, rejected, err := s.getCustomFields(ctx, acct, recordPipeline, p.ID)
+			if err != nil {
+				return nil, err
+			}
+			if len(rejected) > 0 { // quarantined by the custom_fields stream
+				s.cfg.logger().WarnContext(ctx, "lacrm: GetCustomFields: skipping entries that are not fields",
+					slog.String("pipeline", p.ID), slog.Int("entries", len(rejected)))
+			}
 			out = append(out, listing{
-				key: "pipeline:" + id, fn: "GetPipelineItems", decode: decodePipelineItem,
-				params: map[string]any{"PipelineId": id},
+				key: "pipeline:" + p.ID, fn: "GetPipelineItems", decode: itemDecoder(acct, pipelineInfo{pipeline: p, fields: fields}),
+				params: map[string]any{"PipelineId": p.ID},
 			})
 		}
 		return out, nil
@@ -346,18 +327,31 @@ func (s *Source) listings(ctx context.Context, stream string) ([]listing, error)
 	return nil, fmt.Errorf("lacrm: no stream %q", stream)
 }
 
-// Read implements sources.Source: a stream's listings one after the other, newest first on
-// incremental passes, oldest created first on full passes (see the package comment). The
-// cursor keeps one state per listing, under the keys a cursor of the combined stream of
-// earlier versions used, so a cursor written before streams were split resumes each stream.
+// Read implements sources.Source. The dictionary streams ignore the cursor: they are read
+// whole (dictionary.go).
 func (s *Source) Read(ctx context.Context, acct sources.Account, stream string, cur sources.Cursor, opts sources.ReadOptions) iter.Seq2[sources.Page, error] {
+	switch stream {
+	case StreamPipelines:
+		return s.readPipelines(ctx, acct)
+	case StreamCustomFields:
+		return s.readCustomFields(ctx, acct)
+	}
+	return s.readListings(ctx, acct, stream, cur, opts)
+}
+
+// readListings reads the contacts or the pipeline items: the stream's listings one after
+// the other, newest first on incremental passes, oldest created first on full passes (see the
+// package comment). The cursor keeps one state per listing, under the keys a cursor of the
+// combined stream of earlier versions used, so a cursor written before streams were split
+// resumes each stream.
+func (s *Source) readListings(ctx context.Context, acct sources.Account, stream string, cur sources.Cursor, opts sources.ReadOptions) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		c, err := parseCursor(cur)
 		if err != nil {
 			yield(sources.Page{}, err)
 			return
 		}
-		streams, err := s.listings(ctx, stream)
+		streams, err := s.listings(ctx, acct, stream)
 		if err != nil {
 			yield(sources.Page{}, err)
 			return
@@ -405,7 +399,7 @@ func (s *Source) Read(ctx context.Context, acct sources.Account, stream string, 
 					yield(sources.Page{}, fmt.Errorf("lacrm: account %s: %s page %d: %w", acct.ID, st.fn, p.Page, err))
 					return
 				}
-				leads, rejected, keys := decodeRecords(acct.ID, list.recs, st.decode)
+				rows, rejected, keys := decodeRecords(list.recs, st.decode)
 				if err := guard.Check("", keys); err != nil {
 					yield(sources.Page{}, err)
 					return
@@ -415,16 +409,20 @@ func (s *Source) Read(ctx context.Context, acct sources.Account, stream string, 
 						slog.String("function", st.fn), slog.Int("page", p.Page), slog.Any("rejected", r))
 				}
 				done := !list.more || len(list.recs) == 0
-				kept := leads[:0]
-				for _, l := range leads {
-					if l.UpdatedAt.After(p.High) {
-						p.High = l.UpdatedAt
+				var page sources.Page
+				for _, r := range rows {
+					if r.updated.After(p.High) {
+						p.High = r.updated
 					}
-					if !floor.IsZero() && l.UpdatedAt.Before(floor) {
+					if !floor.IsZero() && r.updated.Before(floor) {
 						done = done || !p.Full // newest first, the rest of the stream is older still
 						continue
 					}
-					kept = append(kept, l)
+					if r.lead != nil {
+						page.Leads = append(page.Leads, *r.lead)
+					} else {
+						page.Deals = append(page.Deals, *r.deal)
+					}
 				}
 				if done {
 					// The pass is complete: only now may the watermark move.
@@ -438,8 +436,9 @@ func (s *Source) Read(ctx context.Context, acct sources.Account, stream string, 
 					yield(sources.Page{}, err)
 					return
 				}
-				if len(kept) > 0 || len(rejected) > 0 || next != last {
-					if !yield(sources.Page{Leads: kept, Rejected: rejected, Next: next}, nil) {
+				if len(page.Leads) > 0 || len(page.Deals) > 0 || len(rejected) > 0 || next != last {
+					page.Rejected, page.Next = rejected, next
+					if !yield(page, nil) {
 						return
 					}
 					last = next

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -116,15 +118,37 @@ func setup(t *testing.T, fopts lacrmtest.Options, mod func(*lacrm.Config), opts 
 	return b
 }
 
-// store is a stand-in sink: upserts by id, counting writes.
+// store is a stand-in sink: upserts by id, counting writes of leads and deals.
 type store struct {
 	leads  map[string]sources.Lead
+	deals  map[string]sources.Deal
+	dict   map[string]sources.DictEntry // by kind:id
 	writes int
 	cursor sources.Cursor
 	pages  int
 }
 
-func newStore() *store { return &store{leads: map[string]sources.Lead{}} }
+func newStore() *store {
+	return &store{leads: map[string]sources.Lead{}, deals: map[string]sources.Deal{}, dict: map[string]sources.DictEntry{}}
+}
+
+// put stores a page's rows.
+func (s *store) put(p sources.Page) {
+	for _, l := range p.Leads {
+		s.leads[l.ID] = l
+		s.writes++
+	}
+	for _, d := range p.Deals {
+		s.deals[d.ID] = d
+		s.writes++
+	}
+	for _, e := range p.Dictionary {
+		s.dict[e.Kind+":"+e.ID] = e
+	}
+}
+
+// rows is how many leads and deals the store holds.
+func (s *store) rows() int { return len(s.leads) + len(s.deals) }
 
 // sync runs one pass from the store's cursor; stopAfter > 0 simulates a crash after that
 // many committed pages. each (optional) runs after every committed page.
@@ -135,10 +159,7 @@ func (b *bundle) sync(t *testing.T, s *store, opts sources.ReadOptions, stopAfte
 		if err != nil {
 			return err
 		}
-		for _, l := range p.Leads {
-			s.leads[l.ID] = l
-			s.writes++
-		}
+		s.put(p)
 		s.cursor = p.Next
 		s.pages++
 		n++
@@ -152,25 +173,78 @@ func (b *bundle) sync(t *testing.T, s *store, opts sources.ReadOptions, stopAfte
 	return nil
 }
 
-// wantTruth checks that the store holds exactly the fake's ground truth.
-func (b *bundle) wantTruth(t *testing.T, s *store) {
+// truthRow is a lead or a deal of the fake's ground truth.
+type truthRow struct {
+	ID      string
+	Deal    bool
+	Updated time.Time
+}
+
+// truthRows are the fake's live contacts and pipeline items.
+func (b *bundle) truthRows(t *testing.T) []truthRow {
 	t.Helper()
 	truth := b.srv.GroundTruth()
 	if len(truth) != 1 || truth[0].AccountID != b.acct.ID {
 		t.Fatalf("account %q, truth %v", b.acct.ID, truth)
 	}
-	if len(s.leads) != len(truth[0].Leads) {
-		t.Errorf("stored %d leads, ground truth has %d", len(s.leads), len(truth[0].Leads))
+	var out []truthRow
+	for _, l := range truth[0].Leads {
+		out = append(out, truthRow{ID: l.ID, Updated: l.UpdatedAt})
 	}
-	for _, want := range truth[0].Leads {
-		got, ok := s.leads[want.ID]
+	for _, r := range truth[0].Records {
+		if r.Table == sources.TableDeals {
+			out = append(out, truthRow{ID: r.ID, Deal: true, Updated: r.Updated})
+		}
+	}
+	return out
+}
+
+// wantTruth checks that the store holds exactly the fake's ground truth: its contacts as
+// leads, its items as deals, and (after a pass that read them) its dictionary.
+func (b *bundle) wantTruth(t *testing.T, s *store) {
+	t.Helper()
+	rows := b.truthRows(t)
+	if s.rows() != len(rows) {
+		t.Errorf("stored %d leads and %d deals, ground truth has %d rows", len(s.leads), len(s.deals), len(rows))
+	}
+	for _, want := range rows {
+		var updated time.Time
+		var ok bool
+		if want.Deal {
+			var d sources.Deal
+			d, ok = s.deals[want.ID]
+			updated = d.UpdatedAt
+		} else {
+			var l sources.Lead
+			l, ok = s.leads[want.ID]
+			updated = l.UpdatedAt
+			if ok && (l.Kind != sources.KindContact || l.AccountID != b.acct.ID) {
+				t.Errorf("lead %s: kind %s account %s", want.ID, l.Kind, l.AccountID)
+			}
+		}
 		switch {
 		case !ok:
-			t.Errorf("lead %s (%s) missing", want.ID, want.Kind)
-		case got.Kind != want.Kind || !got.UpdatedAt.Equal(want.UpdatedAt) || got.AccountID != b.acct.ID:
-			t.Errorf("lead %s: kind %s updated %v account %s, want %s %v %s", want.ID, got.Kind, got.UpdatedAt, got.AccountID,
-				want.Kind, want.UpdatedAt, b.acct.ID)
+			t.Errorf("%s missing (deal %v)", want.ID, want.Deal)
+		case !updated.Equal(want.Updated):
+			t.Errorf("%s updated %v, want %v", want.ID, updated, want.Updated)
 		}
+	}
+	if len(s.dict) > 0 {
+		b.wantDictionary(t, s)
+	}
+}
+
+// wantDictionary checks that the store's dictionary is exactly the fake's.
+func (b *bundle) wantDictionary(t *testing.T, s *store) {
+	t.Helper()
+	var want []string
+	for _, r := range b.srv.GroundTruth()[0].Records {
+		if r.Table == sources.TableDictionary {
+			want = append(want, r.ID)
+		}
+	}
+	if got := slices.Sorted(maps.Keys(s.dict)); !slices.Equal(got, want) {
+		t.Errorf("dictionary entries %v,\nground truth %v", got, want)
 	}
 }
 
@@ -198,31 +272,56 @@ func TestSyncStoresEveryLeadExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.wantTruth(t, s)
-	if s.writes != len(s.leads) {
-		t.Errorf("%d writes for %d leads: a first pass should read each lead once", s.writes, len(s.leads))
+	if s.writes != s.rows() {
+		t.Errorf("%d writes for %d leads and deals: a first pass should read each once", s.writes, s.rows())
 	}
-	// Field mapping on one contact, ids as strings.
+	// Field mapping, ids as strings.
 	for _, l := range s.leads {
 		if len(l.ID) < 25 || strings.Trim(l.ID, "0123456789") != "" {
 			t.Fatalf("lead id %q is not LACRM's long decimal string", l.ID)
 		}
-		switch l.Kind {
-		case sources.KindContact:
-			if l.FirstName == "" || l.LastName == "" || !strings.Contains(l.Email, "@") || l.Phone == "" || l.Company == "" {
-				t.Fatalf("contact %s mapped without name/email/phone/company", l.ID)
-			}
-			var raw map[string]any
-			if err := json.Unmarshal(l.Raw, &raw); err != nil || raw["ContactId"] != l.ID || raw["Lead Source"] == nil {
-				t.Fatalf("contact %s Raw is not the vendor JSON with custom fields", l.ID)
-			}
-		case sources.KindPipelineItem:
-			var raw map[string]any
-			if err := json.Unmarshal(l.Raw, &raw); err != nil || raw["ContactId"] == "" || l.Status == "" {
-				t.Fatalf("pipeline item %s: status %q, raw contact id missing", l.ID, l.Status)
-			}
+		if l.FirstName == "" || l.LastName == "" || !strings.Contains(l.Email, "@") || l.Phone == "" || l.Company == "" {
+			t.Fatalf("contact %s mapped without name/email/phone/company", l.ID)
+		}
+		var raw map[string]any
+		if err := json.Unmarshal(l.Raw, &raw); err != nil || raw["ContactId"] != l.ID || raw["Lead Source"] == nil {
+			t.Fatalf("contact %s Raw is not the vendor JSON with custom fields", l.ID)
+		}
+		if l.Channel == "" || l.Channel != raw["Lead Source"] {
+			t.Fatalf("contact %s: channel %q, want its Lead Source", l.ID, l.Channel)
 		}
 		if l.CreatedAt.Location() != time.UTC || l.UpdatedAt.Before(l.CreatedAt) {
 			t.Fatalf("lead %s times %v / %v", l.ID, l.CreatedAt, l.UpdatedAt)
+		}
+	}
+	for _, d := range s.deals {
+		if len(d.ID) < 25 || strings.Trim(d.ID, "0123456789") != "" {
+			t.Fatalf("deal id %q is not LACRM's long decimal string", d.ID)
+		}
+		var raw struct {
+			ContactID      string                  `json:"ContactId"`
+			PipelineID     string                  `json:"PipelineId"`
+			StatusID       string                  `json:"StatusId"`
+			Value          float64                 `json:"Estimated Value"`
+			StatusMetaData struct{ IsActive bool } `json:"StatusMetaData"`
+		}
+		if err := json.Unmarshal(d.Raw, &raw); err != nil {
+			t.Fatalf("deal %s: Raw is not the item: %v", d.ID, err)
+		}
+		if _, ok := s.leads[d.ContactID]; !ok || d.ContactID != raw.ContactID {
+			t.Fatalf("deal %s: contact %q is not its item's live contact", d.ID, d.ContactID)
+		}
+		if d.PipelineID != raw.PipelineID || d.StageID != raw.StatusID || d.Status == "" {
+			t.Fatalf("deal %s: pipeline %s stage %s status %q, not its item's", d.ID, d.PipelineID, d.StageID, d.Status)
+		}
+		if (d.StatusCategory == sources.StatusOpen) != raw.StatusMetaData.IsActive {
+			t.Fatalf("deal %s: category %s for an item whose status is active=%v", d.ID, d.StatusCategory, raw.StatusMetaData.IsActive)
+		}
+		if d.Value == 0 || d.Value != raw.Value {
+			t.Fatalf("deal %s: value %v, want its Estimated Value %v", d.ID, d.Value, raw.Value)
+		}
+		if d.CreatedAt.Location() != time.UTC || d.UpdatedAt.Before(d.CreatedAt) || d.HIPAA {
+			t.Fatalf("deal %s times %v / %v, hipaa %v", d.ID, d.CreatedAt, d.UpdatedAt, d.HIPAA)
 		}
 	}
 	// A second, incremental pass reads only the lookback window.
@@ -231,7 +330,7 @@ func TestSyncStoresEveryLeadExactlyOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	if again := s.writes - writes; again > 10 {
-		t.Errorf("incremental pass with nothing new re-read %d leads", again)
+		t.Errorf("incremental pass with nothing new re-read %d leads and deals", again)
 	}
 	if b.toks.resent || b.srv.Counters().Get(simkit.CountRefreshReuse) != 0 {
 		t.Fatal("a refresh token was sent twice")
@@ -257,8 +356,8 @@ func TestResumeAfterCrashContinues(t *testing.T) {
 	if n := b.srv.Counters().Requests("v2/GetContacts", 0) - before; n != 2 {
 		t.Errorf("resumed pass made %d GetContacts calls, want 2 (pages 3 and 4)", n)
 	}
-	if s.writes != len(s.leads) {
-		t.Errorf("%d writes for %d leads", s.writes, len(s.leads))
+	if s.writes != s.rows() {
+		t.Errorf("%d writes for %d leads and deals", s.writes, s.rows())
 	}
 }
 
@@ -305,10 +404,11 @@ func TestUpdatesDuringPagingAreCaughtNextPass(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.wantTruth(t, s)
-	for _, id := range []string{oldest.ID, created, createdItem} {
-		if _, ok := s.leads[id]; !ok {
-			t.Errorf("lead %s changed mid-pass was not picked up by the next pass", id)
-		}
+	_, ok1 := s.leads[oldest.ID]
+	_, ok2 := s.leads[created]
+	_, ok3 := s.deals[createdItem]
+	if !ok1 || !ok2 || !ok3 {
+		t.Errorf("changed mid-pass and not picked up by the next pass: updated contact %v, new contact %v, new item %v", !ok1, !ok2, !ok3)
 	}
 	if again := s.writes - writes; again > 15 {
 		t.Errorf("the incremental pass re-read %d leads; it should stop at the watermark", again)
@@ -515,18 +615,23 @@ func TestFullPassAndSince(t *testing.T) {
 			if l.UpdatedAt.Before(since) {
 				t.Fatalf("lead %s updated %v, before the backfill start", l.ID, l.UpdatedAt)
 			}
-			s.leads[l.ID] = l
 		}
+		for _, d := range p.Deals {
+			if d.UpdatedAt.Before(since) {
+				t.Fatalf("deal %s updated %v, before the backfill start", d.ID, d.UpdatedAt)
+			}
+		}
+		s.put(p)
 		s.cursor = p.Next
 	}
 	recent := 0
-	for _, l := range b.srv.GroundTruth()[0].Leads {
-		if !l.UpdatedAt.Before(since) {
+	for _, r := range b.truthRows(t) {
+		if !r.Updated.Before(since) {
 			recent++
 		}
 	}
-	if len(s.leads) != recent || recent == 0 {
-		t.Fatalf("backfill from %v stored %d leads, want %d", since, len(s.leads), recent)
+	if s.rows() != recent || recent == 0 {
+		t.Fatalf("backfill from %v stored %d leads and deals, want %d", since, s.rows(), recent)
 	}
 	if total := b.srv.Counters().TotalRequests() - b.srv.Counters().Requests("v2/GetUser", 0); stats.Requests.Load() != total {
 		t.Errorf("the pass counted %d requests, the vendor saw %d", stats.Requests.Load(), total)
@@ -541,7 +646,7 @@ func TestFullPassAndSince(t *testing.T) {
 func TestFullPassSeesEveryRecordEditedDuringIt(t *testing.T) {
 	t.Parallel()
 	b := setup(t, lacrmtest.Options{Contacts: 300, PipelineItems: 100}, nil)
-	records := b.srv.GroundTruth()[0].Leads
+	records := b.truthRows(t)
 	seen := map[string]bool{}
 	pages, edits := 0, 0
 	for p, err := range readAll(b.src, context.Background(), b.acct, "", sources.ReadOptions{Full: true}) {
@@ -551,6 +656,9 @@ func TestFullPassSeesEveryRecordEditedDuringIt(t *testing.T) {
 		for _, l := range p.Leads {
 			seen[l.ID] = true
 		}
+		for _, d := range p.Deals {
+			seen[d.ID] = true
+		}
 		pages++
 		// While the pass is under way, a user edits three records a second: each moves to
 		// the front of the LastUpdate order.
@@ -559,10 +667,10 @@ func TestFullPassSeesEveryRecordEditedDuringIt(t *testing.T) {
 			l := records[(edits*7919)%len(records)]
 			edits++
 			var err error
-			if l.Kind == sources.KindContact {
-				err = b.srv.UpdateContact(l.ID)
-			} else {
+			if l.Deal {
 				err = b.srv.UpdatePipelineItem(l.ID)
+			} else {
+				err = b.srv.UpdateContact(l.ID)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -570,7 +678,7 @@ func TestFullPassSeesEveryRecordEditedDuringIt(t *testing.T) {
 		}
 	}
 	var missed []string
-	for _, l := range b.srv.GroundTruth()[0].Leads {
+	for _, l := range b.truthRows(t) {
 		if !seen[l.ID] {
 			missed = append(missed, l.ID)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"iter"
 	"maps"
+	"slices"
 	"testing"
 
 	"github.com/leadsync/leadsync/sources"
@@ -12,10 +13,10 @@ import (
 	"github.com/leadsync/leadsync/sources/lacrm/lacrmtest"
 )
 
-// readAll reads both streams, contacts then pipeline_items, as one sequence whose cursor is
-// the two streams' cursors merged: the single-stream cursor of the versions before streams
-// were split. It lets the source tests keep one cursor, and proves along the way that such a
-// cursor resumes each stream where it was.
+// readAll reads every stream in order as one sequence whose cursor is the incremental
+// streams' cursors merged: the single-stream cursor of the versions before streams were
+// split (the dictionary streams have none). It lets the source tests keep one cursor, and
+// proves along the way that such a cursor resumes each stream where it was.
 func readAll(src *lacrm.Source, ctx context.Context, acct sources.Account, cur sources.Cursor, opts sources.ReadOptions) iter.Seq2[sources.Page, error] {
 	return func(yield func(sources.Page, error) bool) {
 		latest := map[string]sources.Cursor{}
@@ -65,24 +66,33 @@ func mergeCursors(curs ...sources.Cursor) (sources.Cursor, error) {
 	return sources.Cursor(b), err
 }
 
-// TestStreamsReadTheirOwnListings: each stream reads only its own vendor functions, and a
-// cursor of the combined stream (as versions before the split wrote it) resumes each stream
-// without a new backfill.
+// TestStreamsReadTheirOwnListings: each stream writes its own table and reads only its own
+// vendor functions, and a cursor of the combined stream (as versions before the split wrote
+// it) resumes each incremental stream without a new backfill.
 func TestStreamsReadTheirOwnListings(t *testing.T) {
 	t.Parallel()
 	b := setup(t, lacrmtest.Options{Contacts: 40, PipelineItems: 10}, nil)
 	ctx := context.Background()
-	kinds := map[string]map[string]bool{}
+	wrote := map[string]map[string]bool{} // stream → what its pages carried
 	own := map[string]sources.Cursor{}
 	var combined sources.Cursor
 	for _, st := range b.src.Streams() {
-		kinds[st.Name] = map[string]bool{}
-		for p, err := range b.src.Read(ctx, b.acct, st.Name, "", sources.ReadOptions{}) {
+		wrote[st.Name] = map[string]bool{}
+		for p, err := range b.src.Read(ctx, b.acct, st.Name, "", sources.ReadOptions{Full: st.Mode == sources.FullRefresh}) {
 			if err != nil {
 				t.Fatalf("%s: %v", st.Name, err)
 			}
 			for _, l := range p.Leads {
-				kinds[st.Name][l.Kind] = true
+				wrote[st.Name]["lead "+l.Kind] = true
+			}
+			if len(p.Deals) > 0 {
+				wrote[st.Name][sources.TableDeals] = true
+			}
+			for _, e := range p.Dictionary {
+				wrote[st.Name][e.Kind] = true
+			}
+			if len(p.Counts)+len(p.Submissions)+len(p.Cycles) > 0 {
+				wrote[st.Name]["other"] = true
 			}
 			own[st.Name] = p.Next
 			next, err := mergeCursors(combined, p.Next)
@@ -92,26 +102,56 @@ func TestStreamsReadTheirOwnListings(t *testing.T) {
 			combined = next
 		}
 	}
-	if !kinds[lacrm.StreamContacts][sources.KindContact] || len(kinds[lacrm.StreamContacts]) != 1 {
-		t.Errorf("contacts stream read kinds %v", kinds[lacrm.StreamContacts])
+	want := map[string][]string{
+		lacrm.StreamContacts:      {"lead " + sources.KindContact},
+		lacrm.StreamPipelines:     {sources.DictPipeline, sources.DictStage},
+		lacrm.StreamCustomFields:  {sources.DictCustomField},
+		lacrm.StreamPipelineItems: {sources.TableDeals},
 	}
-	if !kinds[lacrm.StreamPipelineItems][sources.KindPipelineItem] || len(kinds[lacrm.StreamPipelineItems]) != 1 {
-		t.Errorf("pipeline_items stream read kinds %v", kinds[lacrm.StreamPipelineItems])
+	if len(b.src.Streams()) != len(want) {
+		t.Fatalf("streams %v", b.src.Streams())
 	}
-	// Nothing changed: from the combined cursor each stream reads what it reads from its own
-	// cursor (the Lookback's overlap), not a backfill.
+	for name, w := range want {
+		if got := slices.Sorted(maps.Keys(wrote[name])); !slices.Equal(got, w) {
+			t.Errorf("%s wrote %v, want %v", name, got, w)
+		}
+	}
+	// Nothing changed: from the combined cursor each incremental stream reads what it reads
+	// from its own cursor (the Lookback's overlap), not a backfill.
 	count := func(stream string, cur sources.Cursor) (n int) {
 		for p, err := range b.src.Read(ctx, b.acct, stream, cur, sources.ReadOptions{}) {
 			if err != nil {
 				t.Fatalf("%s: %v", stream, err)
 			}
-			n += len(p.Leads)
+			n += len(p.Leads) + len(p.Deals)
 		}
 		return n
 	}
 	for _, st := range b.src.Streams() {
-		if got, want := count(st.Name, combined), count(st.Name, own[st.Name]); got != want || got == count(st.Name, "") {
-			t.Errorf("%s read %d leads from the combined cursor, %d from its own, %d from none", st.Name, got, want, count(st.Name, ""))
+		if st.Mode != sources.Incremental {
+			continue
 		}
+		if got, want := count(st.Name, combined), count(st.Name, own[st.Name]); got != want || got == count(st.Name, "") {
+			t.Errorf("%s read %d rows from the combined cursor, %d from its own, %d from none", st.Name, got, want, count(st.Name, ""))
+		}
+	}
+}
+
+// TestStreamOrderAndTables: the dictionaries come after the contacts and before the deals
+// whose ids they explain, read whole; contacts and items keep their incremental cursors.
+func TestStreamOrderAndTables(t *testing.T) {
+	t.Parallel()
+	b := setup(t, lacrmtest.Options{Contacts: 1, PipelineItems: 1}, nil)
+	want := []sources.Stream{
+		{Name: lacrm.StreamContacts, Mode: sources.Incremental, Table: sources.TableLeads},
+		{Name: lacrm.StreamPipelines, Mode: sources.FullRefresh, Table: sources.TableDictionary},
+		{Name: lacrm.StreamCustomFields, Mode: sources.FullRefresh, Table: sources.TableDictionary},
+		{Name: lacrm.StreamPipelineItems, Mode: sources.Incremental, Table: sources.TableDeals},
+	}
+	if got := b.src.Streams(); !slices.Equal(got, want) {
+		t.Fatalf("Streams() = %v, want %v", got, want)
+	}
+	if lacrm.StreamPipelineItems != "pipeline_items" {
+		t.Fatal("the pipeline_items stream was renamed: upgraded warehouses would lose its cursor")
 	}
 }

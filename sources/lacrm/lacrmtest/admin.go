@@ -1,8 +1,10 @@
 package lacrmtest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -118,6 +120,9 @@ func (f *Fake) admin() http.Handler {
 	})
 	m.HandleFunc("DELETE /_admin/pipeline_items/{id}", func(w http.ResponseWriter, r *http.Request) {
 		answer(w, nil, f.DeletePipelineItem(r.PathValue("id")))
+	})
+	m.HandleFunc("DELETE /_admin/custom_fields/{id}", func(w http.ResponseWriter, r *http.Request) {
+		answer(w, nil, f.DeleteCustomField(r.PathValue("id")))
 	})
 	return m
 }
@@ -271,6 +276,37 @@ func (f *Fake) DeletePipelineItem(id string) error {
 	return fmt.Errorf("pipeline item: %w", ErrNotFound)
 }
 
+// DeleteCustomField removes a custom-field definition and, as LACRM does, the values stored
+// in it: the records of its type lose the key (their LastUpdate stays).
+func (f *Fake) DeleteCustomField(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range f.accounts {
+		i := slices.IndexFunc(a.fields, func(fd *customField) bool { return fd.ID == id })
+		if i < 0 {
+			continue
+		}
+		fd := a.fields[i]
+		a.fields = slices.Delete(a.fields, i, i+1)
+		switch fd.RecordType {
+		case recordPipeline:
+			for _, it := range a.items {
+				if it.PipelineID == fd.PipelineID {
+					delete(it.Custom, fd.Name)
+				}
+			}
+		default:
+			for _, c := range a.contacts {
+				if c.IsCompany == (fd.RecordType == recordCompany) {
+					delete(c.Custom, fd.Name)
+				}
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("custom field: %w", ErrNotFound)
+}
+
 func (f *Fake) accountLocked(id string) *account {
 	if id == "" {
 		id = f.users[f.opts.SandboxUser].AccountID
@@ -293,8 +329,67 @@ func (f *Fake) PipelineIDs(accountID string) []string {
 	return out
 }
 
-// GroundTruth is what leadsync must end up storing: per account, its people (companies are
-// not leads) and its pipeline items, sorted by id.
+// ContactIDs lists an account's people ("" → the sandbox user's account), sorted.
+func (f *Fake) ContactIDs(accountID string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.accountLocked(accountID)
+	if a == nil {
+		return nil
+	}
+	var out []string
+	for id, c := range a.contacts {
+		if !c.IsCompany {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// PipelineItemIDs lists an account's pipeline items ("" → the sandbox user's account), sorted.
+func (f *Fake) PipelineItemIDs(accountID string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.accountLocked(accountID)
+	if a == nil {
+		return nil
+	}
+	out := slices.Collect(maps.Keys(a.items))
+	slices.Sort(out)
+	return out
+}
+
+// CustomFieldIDs lists the custom fields of an account ("" → the sandbox user's account)
+// that the source syncs, contacts' then pipelines', in definition order.
+func (f *Fake) CustomFieldIDs(accountID string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.accountLocked(accountID)
+	if a == nil {
+		return nil
+	}
+	var out []string
+	for _, fd := range a.syncedFields() {
+		out = append(out, fd.ID)
+	}
+	return out
+}
+
+// syncedFields are the custom fields the source's custom_fields stream reads: the contacts'
+// and every pipeline's (companies are not leads).
+func (a *account) syncedFields() []*customField {
+	out := a.fieldsOf(recordContact, "")
+	for _, pl := range a.pipelines {
+		out = append(out, a.fieldsOf(recordPipeline, pl.ID)...)
+	}
+	return out
+}
+
+// GroundTruth is what leadsync must end up storing, per account: its people as leads
+// (companies are not leads), and as records its pipeline items (table deals, updated at
+// their LastUpdate), pipelines, statuses and the contacts' and pipelines' custom fields
+// (table crm_dictionary, as "pipeline:<id>", "stage:<StatusId>", "custom_field:<FieldId>").
 func (f *Fake) GroundTruth() []simkit.AccountTruth {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -306,10 +401,25 @@ func (f *Fake) GroundTruth() []simkit.AccountTruth {
 				t.Leads = append(t.Leads, simkit.LeadTruth{ID: c.ID, Kind: sources.KindContact, UpdatedAt: c.Updated.UTC()})
 			}
 		}
-		for _, it := range a.items {
-			t.Leads = append(t.Leads, simkit.LeadTruth{ID: it.ID, Kind: sources.KindPipelineItem, UpdatedAt: it.Updated.UTC()})
-		}
 		slices.SortFunc(t.Leads, func(x, y simkit.LeadTruth) int { return strings.Compare(x.ID, y.ID) })
+		for _, it := range a.items {
+			t.Records = append(t.Records, simkit.RecordTruth{Table: sources.TableDeals, ID: it.ID, Updated: it.Updated.UTC()})
+		}
+		dict := func(kind, id string) {
+			t.Records = append(t.Records, simkit.RecordTruth{Table: sources.TableDictionary, ID: kind + ":" + id})
+		}
+		for _, pl := range a.pipelines {
+			dict(sources.DictPipeline, pl.ID)
+			for _, st := range pl.Statuses {
+				dict(sources.DictStage, st.ID)
+			}
+		}
+		for _, fd := range a.syncedFields() {
+			dict(sources.DictCustomField, fd.ID)
+		}
+		slices.SortFunc(t.Records, func(x, y simkit.RecordTruth) int {
+			return cmp.Or(strings.Compare(x.Table, y.Table), strings.Compare(x.ID, y.ID))
+		})
 		out = append(out, t)
 	}
 	slices.SortFunc(out, func(x, y simkit.AccountTruth) int { return strings.Compare(x.AccountID, y.AccountID) })

@@ -112,6 +112,8 @@ func (f *Fake) api(w http.ResponseWriter, r *http.Request) {
 		out, err = f.getPipelines(acct)
 	case "GetPipelineItems":
 		out, err = f.getPipelineItems(acct, p)
+	case "GetCustomFields":
+		out, err = f.getCustomFields(acct, p)
 	case "GetUser":
 		out, err = f.getUser(who)
 	case "":
@@ -348,6 +350,52 @@ func (f *Fake) getPipelineItems(acctID string, p params) (any, error) {
 	out := listResponse{HasMoreResults: more, Results: make([]map[string]any, 0, len(page))}
 	for _, it := range page {
 		out.Results = append(out.Results, it.json(acct))
+	}
+	return out, nil
+}
+
+// getCustomFields answers GetCustomFields (API-CONTRACTS.md §5.2, from third-party clients):
+// RecordType (Contact, Company or Pipeline; none: every field) and PipelineId (a pipeline's
+// fields only) filter the definitions. Paging and the {HasMoreResults, Results} answer are
+// [ours], the shape of the other listings; the source also reads a bare list.
+func (f *Fake) getCustomFields(acctID string, p params) (any, error) {
+	recordType, err := p.oneOf("RecordType", "", recordContact, recordCompany, recordPipeline)
+	if err != nil {
+		return nil, err
+	}
+	plID, err := p.str("PipelineId")
+	if err != nil {
+		return nil, err
+	}
+	size, err := p.int("MaxNumberOfResults", 500, 1, 10000)
+	if err != nil {
+		return nil, err
+	}
+	page, err := p.int("Page", 1, 1, math.MaxInt32)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	acct := f.accounts[acctID]
+	if acct == nil {
+		return nil, paramError{"InvalidCredentials", "Invalid credentials: the account no longer exists."}
+	}
+	if plID != "" {
+		if recordType != "" && recordType != recordPipeline {
+			return nil, paramError{"InvalidParameter", "PipelineId is only valid with RecordType Pipeline."}
+		}
+		if acct.pipeline(plID) == nil {
+			return nil, paramError{"InvalidParameter", "PipelineId does not match a pipeline in this account."}
+		}
+		recordType = recordPipeline
+	}
+	fields := acct.fieldsOf(recordType, plID)
+	start := min((page-1)*size, len(fields))
+	end := min(start+size, len(fields))
+	out := listResponse{HasMoreResults: end < len(fields), Results: make([]map[string]any, 0, end-start)}
+	for _, fd := range fields[start:end] {
+		out.Results = append(out.Results, fd.json())
 	}
 	return out, nil
 }

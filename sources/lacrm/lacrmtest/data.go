@@ -17,7 +17,27 @@ type account struct {
 	pipelines   []*pipeline
 	contacts    map[string]*contact
 	items       map[string]*item
+	// fields are the custom-field definitions, in the order GetCustomFields lists them.
+	fields []*customField
 }
+
+// Record types of custom fields (GetCustomFields' RecordType).
+const (
+	recordContact  = "Contact"
+	recordCompany  = "Company"
+	recordPipeline = "Pipeline"
+)
+
+// customField is one custom-field definition. Records carry its values as extra keys named
+// after the field (API-CONTRACTS.md §5.2).
+type customField struct {
+	ID, Name, Type string
+	RecordType     string // recordContact, recordCompany or recordPipeline
+	PipelineID     string // a pipeline field's pipeline
+	Options        []option
+}
+
+type option struct{ ID, Name string }
 
 type pipeline struct {
 	ID, Name string
@@ -75,19 +95,30 @@ func generateAccount(opts Options, u User) *account {
 		id: u.AccountID, company: u.Company, zone: simkit.Pick(r, zones), userID: newID(r),
 		contacts: map[string]*contact{}, items: map[string]*item{},
 	}
+	// The field definitions draw from their own stream, so that adding them leaves every other
+	// record of a seed as it was.
+	fr := simkit.RandFor(opts.Seed, "lacrm/fields/"+u.AccountID)
+	a.addField(fr, recordContact, "", "Lead Source", "Dropdown", simkit.Channels...)
+	a.addField(fr, recordContact, "", "Budget", "Currency")
+	a.addField(fr, recordCompany, "", "Industry", "Dropdown", "Dental", "Legal", "Home Services", "Retail")
 	for _, p := range []struct {
 		name     string
 		statuses []string
-		closed   int // the last `closed` statuses are inactive
+		closed   int      // the last `closed` statuses are inactive
+		text     []string // the pipeline's Text fields, beside Estimated Value
 	}{
-		{"Leads", []string{"New", "Contacted", "Qualified", "Won", "Lost"}, 2},
-		{"Deals", []string{"Proposal", "Negotiation", "Closed Won", "Closed Lost"}, 2},
+		{"Leads", []string{"New", "Contacted", "Qualified", "Won", "Lost"}, 2, nil},
+		{"Deals", []string{"Proposal", "Negotiation", "Closed Won", "Closed Lost"}, 2, []string{"Next Step"}},
 	} {
 		pl := &pipeline{ID: newID(r), Name: p.name}
 		for i, s := range p.statuses {
 			pl.Statuses = append(pl.Statuses, status{ID: newID(r), Name: s, Active: i < len(p.statuses)-p.closed})
 		}
 		a.pipelines = append(a.pipelines, pl)
+		a.addField(fr, recordPipeline, pl.ID, "Estimated Value", "Currency")
+		for _, name := range p.text {
+			a.addField(fr, recordPipeline, pl.ID, name, "Text")
+		}
 	}
 	end := opts.DataEnd
 	start := end.Add(-365 * 24 * time.Hour)
@@ -120,9 +151,52 @@ func generateAccount(opts Options, u User) *account {
 		it.Created = simkit.TimeBetween(r, c.Created, end).Truncate(time.Second)
 		it.Updated = simkit.TimeBetween(r, it.Created, end).Truncate(time.Second)
 		it.Custom = map[string]any{"Estimated Value": float64(100 * (1 + r.IntN(200)))}
+		for _, f := range a.fieldsOf(recordPipeline, pl.ID) {
+			if f.Type == "Text" {
+				it.Custom[f.Name] = simkit.Pick(fr, nextSteps)
+			}
+		}
 		a.items[it.ID] = it
 	}
 	return a
+}
+
+var nextSteps = []string{"Send quote", "Book a demo", "Follow-up call", "Await signature"}
+
+// addField defines a custom field of a record type (and pipeline).
+func (a *account) addField(r *rand.Rand, recordType, pipelineID, name, typ string, options ...string) {
+	f := &customField{ID: newID(r), Name: name, Type: typ, RecordType: recordType, PipelineID: pipelineID}
+	for _, o := range options {
+		f.Options = append(f.Options, option{ID: newID(r), Name: o})
+	}
+	a.fields = append(a.fields, f)
+}
+
+// fieldsOf are the fields of a record type ("" → all), and of one pipeline when pipelineID
+// is set, in definition order.
+func (a *account) fieldsOf(recordType, pipelineID string) []*customField {
+	var out []*customField
+	for _, f := range a.fields {
+		if (recordType == "" || f.RecordType == recordType) && (pipelineID == "" || f.PipelineID == pipelineID) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// json renders a field definition the way GetCustomFields does [ours: the API's field
+// definitions are documented by third-party clients only (API-CONTRACTS.md §5.2)].
+func (f *customField) json() map[string]any {
+	opts := make([]map[string]string, 0, len(f.Options))
+	for _, o := range f.Options {
+		opts = append(opts, map[string]string{"OptionId": o.ID, "Name": o.Name})
+	}
+	var pipelineID any
+	if f.PipelineID != "" {
+		pipelineID = f.PipelineID
+	}
+	return map[string]any{"FieldId": f.ID, "Name": f.Name, "Type": f.Type, "RecordType": f.RecordType,
+		"PipelineId": pipelineID, "IsRequired": false, "Options": opts}
 }
 
 // newPerson draws a contact created in [start, end).

@@ -8,13 +8,16 @@
 //	POST /oauth/token.php       Basic client_id:secret, JSON {"grant_type":"authorization_code",...}
 //	                            or {"grant_type":"refresh_token","refresh_token":...}
 //	POST /v2/                   Authorization: Bearer <token>, or a raw API key (no Bearer), JSON
-//	                            {"Function":..., "Parameters":{...}}: GetContacts, GetPipelines,
-//	                            GetPipelineItems, GetUser
+//	                            {"Function":..., "Parameters":{...}}: GetContacts, GetPipelines
+//	                            (statuses nested), GetPipelineItems, GetCustomFields, GetUser
 //
 // Vendor quirks reproduced: refresh tokens are single-use and live 30 days, and a second use
 // revokes the whole grant (every token of that authorization) with 400 invalid_grant; every
 // API error, bad credentials included, is HTTP 400 {"ErrorCode","ErrorDescription"}; 120
-// requests per minute per grant, then 429 with Retry-After in seconds. API keys (IssueAPIKey,
+// requests per minute per grant, then 429 with Retry-After in seconds. Custom-field values
+// are extra keys of contacts and items, named after the field (§5.2); GetCustomFields lists
+// the definitions: the contacts' (Lead Source, Budget), the companies' (Industry), and each
+// pipeline's (Estimated Value, and Next Step in the second pipeline). API keys (IssueAPIKey,
 // or Options.APIKeys) are sent as "Authorization: <key>"; "Bearer <key>" is no valid token,
 // and an unknown or disabled key answers 400 "Invalid credentials" like an expired token.
 //
@@ -37,6 +40,7 @@
 //	POST   /_admin/pipeline_items        {"account_id","pipeline_id","contact_id"} → {"id"}
 //	POST   /_admin/pipeline_items/{id}/touch  moves the item to its next status
 //	DELETE /_admin/pipeline_items/{id}
+//	DELETE /_admin/custom_fields/{id}    the definition and its values (LastUpdate stays)
 package lacrmtest
 
 import (

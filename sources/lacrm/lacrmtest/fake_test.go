@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/leadsync/leadsync/internal/simkit"
+	"github.com/leadsync/leadsync/sources"
 	"github.com/leadsync/leadsync/sources/lacrm/lacrmtest"
 )
 
@@ -425,8 +427,11 @@ func TestMutationsAndGroundTruth(t *testing.T) {
 	b := setup(t, lacrmtest.Options{Contacts: 10, PipelineItems: 5})
 	auth := "Bearer " + b.srv.Authorize("").Access
 	truth := b.srv.GroundTruth()[0]
-	if len(truth.Leads) != 15 {
-		t.Fatalf("ground truth has %d leads, want 10 people + 5 items", len(truth.Leads))
+	if len(truth.Leads) != 10 {
+		t.Fatalf("ground truth has %d leads, want the 10 people (items are deals)", len(truth.Leads))
+	}
+	if d := records(truth, sources.TableDeals); len(d) != 5 || !slices.Equal(slices.Sorted(maps.Keys(d)), b.srv.PipelineItemIDs("")) {
+		t.Fatalf("ground truth has deals %v, want the 5 items %v", d, b.srv.PipelineItemIDs(""))
 	}
 	var oldest simkit.LeadTruth
 	for _, l := range truth.Leads {
@@ -469,8 +474,13 @@ func TestMutationsAndGroundTruth(t *testing.T) {
 	for _, l := range truth.Leads {
 		ids[l.ID] = l.Kind
 	}
-	if _, ok := ids[oldest.ID]; ok || ids[id] != "contact" || ids[itemID] != "pipeline_item" {
-		t.Fatalf("ground truth after mutations: deleted present=%v, created=%q, item=%q", ids[oldest.ID] != "", ids[id], ids[itemID])
+	deals := records(truth, sources.TableDeals)
+	if _, ok := ids[oldest.ID]; ok || ids[id] != "contact" || deals[itemID].IsZero() {
+		t.Fatalf("ground truth after mutations: deleted present=%v, created=%q, item present=%v", ids[oldest.ID] != "", ids[id], !deals[itemID].IsZero())
+	}
+	// The moved item's deal is updated at its new LastUpdate, as GetPipelineItems says.
+	if !deals[itemID].Equal(b.clock.Now().Truncate(time.Second)) {
+		t.Fatalf("moved item updated %v in the truth, want the mutation time %v", deals[itemID], b.clock.Now())
 	}
 	if err := b.srv.UpdateContact("404"); err == nil {
 		t.Fatal("updating an unknown contact succeeded")
@@ -482,8 +492,165 @@ func TestMutationsAndGroundTruth(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var served []simkit.AccountTruth
-	if err := json.NewDecoder(resp.Body).Decode(&served); err != nil || len(served) != 1 || len(served[0].Leads) != len(truth.Leads) {
+	if err := json.NewDecoder(resp.Body).Decode(&served); err != nil || len(served) != 1 || len(served[0].Leads) != len(truth.Leads) ||
+		len(served[0].Records) != len(truth.Records) {
 		t.Fatalf("/_admin/truth: %v %v", err, served)
+	}
+}
+
+// records are an account truth's records of a table, by id: their updated times.
+func records(at simkit.AccountTruth, table string) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, r := range at.Records {
+		if r.Table == table {
+			out[r.ID] = r.Updated
+		}
+	}
+	return out
+}
+
+type fieldJSON struct {
+	FieldId, Name, Type, RecordType string
+	PipelineId                      *string
+	Options                         []struct{ OptionId, Name string }
+}
+
+// TestCustomFields: GetCustomFields lists the definitions by RecordType and PipelineId, in
+// pages; the records carry values under the names of their own fields only, and the ground
+// truth holds the fields, pipelines and statuses the source syncs.
+func TestCustomFields(t *testing.T) {
+	t.Parallel()
+	b := setup(t, lacrmtest.Options{Contacts: 30, PipelineItems: 40})
+	auth := "Bearer " + b.srv.Authorize("").Access
+	list := func(params map[string]any) []fieldJSON {
+		t.Helper()
+		var all []fieldJSON
+		for page := 1; ; page++ {
+			params["Page"], params["MaxNumberOfResults"] = page, 1
+			st, _, body := b.call(t, auth, "GetCustomFields", params)
+			var p struct {
+				HasMoreResults bool
+				Results        []fieldJSON
+			}
+			if err := json.Unmarshal(body, &p); st != http.StatusOK || err != nil || len(p.Results) > 1 {
+				t.Fatalf("GetCustomFields %v: %d %s", params, st, body)
+			}
+			all = append(all, p.Results...)
+			if !p.HasMoreResults {
+				return all
+			}
+		}
+	}
+	byName := func(fs []fieldJSON) map[string]fieldJSON {
+		out := map[string]fieldJSON{}
+		for _, f := range fs {
+			if f.FieldId == "" || out[f.Name].FieldId != "" {
+				t.Fatalf("field %+v: no id, or a name twice", f)
+			}
+			out[f.Name] = f
+		}
+		return out
+	}
+	contactFields := list(map[string]any{"RecordType": "Contact"})
+	contact := byName(contactFields)
+	if ls := contact["Lead Source"]; ls.Type != "Dropdown" || len(ls.Options) != len(simkit.Channels) || ls.PipelineId != nil ||
+		contact["Budget"].Type != "Currency" || len(contact) != 2 {
+		t.Fatalf("contact fields %+v", contact)
+	}
+	if company := list(map[string]any{"RecordType": "Company"}); len(company) != 1 || company[0].Name != "Industry" {
+		t.Fatalf("company fields %+v", company)
+	}
+	all := list(map[string]any{})
+	pipelineFields := map[string]map[string]fieldJSON{}
+	var synced []string // the contacts' and pipelines' fields
+	for _, f := range contactFields {
+		synced = append(synced, f.FieldId)
+	}
+	for _, pl := range b.srv.PipelineIDs("") {
+		fs := byName(list(map[string]any{"RecordType": "Pipeline", "PipelineId": pl}))
+		if ev := fs["Estimated Value"]; ev.Type != "Currency" || ev.PipelineId == nil || *ev.PipelineId != pl {
+			t.Fatalf("pipeline %s fields %+v", pl, fs)
+		}
+		pipelineFields[pl] = fs
+		for _, f := range fs {
+			synced = append(synced, f.FieldId)
+		}
+	}
+	slices.Sort(synced)
+	if len(all) != len(synced)+1 || !slices.Equal(slices.Sorted(slices.Values(b.srv.CustomFieldIDs(""))), synced) {
+		t.Fatalf("%d fields in all, %d synced; CustomFieldIDs %v", len(all), len(synced), b.srv.CustomFieldIDs(""))
+	}
+	for _, bad := range []map[string]any{{"RecordType": "Deal"}, {"RecordType": "Contact", "PipelineId": b.srv.PipelineIDs("")[0]},
+		{"PipelineId": "404"}, {"MaxNumberOfResults": 0}} {
+		if st, _, body := b.call(t, auth, "GetCustomFields", bad); st != http.StatusBadRequest || decodeErr(t, body).ErrorCode != "InvalidParameter" {
+			t.Errorf("GetCustomFields %v: %d %s, want 400 InvalidParameter", bad, st, body)
+		}
+	}
+
+	// Every custom key of an item is a field of its pipeline; of a contact, a contact field.
+	builtIn := regexp.MustCompile(`^(PipelineItemId|PipelineId|StatusId|ContactId|DateCreated|LastUpdate|StatusMetaData|PipelineMetaData)$`)
+	for _, pl := range b.srv.PipelineIDs("") {
+		st, _, body := b.call(t, auth, "GetPipelineItems", map[string]any{"PipelineId": pl, "MaxNumberOfResults": 100})
+		var p contactsPage
+		if err := json.Unmarshal(body, &p); st != http.StatusOK || err != nil || len(p.Results) == 0 {
+			t.Fatalf("GetPipelineItems: %d %s", st, body)
+		}
+		for _, it := range p.Results {
+			for k := range it {
+				if _, ok := pipelineFields[pl][k]; !ok && !builtIn.MatchString(k) {
+					t.Fatalf("item key %q is neither built in nor a field of pipeline %s", k, pl)
+				}
+			}
+			if _, ok := it["Estimated Value"].(float64); !ok {
+				t.Fatalf("item without an Estimated Value: %v", it)
+			}
+		}
+	}
+	st, _, body := b.call(t, auth, "GetContacts", map[string]any{"MaxNumberOfResults": 100, "RecordTypeFilter": "Contacts"})
+	var cp contactsPage
+	if err := json.Unmarshal(body, &cp); st != http.StatusOK || err != nil {
+		t.Fatalf("GetContacts: %d %s", st, body)
+	}
+	for _, c := range cp.Results {
+		ls, _ := c["Lead Source"].(string)
+		if !slices.Contains(simkit.Channels, ls) {
+			t.Fatalf("contact Lead Source %q is not an option of the field", ls)
+		}
+		if v, ok := c["Budget"]; ok {
+			if _, num := v.(float64); !num {
+				t.Fatalf("contact Budget %v is not a number", v)
+			}
+		}
+	}
+
+	// The truth's dictionary: the pipelines, their statuses and the synced fields.
+	dict := records(b.srv.GroundTruth()[0], sources.TableDictionary)
+	kinds := map[string]int{}
+	for id := range dict {
+		kind, _, _ := strings.Cut(id, ":")
+		kinds[kind]++
+	}
+	if kinds["pipeline"] != 2 || kinds["stage"] != 9 || kinds["custom_field"] != len(synced) || len(kinds) != 3 {
+		t.Fatalf("dictionary truth by kind %v, want 2 pipelines, 9 stages, %d fields", kinds, len(synced))
+	}
+
+	// Deleting a field removes it from the listing and its values from the records.
+	ev := pipelineFields[b.srv.PipelineIDs("")[0]]["Estimated Value"]
+	if err := b.srv.DeleteCustomField(ev.FieldId); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := records(b.srv.GroundTruth()[0], sources.TableDictionary)["custom_field:"+ev.FieldId]; ok {
+		t.Fatal("a deleted field is still in the ground truth")
+	}
+	_, _, body = b.call(t, auth, "GetPipelineItems", map[string]any{"PipelineId": b.srv.PipelineIDs("")[0], "MaxNumberOfResults": 100})
+	if strings.Contains(string(body), "Estimated Value") {
+		t.Fatal("the items of the pipeline still carry the deleted field")
+	}
+	if slices.Contains(b.srv.CustomFieldIDs(""), ev.FieldId) {
+		t.Fatal("CustomFieldIDs lists a deleted field")
+	}
+	if err := b.srv.DeleteCustomField(ev.FieldId); err == nil {
+		t.Fatal("deleting a deleted field succeeded")
 	}
 }
 
