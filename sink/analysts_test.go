@@ -407,7 +407,7 @@ func seedLifecycle(t *testing.T, b *bundle, run RunID, created time.Time) {
 	write(PageWrite{Stream: "form_submissions", Submissions: []sources.Submission{{ID: "sub1", Kind: sources.SubmissionForm,
 		FormID: "form1", FormName: "Quote request", ContactID: "d", Email: "ada@example.com", SubmittedAt: created,
 		Attribution: sources.Attribution{Source: "Google Ads", Medium: "cpc", UTMSource: "google", UTMMedium: "cpc", UTMCampaign: "spring", GCLID: "Cj0K"},
-		Answers: json.RawMessage(`{"roof_age":"15 years"}`)}}})
+		Answers:     json.RawMessage(`{"roof_age":"15 years"}`)}}})
 	if _, err := b.s.WritePage(b.ctx, PageWrite{Run: run, Source: sources.LocaliQ, Account: "USA_2", Stream: "campaign_cycles",
 		Cycles: []sources.CampaignCycle{{CampaignID: "C1", CycleID: "Y1", CampaignName: "spring", CampaignType: "search",
 			Channel: "Search", Status: "running", Currency: "USD", Start: created.Truncate(24 * time.Hour), Spend: 300, Budget: 500,

@@ -230,7 +230,7 @@ VALUES (?, ?, ?, ?, 'a@example.com', ?, ?, 1)`, l[0], l[1], l[2], l[3], c.ts(now
 			{"localiq", "USA_1", "interactions", `{"since":"liq"}`},
 			{"localiq", "USA_1", "daily_counts", ""},
 			{"lacrm", "L1", "contacts", lacrmCursor},
-			{"lacrm", "L1", "pipeline_items", lacrmCursor},
+			{"lacrm", "L1", "pipeline_items", ""}, // 00007: its items are deals now, read again
 			{"acme", "A1", "leads", "acme-cursor"},
 		} {
 			if got, err := s.Cursor(ctx, tc.source, tc.account, tc.stream); err != nil || string(got) != tc.want {
@@ -252,7 +252,8 @@ VALUES (?, ?, ?, ?, 'a@example.com', ?, ?, 1)`, l[0], l[1], l[2], l[3], c.ts(now
 			}
 			return out
 		}
-		want := map[string]string{"lc-1": "contacts", "liq-1": "interactions", "contact-1": "contacts", "item-1": "pipeline_items"}
+		// 00007 moved the LACRM pipeline item to deals.
+		want := map[string]string{"lc-1": "contacts", "liq-1": "interactions", "contact-1": "contacts"}
 		for _, view := range []string{"leads", "leads_current", "leads_deidentified"} {
 			if got := streamsOf(view); !maps.Equal(got, want) {
 				t.Errorf("%s streams = %v, want %v", view, got, want)
@@ -280,8 +281,9 @@ VALUES (?, ?, ?, ?, 'a@example.com', ?, ?, 1)`, l[0], l[1], l[2], l[3], c.ts(now
 		if err := s.FinishRun(ctx, run, RunOK, RunStats{}, nil); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := streamsOf("leads_current")["item-1"]; !ok {
-			t.Error("the contacts pass deleted a pipeline item")
+		var item string
+		if err := c.r.GetContext(ctx, &item, `SELECT stream FROM deals WHERE deal_id = 'item-1' AND deleted_at IS NULL`); err != nil || item != "pipeline_items" {
+			t.Errorf("the pipeline item in deals: stream %q, %v; want it live, of pipeline_items", item, err)
 		}
 
 		// Down to 3: one cursor per account again, leads without a stream.

@@ -88,6 +88,20 @@ func e2eTruthIndex(s *testenv.Sandbox) map[string]time.Time {
 	return out
 }
 
+// e2eDealIndex is the ground truth's deals (LeadConnector opportunities, LACRM pipeline
+// items) of readable accounts: their update time by source/account/id.
+func e2eDealIndex(s *testenv.Sandbox) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, at := range s.GroundTruth() {
+		for _, r := range at.Records {
+			if r.Table == sources.TableDeals {
+				out[at.Source+"/"+at.AccountID+"/"+r.ID] = r.Updated
+			}
+		}
+	}
+	return out
+}
+
 // e2eLeadRequests counts the lead-listing requests each vendor answered: LeadConnector's
 // contact searches, LocaliQ's interaction listings, LACRM's GetContacts and GetPipelineItems.
 func e2eLeadRequests(s *testenv.Sandbox) map[string]int64 {
@@ -329,7 +343,7 @@ func e2eIncremental(t *testing.T, dialect string) {
 	}
 	b.run(t, worker.RunOptions{Trigger: sink.TriggerOnce})
 	b.env.RequireTruth(t)
-	truth0 := e2eTruthIndex(sb)
+	truth0, deals0 := e2eTruthIndex(sb), e2eDealIndex(sb)
 
 	// LeadConnector: 2 new, 2 updated, 1 deleted contact.
 	loc := e2eReadableAccount(t, sb, sources.LeadConnector)
@@ -357,8 +371,8 @@ func e2eIncremental(t *testing.T, dialect string) {
 	e2eNoErr(t, sb.LACRM.UpdateContact(lacrmContacts[0]), sb.LACRM.UpdatePipelineItem(lacrmItems[0]),
 		sb.LACRM.DeletePipelineItem(lacrmItems[1]), sb.LACRM.DeleteContact(lacrmContacts[1]))
 
-	truth1 := e2eTruthIndex(sb)
-	var changed, deleted []string
+	truth1, deals1 := e2eTruthIndex(sb), e2eDealIndex(sb)
+	var changed, deleted, goneDeals []string
 	for k, upd := range truth1 {
 		if old, ok := truth0[k]; !ok || !old.Equal(upd) {
 			changed = append(changed, k)
@@ -369,10 +383,16 @@ func e2eIncremental(t *testing.T, dialect string) {
 			deleted = append(deleted, k)
 		}
 	}
+	for k := range deals0 {
+		if _, ok := deals1[k]; !ok {
+			goneDeals = append(goneDeals, k)
+		}
+	}
 	sort.Strings(changed)
 	sort.Strings(deleted)
-	// 2+2 LeadConnector, 3+1 LocaliQ (less any non-lead chat: none for calls), 4 LACRM.
-	if len(changed) != 12 || len(deleted) < 3 {
+	// 2+2 LeadConnector, 3+1 LocaliQ (less any non-lead chat: none for calls), 2 LACRM
+	// contacts (its pipeline items are deals).
+	if len(changed) != 10 || len(deleted) < 2 || len(goneDeals) < 1 {
 		t.Fatalf("the mutations changed %d leads (%v) and deleted %d (%v): the test's premise is off",
 			len(changed), changed, len(deleted), deleted)
 	}
@@ -387,6 +407,10 @@ func e2eIncremental(t *testing.T, dialect string) {
 	for _, k := range deleted {
 		i := strings.LastIndex(k, "/")
 		wantDiff = append(wantDiff, fmt.Sprintf("%s: extra lead %s", k[:i], k[i+1:]))
+	}
+	for _, k := range goneDeals {
+		i := strings.LastIndex(k, "/")
+		wantDiff = append(wantDiff, fmt.Sprintf("%s: extra deals row %s", k[:i], k[i+1:]))
 	}
 	sort.Strings(wantDiff)
 	if got := b.env.Diff(t); !slices.Equal(got, wantDiff) {

@@ -88,16 +88,7 @@ type Sandbox struct {
 
 // LACRMIDs are the LACRM fake's contact and pipeline-item ids, from its ground truth.
 func (s *Sandbox) LACRMIDs() (contacts, items []string) {
-	for _, at := range s.LACRM.GroundTruth() {
-		for _, l := range at.Leads {
-			if l.Kind == sources.KindPipelineItem {
-				items = append(items, l.ID)
-			} else {
-				contacts = append(contacts, l.ID)
-			}
-		}
-	}
-	return contacts, items
+	return s.LACRM.ContactIDs(""), s.LACRM.PipelineItemIDs("")
 }
 
 // sandboxOptions turns o into the vendor-neutral options of package sandbox.

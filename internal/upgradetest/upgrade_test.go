@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -219,6 +220,7 @@ type lead struct {
 	source, account, id string
 	deleted             bool
 	firstSeen           string
+	kind                string
 }
 
 func (l lead) key() string { return l.source + "/" + l.account + "/" + l.id }
@@ -228,7 +230,23 @@ func leads(t *testing.T, env *testenv.Env) []lead {
 	t.Helper()
 	db := env.OpenDB(t)
 	defer db.Close()
-	rows, err := db.Query(`SELECT source, account_id, lead_id, deleted_at IS NOT NULL, CAST(first_seen_at AS TEXT) FROM leads ORDER BY source, account_id, lead_id`)
+	return leadRows(t, env, `SELECT source, account_id, lead_id, deleted_at IS NOT NULL, CAST(first_seen_at AS TEXT), kind
+FROM leads ORDER BY source, account_id, lead_id`)
+}
+
+// dealRows reads the deals table as leads (kind pipeline_item), to find the LACRM pipeline
+// items the upgrade moved.
+func dealRows(t *testing.T, env *testenv.Env) []lead {
+	t.Helper()
+	return leadRows(t, env, `SELECT source, account_id, deal_id, deleted_at IS NOT NULL, CAST(first_seen_at AS TEXT), 'pipeline_item'
+FROM deals WHERE source = 'lacrm' ORDER BY source, account_id, deal_id`)
+}
+
+func leadRows(t *testing.T, env *testenv.Env, query string) []lead {
+	t.Helper()
+	db := env.OpenDB(t)
+	defer db.Close()
+	rows, err := db.Query(query)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +254,7 @@ func leads(t *testing.T, env *testenv.Env) []lead {
 	var out []lead
 	for rows.Next() {
 		var l lead
-		if err := rows.Scan(&l.source, &l.account, &l.id, &l.deleted, &l.firstSeen); err != nil {
+		if err := rows.Scan(&l.source, &l.account, &l.id, &l.deleted, &l.firstSeen, &l.kind); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, l)
@@ -247,13 +265,22 @@ func leads(t *testing.T, env *testenv.Env) []lead {
 	return out
 }
 
+// fullRefresh are the streams read whole on every run: their cursor is empty between runs.
+var fullRefresh = []string{"pipelines", "custom_fields", "users", "opportunities", "campaign_cycles"}
+
 // cursors reads sync_state: every cursor by source/account (several per account once
-// cursors are kept per stream).
-func cursors(t *testing.T, env *testenv.Env) map[string][]string {
+// cursors are kept per stream); perStream leaves out the full-refresh streams, and those
+// the grant lacks the scope for (never read).
+func cursors(t *testing.T, env *testenv.Env, perStream bool) map[string][]string {
 	t.Helper()
 	db := env.OpenDB(t)
 	defer db.Close()
-	rows, err := db.Query(`SELECT source, account_id, cursor FROM sync_state ORDER BY source, account_id, cursor`)
+	q := `SELECT source, account_id, cursor FROM sync_state ORDER BY source, account_id, cursor`
+	if perStream {
+		q = `SELECT source, account_id, cursor FROM sync_state WHERE stream NOT IN ('` + strings.Join(fullRefresh, "', '") +
+			`') AND (last_outcome IS NULL OR last_outcome <> 'missing_scope') ORDER BY source, account_id, cursor`
+	}
+	rows, err := db.Query(q)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +324,7 @@ func firstAccount(t *testing.T, s *testenv.Sandbox, source string) string {
 
 // mutate adds and updates leads at every vendor, as the conformance suite's incremental
 // case does. It returns how many leads it added, and how many it added or changed.
-func mutate(t *testing.T, s *testenv.Sandbox) (added, changed int) {
+func mutate(t *testing.T, s *testenv.Sandbox) (added, changed int, lacrmUpdated string) {
 	t.Helper()
 	loc := firstAccount(t, s, sources.LeadConnector)
 	adv := firstAccount(t, s, sources.LocaliQ)
@@ -319,7 +346,7 @@ func mutate(t *testing.T, s *testenv.Sandbox) (added, changed int) {
 	step(s.LACRM.UpdateContact(lacrmContacts[0]))
 	step(s.LACRM.UpdatePipelineItem(lacrmItems[0]))
 	added = 1 + len(recent) + 1
-	return added, added + 1 + 2
+	return added, added + 1 + 1, lacrmContacts[0] // the updated pipeline item is a deal: not a lead written
 }
 
 // requests counts the requests each vendor's fake has answered, by vendor.
@@ -335,6 +362,19 @@ func requestsOf(s *testenv.Sandbox) requests {
 		}
 	}
 	return out
+}
+
+// listingsOf counts the requests of the lead listings the base commit's streams make, those
+// an upgrade must resume rather than repeat: LeadConnector's contact searches, LocaliQ's
+// interaction listings and daily reports, LACRM's GetContacts. (LACRM's pipeline items are
+// deals now: the upgrade resets their cursor, and they are read again.)
+func listingsOf(s *testenv.Sandbox) requests {
+	return requests{
+		sources.LeadConnector: s.LC.Counters().Requests("contacts/search", 0),
+		sources.LocaliQ: s.LIQ.Counters().Requests("crm/contact_interactions", 0) +
+			s.LIQ.Counters().Requests("client_reports/lead_detail", 0),
+		sources.LACRM: s.LACRM.Counters().Requests("v2/GetContacts", 0),
+	}
 }
 
 // since is r minus an earlier count.
@@ -366,11 +406,11 @@ func (r requests) String() string {
 // requests the vendors answered for it.
 func syncOnce(t *testing.T, env *testenv.Env, a *app.App) (worker.Result, requests) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	before := requestsOf(env.Sandbox)
+	before := listingsOf(env.Sandbox)
 	res, err := a.Worker.Run(ctx, worker.RunOptions{Trigger: sink.TriggerOnce})
-	n := requestsOf(env.Sandbox).since(before)
+	n := listingsOf(env.Sandbox).since(before)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,20 +453,20 @@ func testUpgrade(t *testing.T, dialect string) {
 	for _, line := range env.Sandbox.LoginCommands(env.ConfigPath) {
 		old.authorize(t, line)
 	}
-	before := requestsOf(env.Sandbox)
+	before := listingsOf(env.Sandbox)
 	out := old.run(t, "run", "--once", "--progress", "off")
-	backfill := requestsOf(env.Sandbox).since(before)
+	backfill := listingsOf(env.Sandbox).since(before)
 	t.Logf("old leadsync run --once: %s", strings.TrimSpace(out))
-	env.RequireTruth(t) // what the upgrade must keep is complete
+	requireOldTruth(t, env) // what the upgrade must keep is complete
 	oldLeads := leads(t, env)
-	oldCursors := cursors(t, env)
+	oldCursors := cursors(t, env, false)
 	accounts := syncable(env.Sandbox)
 	for k := range accounts {
 		if !slices.ContainsFunc(oldCursors[k], func(c string) bool { return c != "" }) {
 			t.Fatalf("the old backfill left account %s without a cursor: nothing for the upgrade to carry over", k)
 		}
 	}
-	added, changed := mutate(t, env.Sandbox)
+	added, changed, lacrmUpdated := mutate(t, env.Sandbox)
 
 	// The upgrade: the new code opens the same configuration, warehouse and token store.
 	a := env.App(t)
@@ -472,18 +512,47 @@ func testUpgrade(t *testing.T, dialect string) {
 	}
 	// The rows from before the upgrade compare equal to what the vendors send: only the
 	// leads changed at the vendors are written.
-	if first.Stats.LeadsWritten != int64(changed) {
-		t.Errorf("the first run after the upgrade wrote %d leads, want the %d added or changed at the vendors", first.Stats.LeadsWritten, changed)
+	// And the LACRM contacts it re-read (its lookback) gain the channel their Lead Source
+	// now gives: rewritten once.
+	channeled := count(t, env, `SELECT count(*) FROM leads WHERE source = 'lacrm' AND kind = 'contact' AND revision > 1
+AND channel IS NOT NULL AND lead_id <> '`+lacrmUpdated+`' AND sync_run_id = `+fmt.Sprint(first.Run))
+	if first.Stats.LeadsWritten != int64(changed+channeled) {
+		t.Errorf("the first run after the upgrade wrote %d leads, want the %d added or changed at the vendors and the %d LACRM contacts given a channel",
+			first.Stats.LeadsWritten, changed, channeled)
+	}
+	// The grants the old leadsync authorized lack the scopes of LeadConnector's new streams:
+	// those are marked missing_scope, and the others carry on.
+	if n := count(t, env, `SELECT count(*) FROM sync_state WHERE source = 'leadconnector' AND stream <> 'contacts'
+AND last_outcome NOT IN ('missing_scope', 'restricted')`); n != 0 {
+		t.Errorf("%d LeadConnector lifecycle streams synced with a grant that lacks their scopes", n)
 	}
 
-	// Nothing lost or duplicated, the changes present, every old row kept as it was.
-	env.RequireTruth(t)
+	// Nothing lost or duplicated, the changes present, every old row kept as it was (LACRM's
+	// pipeline items moved to deals). LeadConnector's lifecycle rows wait for a grant with
+	// their scopes.
+	missingScope := regexp.MustCompile(`^leadconnector/[^:]+: missing (crm_dictionary|deals|submissions) row `)
+	var diffs []string
+	for _, d := range env.Diff(t) {
+		if !missingScope.MatchString(d) {
+			diffs = append(diffs, d)
+		}
+	}
+	if len(diffs) > 0 {
+		t.Fatalf("after the upgrade the warehouse differs from the ground truth:\n%s", strings.Join(diffs[:min(20, len(diffs))], "\n"))
+	}
 	newLeads := leads(t, env)
-	if got, want := len(newLeads), len(oldLeads)+added; got != want {
-		t.Errorf("the warehouse holds %d lead rows after the upgrade, want %d (%d before, %d added at the vendors)", got, want, len(oldLeads), added)
+	items := 0
+	for _, o := range oldLeads {
+		if o.kind == sources.KindPipelineItem {
+			items++
+		}
+	}
+	if got, want := len(newLeads), len(oldLeads)-items+added; got != want || items == 0 {
+		t.Errorf("the warehouse holds %d lead rows after the upgrade, want %d (%d before, %d of them pipeline items moved to deals, %d added at the vendors)",
+			got, want, len(oldLeads), items, added)
 	}
 	byKey := map[string]lead{}
-	for _, l := range newLeads {
+	for _, l := range slices.Concat(newLeads, dealRows(t, env)) {
 		if _, dup := byKey[l.key()]; dup {
 			t.Errorf("lead %s stored twice after the upgrade", l.key())
 		}
@@ -500,11 +569,11 @@ func testUpgrade(t *testing.T, dialect string) {
 			t.Errorf("lead %s: first seen %s before the upgrade, %s after: stored anew", o.key(), o.firstSeen, n.firstSeen)
 		}
 	}
-	newCursors := cursors(t, env)
+	newCursors := cursors(t, env, true)
 	for k := range accounts {
 		cs := newCursors[k]
 		if len(cs) == 0 || slices.Contains(cs, "") {
-			t.Errorf("account %s after the upgrade has cursors %q: want each of its streams to have one", k, cs)
+			t.Errorf("account %s after the upgrade has cursors %q: want each of its incremental streams to have one", k, cs)
 		}
 	}
 
@@ -561,4 +630,60 @@ func refreshAll(t *testing.T, env *testenv.Env, a *app.App) {
 			t.Errorf("grant of %s after the forced refresh: needs re-auth %v, last refreshed %s", g.Connection, g.NeedsReauth, g.LastRefreshAt)
 		}
 	}
+}
+
+// requireOldTruth checks the warehouse the base commit wrote against the ground truth as
+// that leadsync stored it: every lead, with LACRM's pipeline items among the leads (they are
+// deals now), and none of the lifecycle tables.
+func requireOldTruth(t *testing.T, env *testenv.Env) {
+	t.Helper()
+	stored := env.Stored(t)
+	var diffs []string
+	for _, at := range env.Sandbox.GroundTruth() {
+		if at.Restricted {
+			continue
+		}
+		k := at.Source + "/" + at.AccountID
+		want := map[string]time.Time{}
+		for _, l := range at.Leads {
+			want[l.ID] = l.UpdatedAt
+		}
+		if at.Source == sources.LACRM {
+			for _, r := range at.Records {
+				if r.Table == sources.TableDeals {
+					want[r.ID] = r.Updated
+				}
+			}
+		}
+		got := map[string]time.Time{}
+		for _, l := range stored[k] {
+			got[l.ID] = l.UpdatedAt
+		}
+		for id, upd := range want {
+			if g, ok := got[id]; !ok || !g.Equal(upd) {
+				diffs = append(diffs, fmt.Sprintf("%s: lead %s missing or stale (%v, want %v)", k, id, g, upd))
+			}
+		}
+		for id := range got {
+			if _, ok := want[id]; !ok {
+				diffs = append(diffs, fmt.Sprintf("%s: extra lead %s", k, id))
+			}
+		}
+	}
+	if len(diffs) > 0 {
+		slices.Sort(diffs)
+		t.Fatalf("the base commit's warehouse differs from the ground truth:\n%s", strings.Join(diffs[:min(20, len(diffs))], "\n"))
+	}
+}
+
+// count runs a count query on the warehouse.
+func count(t *testing.T, env *testenv.Env, query string) int {
+	t.Helper()
+	db := env.OpenDB(t)
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(query).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
 }

@@ -79,6 +79,31 @@ $$;
 CREATE TRIGGER deals_stage_history AFTER INSERT OR UPDATE ON deals
     FOR EACH ROW EXECUTE FUNCTION record_deal_stage();
 
+-- LACRM pipeline items are deals now (its pipeline_items stream writes deals): the rows move
+-- out of leads with what their raw JSON says, and the stream's cursor is reset, so its next
+-- run re-reads every item and fills in what SQL cannot (custom values by field id, a value
+-- from another currency field, the exact won/lost rule). Soft-deleted items stay deleted.
+INSERT INTO deals (source, account_id, deal_id, stream, contact_id, pipeline_id, stage_id, status,
+    status_category, monetary_value, created_at, updated_at, hipaa, raw,
+    first_seen_at, last_synced_at, sync_run_id, deleted_at)
+SELECT source, account_id, lead_id, 'pipeline_items',
+    NULLIF(trim(raw ->> 'ContactId'), ''),
+    NULLIF(trim(raw ->> 'PipelineId'), ''),
+    NULLIF(trim(raw ->> 'StatusId'), ''),
+    NULLIF(trim(status), ''),
+    CASE WHEN raw -> 'StatusMetaData' -> 'IsActive' IS NULL OR jsonb_typeof(raw -> 'StatusMetaData' -> 'IsActive') = 'null'
+              OR lower(raw -> 'StatusMetaData' ->> 'IsActive') IN ('1', 'true', 't') THEN 'open'
+         WHEN (' ' || lower(status) || ' ' LIKE '% won %' OR lower(status) LIKE '%sold%' OR lower(status) LIKE '%signed%')
+              AND NOT (' ' || lower(status) || ' ' LIKE '% not %' OR lower(status) LIKE '%lost%'
+                       OR lower(status) LIKE '%unsigned%') THEN 'won'
+         ELSE 'lost' END,
+    CASE WHEN jsonb_typeof(raw -> 'Estimated Value') = 'number' THEN (raw ->> 'Estimated Value')::double precision ELSE 0 END,
+    created_at, updated_at, hipaa, raw, first_seen_at, last_synced_at, sync_run_id, deleted_at
+FROM leads
+WHERE source = 'lacrm' AND kind = 'pipeline_item';
+DELETE FROM leads WHERE source = 'lacrm' AND kind = 'pipeline_item';
+UPDATE sync_state SET cursor = '' WHERE source = 'lacrm' AND stream = 'pipeline_items';
+
 -- What the ids in deals and leads mean, per account: kind 'pipeline', 'stage' (parent_id:
 -- its pipeline), 'lost_reason', 'custom_field' (data_type; category: the model it belongs
 -- to), 'user' (the name only; category: the role). No lead PII.
@@ -260,6 +285,15 @@ ALTER TABLE sync_run_streams DROP CONSTRAINT sync_run_streams_outcome_check,
     CHECK (outcome IN ('ok', 'failed', 'restricted', 'cancelled', 'missing_scope'));
 
 -- +goose Down
+-- LACRM's deals go back to leads, where the code before this migration reads them, and its
+-- pipeline_items stream starts over.
+INSERT INTO leads (source, account_id, lead_id, stream, kind, status, tags, created_at, updated_at, hipaa, raw,
+    first_seen_at, last_synced_at, sync_run_id, deleted_at)
+SELECT source, account_id, deal_id, stream, 'pipeline_item', status, '[]', created_at, updated_at, hipaa, raw,
+    first_seen_at, last_synced_at, sync_run_id, deleted_at
+FROM deals WHERE source = 'lacrm'
+ON CONFLICT (source, account_id, lead_id) DO NOTHING;
+UPDATE sync_state SET cursor = '' WHERE source = 'lacrm' AND stream = 'pipeline_items';
 UPDATE sync_state SET last_outcome = 'failed' WHERE last_outcome = 'missing_scope';
 UPDATE sync_run_streams SET outcome = 'failed' WHERE outcome = 'missing_scope';
 ALTER TABLE sync_state DROP CONSTRAINT sync_state_last_outcome_check,

@@ -73,6 +73,31 @@ BEGIN
 END;
 -- +goose StatementEnd
 
+-- LACRM pipeline items are deals now (its pipeline_items stream writes deals): the rows move
+-- out of leads with what their raw JSON says, and the stream's cursor is reset, so its next
+-- run re-reads every item and fills in what SQL cannot (custom values by field id, a value
+-- from another currency field, the exact won/lost rule). Soft-deleted items stay deleted.
+INSERT INTO deals (source, account_id, deal_id, stream, contact_id, pipeline_id, stage_id, status,
+    status_category, monetary_value, created_at, updated_at, hipaa, raw,
+    first_seen_at, last_synced_at, sync_run_id, deleted_at)
+SELECT source, account_id, lead_id, 'pipeline_items',
+    NULLIF(trim(CAST(json_extract(raw, '$.ContactId') AS TEXT)), ''),
+    NULLIF(trim(CAST(json_extract(raw, '$.PipelineId') AS TEXT)), ''),
+    NULLIF(trim(CAST(json_extract(raw, '$.StatusId') AS TEXT)), ''),
+    NULLIF(trim(status), ''),
+    CASE WHEN json_type(raw, '$.StatusMetaData.IsActive') IS NULL OR json_type(raw, '$.StatusMetaData.IsActive') = 'null'
+              OR lower(CAST(json_extract(raw, '$.StatusMetaData.IsActive') AS TEXT)) IN ('1', 'true', 't') THEN 'open'
+         WHEN (' ' || lower(status) || ' ' LIKE '% won %' OR lower(status) LIKE '%sold%' OR lower(status) LIKE '%signed%')
+              AND NOT (' ' || lower(status) || ' ' LIKE '% not %' OR lower(status) LIKE '%lost%'
+                       OR lower(status) LIKE '%unsigned%') THEN 'won'
+         ELSE 'lost' END,
+    CASE WHEN json_type(raw, '$."Estimated Value"') IN ('integer', 'real') THEN json_extract(raw, '$."Estimated Value"') ELSE 0 END,
+    created_at, updated_at, hipaa, raw, first_seen_at, last_synced_at, sync_run_id, deleted_at
+FROM leads
+WHERE source = 'lacrm' AND kind = 'pipeline_item';
+DELETE FROM leads WHERE source = 'lacrm' AND kind = 'pipeline_item';
+UPDATE sync_state SET cursor = '' WHERE source = 'lacrm' AND stream = 'pipeline_items';
+
 CREATE TABLE crm_dictionary (
     source      TEXT    NOT NULL,
     account_id  TEXT    NOT NULL,
@@ -272,6 +297,15 @@ WHERE last_outcome IS NULL OR last_outcome <> 'restricted'
 GROUP BY source, stream;
 
 -- +goose Down
+-- LACRM's deals go back to leads, where the code before this migration reads them, and its
+-- pipeline_items stream starts over.
+INSERT INTO leads (source, account_id, lead_id, stream, kind, status, tags, created_at, updated_at, hipaa, raw,
+    first_seen_at, last_synced_at, sync_run_id, deleted_at)
+SELECT source, account_id, deal_id, stream, 'pipeline_item', status, '[]', created_at, updated_at, hipaa, raw,
+    first_seen_at, last_synced_at, sync_run_id, deleted_at
+FROM deals WHERE source = 'lacrm'
+ON CONFLICT (source, account_id, lead_id) DO NOTHING;
+UPDATE sync_state SET cursor = '' WHERE source = 'lacrm' AND stream = 'pipeline_items';
 DROP VIEW custom_field_values;
 DROP VIEW deal_stage_intervals;
 DROP VIEW lost_reasons;
