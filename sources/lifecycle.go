@@ -87,7 +87,7 @@ const (
 type DictEntry struct {
 	Kind     string // DictPipeline .. DictUser
 	ID       string
-	ParentID string // a stage's pipeline; "" otherwise
+	ParentID string // a stage's pipeline, or an LACRM pipeline custom field's; "" otherwise
 	Name     string
 	Position int
 	// DataType is a custom field's type as the vendor names it (TEXT, MONETORY, Dropdown…).

@@ -201,7 +201,8 @@ LEFT JOIN crm_dictionary p ON p.source = s.source AND p.account_id = s.account_i
 WHERE s.kind = 'stage' AND s.deleted_at IS NULL;
 
 CREATE VIEW custom_fields AS
-SELECT source, account_id, entry_id AS field_id, name AS field_name, data_type, category AS model, position, detail
+SELECT source, account_id, entry_id AS field_id, name AS field_name, data_type, category AS model, parent_id AS pipeline_id,
+       position, detail
 FROM crm_dictionary
 WHERE kind = 'custom_field' AND deleted_at IS NULL;
 
