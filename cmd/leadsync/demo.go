@@ -32,6 +32,28 @@ GROUP BY 1 ORDER BY leads DESC LIMIT 8`},
 FROM accounts ORDER BY source, account_id LIMIT 12`},
 	{"Streams per account: a 403 restricts the stream the vendor refused", `SELECT source, stream, last_outcome, COUNT(*) AS accounts
 FROM sync_state GROUP BY source, stream, last_outcome ORDER BY source, stream, last_outcome`},
+	{"The lead → deal → won funnel by source and channel (deals: opportunities, LACRM pipeline items)", `SELECT l.source,
+       COALESCE(NULLIF(l.channel, ''), '(none)') AS channel,
+       COUNT(DISTINCT l.account_id || '/' || l.lead_id) AS leads,
+       COUNT(DISTINCT d.account_id || '/' || d.contact_id) AS with_deal,
+       COUNT(DISTINCT CASE WHEN d.status_category = 'won' THEN d.account_id || '/' || d.contact_id END) AS won
+FROM leads_shareable l
+LEFT JOIN deals_shareable d ON d.source = l.source AND d.account_id = l.account_id AND d.contact_id = l.lead_id
+WHERE l.source IN (SELECT source FROM deals_shareable)
+GROUP BY 1, 2 ORDER BY leads DESC LIMIT 8`},
+	{"Open and won deal value per pipeline stage (opportunity_stage_history keeps each change from now on)", `SELECT d.source, p.pipeline_name, p.stage_name, d.status_category,
+       COUNT(*) AS deals, ROUND(SUM(d.monetary_value), 2) AS value
+FROM deals_shareable d
+JOIN pipeline_stages p ON p.source = d.source AND p.account_id = d.account_id AND p.stage_id = d.stage_id
+WHERE d.status_category IN ('open', 'won')
+GROUP BY 1, 2, 3, 4 ORDER BY value DESC LIMIT 8`},
+	{"Cost per lead by campaign (LocaliQ spend ÷ its leads in the warehouse)", `WITH spend AS (
+  SELECT source, account_id, campaign_name, SUM(spend) AS spend FROM campaign_cycles GROUP BY 1, 2, 3),
+synced AS (SELECT source, account_id, campaign, COUNT(*) AS leads FROM leads_shareable GROUP BY 1, 2, 3)
+SELECT s.campaign_name, ROUND(SUM(s.spend), 2) AS spend, SUM(l.leads) AS leads,
+       ROUND(SUM(s.spend) / NULLIF(SUM(l.leads), 0), 2) AS cost_per_lead
+FROM spend s JOIN synced l ON l.source = s.source AND l.account_id = s.account_id AND l.campaign = s.campaign_name
+GROUP BY 1 ORDER BY spend DESC LIMIT 6`},
 }
 
 // demoOptions are demo's flags.
