@@ -21,7 +21,23 @@ func TestConformance(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return s.LIQ.EditInteraction(recent[0], "qualified")
+			if err := s.LIQ.EditInteraction(recent[0], "qualified"); err != nil {
+				return err
+			}
+			// A new cycle of a reported campaign, and more spend on another.
+			campaigns, err := s.LIQ.Campaigns(adv)
+			if err != nil {
+				return err
+			}
+			for _, c := range campaigns {
+				if c.Reported && len(c.Cycles) > 0 {
+					if _, err := s.LIQ.AddCycle(adv, c.ID, liqtest.NewCycle{Budget: 300, Spend: 12.5, Clicks: 4}); err != nil {
+						return err
+					}
+					return s.LIQ.SetCycleSpend(adv, c.Cycles[0].ID, 999.99)
+				}
+			}
+			return nil
 		},
 	})
 }
