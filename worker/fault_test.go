@@ -54,6 +54,16 @@ func proofSync(t testing.TB, a *app.App) worker.Result {
 	return res
 }
 
+// proofOptions is the sandbox of the fault proofs: testenv.Small, with LeadConnector's limit
+// as 10 requests per second rather than 100 per 10 s. The rate is the same, but an injected
+// 429 makes the client wait out one interval: 1 s, not 10, for each of the many a location's
+// streams draw.
+func proofOptions(seed uint64) testenv.Options {
+	opts := testenv.Small(seed)
+	opts.LeadConnector.Burst, opts.LeadConnector.Interval = 10, time.Second
+	return opts
+}
+
 // proofSandboxRequests counts every request the three vendors answered.
 func proofSandboxRequests(env *testenv.Env) int64 {
 	return env.Sandbox.TotalRequests()
@@ -86,7 +96,7 @@ func TestProofFaultsSyncEqualsTruth(t *testing.T) {
 			seed := proofFaultSeed(t)
 
 			// The fault-free run of the same sandbox is the yardstick.
-			clean := testenv.New(t, testenv.Small(seed), dialect)
+			clean := testenv.New(t, proofOptions(seed), dialect)
 			ca := clean.Authorized(t)
 			cleanAuth := proofSandboxRequests(clean)
 			cleanRes := proofSync(t, ca)
@@ -95,7 +105,7 @@ func TestProofFaultsSyncEqualsTruth(t *testing.T) {
 			}
 			cleanReqs := proofSandboxRequests(clean) - cleanAuth
 
-			env := testenv.New(t, testenv.Small(seed), dialect)
+			env := testenv.New(t, proofOptions(seed), dialect)
 			a := env.Authorized(t)
 			authReqs := proofSandboxRequests(env)
 			env.Sandbox.SetFaults(proofFaultMix)
@@ -160,7 +170,7 @@ func TestProofFaultsOnTokenRefresh(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			seed := proofFaultSeed(t)
-			opts := testenv.Small(seed)
+			opts := proofOptions(seed)
 			opts.TokenTTL = 10 * time.Second // refreshed half-way: every 5 s
 			env := testenv.New(t, opts, testenv.SQLite)
 			a := env.Authorized(t)

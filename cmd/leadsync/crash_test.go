@@ -50,6 +50,9 @@ type proofCrashPlan struct {
 
 func proofCrashPlanFor(seed uint64) proofCrashPlan {
 	opts := testenv.Small(seed)
+	// LeadConnector's limit as 10 requests a second (the same rate as 100 per 10 s): an
+	// injected 429 then costs a 1 s wait, not 10.
+	opts.LeadConnector.Burst, opts.LeadConnector.Interval = 10, time.Second
 	// Every grant refreshes about every two seconds (the store refreshes half-way through a
 	// token's life), so kills fall between a vendor's rotation and the store's write.
 	opts.TokenTTL = 4 * time.Second

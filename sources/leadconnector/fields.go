@@ -3,7 +3,6 @@ package leadconnector
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
@@ -99,7 +98,7 @@ func (s *Source) readDictionary(ctx context.Context, acct sources.Account, req d
 			return err
 		})
 		if err != nil {
-			yield(sources.Page{}, s.dictError(acct, req, err))
+			yield(sources.Page{}, s.streamError(acct, req.stream, err, req.endpoint))
 			return
 		}
 		for _, r := range page.Rejected {
@@ -148,28 +147,6 @@ func decodeDictionary(body []byte, req dictRequest) (sources.Page, error) {
 		}
 	}
 	return page, nil
-}
-
-// dictError turns a 403 anywhere in err's chain (the listing, or the location token mint)
-// into the stream's restriction, and the listing's 401 for a missing scope into a
-// *sources.MissingScopeError; other errors are wrapped with the account.
-func (s *Source) dictError(acct sources.Account, req dictRequest, err error) error {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		he, ok := e.(*httpx.Error)
-		if !ok {
-			continue
-		}
-		switch {
-		case he.Status == http.StatusForbidden:
-			return &sources.RestrictedError{Vendor: sources.LeadConnector, AccountID: acct.ID, Stream: req.stream,
-				HIPAA: acct.HIPAAProtected, Message: he.Message}
-		case he.Status == http.StatusUnauthorized && he.Endpoint == req.endpoint &&
-			strings.Contains(strings.ToLower(he.Message), "not authorized for this scope"):
-			return &sources.MissingScopeError{Vendor: sources.LeadConnector, AccountID: acct.ID, Stream: req.stream,
-				Scope: req.scope, Message: he.Message}
-		}
-	}
-	return fmt.Errorf("location %s: %w", acct.ID, err)
 }
 
 // customFieldJSON is what the source reads of a custom field (locations.json, CustomFieldSchema).

@@ -3,12 +3,16 @@ package leadconnector
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"iter"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/leadsync/leadsync/sources"
+	"github.com/leadsync/leadsync/sources/httpx"
 )
 
 // streamDef is one stream of the source: what it writes, the OAuth scopes its own
@@ -89,4 +93,35 @@ func (s *Source) Read(ctx context.Context, acct sources.Account, stream string, 
 		}
 	}
 	return d.read(s, ctx, acct, cur, opts)
+}
+
+// streamError maps the error of a stream's request: a 403 anywhere in err's chain (the
+// request's, or the location token mint's) restricts the stream; the vendor's 401 "not
+// authorized for this scope" on one of the stream's own endpoints is a missing scope (a
+// scope the mint lacks fails the account like any other error); the rest is wrapped with the
+// account.
+func (s *Source) streamError(acct sources.Account, stream string, err error, endpoints ...string) error {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		he, ok := e.(*httpx.Error)
+		if !ok {
+			continue
+		}
+		switch {
+		case he.Status == http.StatusForbidden:
+			return &sources.RestrictedError{Vendor: sources.LeadConnector, AccountID: acct.ID, Stream: stream,
+				HIPAA: acct.HIPAAProtected, Message: he.Message}
+		case he.Status == http.StatusUnauthorized && isScopeMessage(he.Message) && slices.Contains(endpoints, he.Endpoint):
+			d, _ := lookupStream(stream)
+			return &sources.MissingScopeError{Vendor: sources.LeadConnector, AccountID: acct.ID, Stream: stream,
+				Scope: d.Scope, Message: he.Message}
+		}
+	}
+	return fmt.Errorf("location %s: stream %s: %w", acct.ID, stream, err)
+}
+
+// isScopeMessage is the vendor's 401 for a token without the endpoint's scope ("The token
+// is not authorized for this scope."), not its 401 for the wrong token class ("This
+// authClass type is not allowed to access this scope.").
+func isScopeMessage(msg string) bool {
+	return strings.Contains(strings.ToLower(msg), "not authorized for this scope")
 }

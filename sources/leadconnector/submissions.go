@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -249,7 +248,7 @@ func (s *Source) submissions(ctx context.Context, st subStream, acct sources.Acc
 			asked := s.cfg.Clock()
 			page, err := s.submissionPage(ctx, st, acct, creds, *win)
 			if err != nil {
-				yield(sources.Page{}, s.submissionsError(st, acct, err))
+				yield(sources.Page{}, s.streamError(acct, st.name, err, st.endpoint))
 				return
 			}
 			if win.page == 1 {
@@ -336,32 +335,6 @@ func (s *Source) submissionPage(ctx context.Context, st subStream, acct sources.
 		return err
 	})
 	return page, err
-}
-
-// submissionsError turns a 403 anywhere in err's chain (the listing, or the location token
-// mint) into the stream's restriction, and a 401 for a missing scope into the stream's
-// *sources.MissingScopeError (oauth.write when the mint was refused); other errors are
-// wrapped with the account.
-func (s *Source) submissionsError(st subStream, acct sources.Account, err error) error {
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		he, ok := e.(*httpx.Error)
-		if !ok {
-			continue
-		}
-		switch m := strings.ToLower(he.Message); {
-		case he.Status == http.StatusForbidden:
-			return &sources.RestrictedError{Vendor: sources.LeadConnector, AccountID: acct.ID, Stream: st.name,
-				HIPAA: acct.HIPAAProtected, Message: he.Message, Fields: sources.PIIFields}
-		case he.Status == http.StatusUnauthorized && strings.Contains(m, "scope") && !strings.Contains(m, "authclass"):
-			scope := st.scope
-			if he.Endpoint != st.endpoint {
-				scope = "oauth.write"
-			}
-			return &sources.MissingScopeError{Vendor: sources.LeadConnector, AccountID: acct.ID, Stream: st.name,
-				Scope: scope, Message: he.Message}
-		}
-	}
-	return fmt.Errorf("location %s: %s: %w", acct.ID, st.name, err)
 }
 
 // subPage is a decoded listing page: its submissions and quarantined records, how many
