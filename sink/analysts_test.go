@@ -340,6 +340,8 @@ func seedWarehouse(t *testing.T, b *bundle) {
 	a.HIPAA = true
 	c := lead(sources.LocaliQ, "USA_2", "c")
 	c.Email = strings.ToUpper(a.Email) // the same person in another account
+	// First looked at after an hour and a half; a call of 55 seconds, as its raw "00:55" says.
+	c.ReadAt, c.DurationSeconds = created.Add(90*time.Minute), 55
 	d := lead(sources.LeadConnector, "LOC1", "d")
 	d.Kind, d.Tags = sources.KindContact, nil
 	write := func(run RunID, src, acct string, full bool, leads ...sources.Lead) {

@@ -311,3 +311,99 @@ VALUES (?, ?, ?, ?, 'a@example.com', ?, ?, 1)`, l[0], l[1], l[2], l[3], c.ts(now
 		}
 	})
 }
+
+// Migration 8 adds read_at, archived_at and call_seconds to a warehouse that has leads: the
+// rows stay as they were, with NULL times and 0 seconds, in leads and in every view over
+// them, until a sync rewrites them. Down keeps the rows and the views, without the columns.
+func TestMigrationToLeadTimesKeepsLeads(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, newURL func(testing.TB) string) {
+		ctx, url := t.Context(), newURL(t)
+		w, err := open(ctx, url, Options{Logger: quiet}, modeNone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := w.base()
+		if _, err := c.migrations.Goose.UpTo(ctx, 7); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC)
+		// Their raw JSON has a read_at: the migration leaves vendor JSON to the decoders.
+		for _, l := range [][3]string{{"USA_1", "call-1", "call"}, {"USA_1", "form-1", "form"}, {"USA_2", "call-2", "call"}} {
+			if _, err := c.w.ExecContext(ctx, c.q(`INSERT INTO leads (source, account_id, lead_id, stream, kind, email, raw,
+    created_at, first_seen_at, last_synced_at, sync_run_id)
+VALUES ('localiq', ?, ?, 'interactions', ?, 'a@example.com', '{"read_at":"2026-01-04T10:00:00-08:00"}', ?, ?, ?, 1)`),
+				l[0], l[1], l[2], c.ts(now.Add(-time.Hour)), c.ts(now), c.ts(now)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.Close()
+
+		s, err := Open(ctx, url, Options{Logger: quiet, Now: func() time.Time { return now.Add(time.Hour) }})
+		if err != nil {
+			t.Fatalf("migrate a 00007 warehouse with leads: %v", err)
+		}
+		defer s.Close()
+		c = s.(warehouse).base()
+		counts := func(view string) (rows, emails, times, seconds int) {
+			t.Helper()
+			if err := c.r.QueryRowContext(ctx, `SELECT count(*), count(email), count(read_at) + count(archived_at), sum(call_seconds)
+FROM `+view).Scan(&rows, &emails, &times, &seconds); err != nil {
+				t.Fatalf("read %s: %v", view, err)
+			}
+			return
+		}
+		for _, view := range []string{"leads", "leads_current", "leads_shareable", "leads_pii", "leads_deidentified"} {
+			rows, emails, times, seconds := counts(view)
+			wantEmails := 3
+			if view == "leads_shareable" || view == "leads_deidentified" {
+				wantEmails = 0
+			}
+			if rows != 3 || emails != wantEmails || times != 0 || seconds != 0 {
+				t.Errorf("%s after the upgrade: %d rows, %d emails, %d times, %d seconds; want 3, %d, 0, 0",
+					view, rows, emails, times, seconds, wantEmails)
+			}
+		}
+		var weekly int
+		if err := c.r.GetContext(ctx, &weekly, `SELECT sum(leads) FROM lead_counts_by_week`); err != nil || weekly != 3 {
+			t.Errorf("lead_counts_by_week after the upgrade: %d leads, %v; want 3", weekly, err)
+		}
+
+		// The next sync of a lead fills them in, as a change.
+		run, err := s.BeginRun(ctx, TriggerOnce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		read := time.Date(2026, 1, 4, 18, 0, 0, 0, time.UTC)
+		res, err := s.WritePage(ctx, PageWrite{Run: run, Source: sources.LocaliQ, Account: "USA_1", Stream: "interactions",
+			Leads: []sources.Lead{{ID: "call-1", Kind: "call", ReadAt: read, DurationSeconds: 65}}, Next: "c1"})
+		if err != nil || res.Updated != 1 {
+			t.Fatalf("sync after the upgrade = %+v, %v; want call-1 updated", res, err)
+		}
+		var got struct {
+			ReadAt  nullTime `db:"read_at"`
+			Seconds int64    `db:"call_seconds"`
+		}
+		if err := c.r.GetContext(ctx, &got, `SELECT read_at, call_seconds FROM leads_shareable WHERE lead_id = 'call-1'`); err != nil ||
+			!got.ReadAt.Equal(read) || got.Seconds != 65 {
+			t.Errorf("call-1 after its sync: %+v, %v; want read %v, 65 seconds", got, err, read)
+		}
+
+		// Down to 7: the rows and views stay, the columns go.
+		if _, err := c.migrations.Goose.DownTo(ctx, 7); err != nil {
+			t.Fatalf("migrate down to 7: %v", err)
+		}
+		for _, view := range []string{"leads", "leads_current", "leads_shareable", "leads_pii", "leads_deidentified", "lead_counts_by_day"} {
+			var n int
+			if err := c.r.GetContext(ctx, &n, `SELECT count(*) FROM `+view); err != nil || n == 0 {
+				t.Errorf("%s after down: %d rows, %v", view, n, err)
+			}
+			if _, err := c.r.ExecContext(ctx, `SELECT read_at FROM `+view); err == nil && view != "lead_counts_by_day" {
+				t.Errorf("%s.read_at survived the down migration", view)
+			}
+		}
+		if _, err := c.migrations.Goose.Up(ctx); err != nil {
+			t.Fatalf("migrate up again: %v", err)
+		}
+	})
+}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/leadsync/leadsync/internal/pgtest"
 	"github.com/leadsync/leadsync/sources"
 )
@@ -273,6 +275,105 @@ func TestWritePageStoresFields(t *testing.T) {
 		if s.Status.Valid || s.Email.Valid || s.Raw.Valid || s.CreatedAt.Valid() || s.Tags != "[]" {
 			t.Errorf("sparse lead should store NULLs and []: %+v", s)
 		}
+	})
+}
+
+// leadTimes are a lead's read_at, archived_at and call_seconds as a view shows them.
+type leadTimes struct {
+	ID         string   `db:"lead_id"`
+	ReadAt     nullTime `db:"read_at"`
+	ArchivedAt nullTime `db:"archived_at"`
+	Seconds    int64    `db:"call_seconds"`
+	Revision   int      `db:"revision"`
+}
+
+func (b *bundle) leadTimes(t *testing.T, view string) map[string]leadTimes {
+	t.Helper()
+	var rows []leadTimes
+	if err := b.c.r.SelectContext(b.ctx, &rows, `SELECT lead_id, read_at, archived_at, call_seconds, revision FROM `+view); err != nil {
+		t.Fatalf("read %s: %v", view, err)
+	}
+	out := make(map[string]leadTimes, len(rows))
+	for _, r := range rows {
+		out[r.ID] = r
+	}
+	return out
+}
+
+// A lead's read_at, archived_at and call_seconds are stored as given (times in UTC, NULL and
+// 0 when unknown), by the page's statement and by the one-row statement of the lead-by-lead
+// fallback, show in the lead views, and a change to any of them rewrites the row.
+func TestLeadTimesRoundTrip(t *testing.T) {
+	t.Parallel()
+	forEachDialect(t, func(t *testing.T, newURL func(testing.TB) string) {
+		b := setup(t, newURL)
+		timed, plain := testLead("USA_1", "timed"), testLead("USA_1", "plain")
+		timed.ReadAt = time.Date(2026, 2, 27, 7, 45, 1, 123456789, time.FixedZone("PST", -8*3600))
+		timed.ArchivedAt = t0.Add(72 * time.Hour)
+		timed.DurationSeconds = 4441
+		page := PageWrite{Run: b.run(t), Account: "USA_1", Leads: []sources.Lead{timed, plain}, Next: "c1"}
+		if got := b.write(t, page); got != (WriteResult{Inserted: 2}) {
+			t.Fatalf("first write = %+v, want 2 inserted", got)
+		}
+		// The one-row statement, as the fallback writes a lead.
+		single := timed
+		single.ID, single.DurationSeconds = "single", 55
+		if err := b.c.tx(b.ctx, func(tx *sqlx.Tx) error {
+			var rev int64
+			return b.c.upsertOne(b.ctx, tx, PageWrite{Run: page.Run, Source: sources.LocaliQ, Account: "USA_1", Stream: testStream},
+				&single, b.clock.Now(), &rev)
+		}); err != nil {
+			t.Fatalf("one-row upsert: %v", err)
+		}
+		want := map[string]leadTimes{
+			"timed":  {ID: "timed", ReadAt: nullTime{storedTime(timed.ReadAt)}, ArchivedAt: nullTime{storedTime(timed.ArchivedAt)}, Seconds: 4441, Revision: 1},
+			"plain":  {ID: "plain", Revision: 1},
+			"single": {ID: "single", ReadAt: nullTime{storedTime(timed.ReadAt)}, ArchivedAt: nullTime{storedTime(timed.ArchivedAt)}, Seconds: 55, Revision: 1},
+		}
+		check := func(t *testing.T, want map[string]leadTimes) {
+			t.Helper()
+			for _, view := range []string{"leads", "leads_current", "leads_shareable", "leads_pii", "leads_deidentified"} {
+				got := b.leadTimes(t, view)
+				if len(got) != len(want) {
+					t.Errorf("%s: %d leads, want %d", view, len(got), len(want))
+				}
+				for id, w := range want {
+					g := got[id]
+					if g.ID != w.ID || !g.ReadAt.Equal(w.ReadAt.Time) || !g.ArchivedAt.Equal(w.ArchivedAt.Time) || g.Seconds != w.Seconds || g.Revision != w.Revision {
+						t.Errorf("%s %s: read %v, archived %v, %d s, revision %d; want %v, %v, %d s, revision %d", view, id,
+							g.ReadAt, g.ArchivedAt, g.Seconds, g.Revision, w.ReadAt, w.ArchivedAt, w.Seconds, w.Revision)
+					}
+					if g.ReadAt.Valid() && g.ReadAt.Location() != time.UTC {
+						t.Errorf("%s %s: read_at %v is not UTC", view, id, g.ReadAt)
+					}
+				}
+			}
+		}
+		check(t, want)
+
+		// The same page again rewrites nothing.
+		b.clock.Advance(time.Hour)
+		page.Run = b.run(t)
+		if got := b.write(t, page); got != (WriteResult{Unchanged: 2}) {
+			t.Fatalf("same page again = %+v, want 2 unchanged", got)
+		}
+
+		// A change to any of the three rewrites the lead; archived_at cleared is NULL again.
+		for i, change := range []func(l *sources.Lead){
+			func(l *sources.Lead) { l.ReadAt = l.ReadAt.Add(time.Second) },
+			func(l *sources.Lead) { l.ArchivedAt = time.Time{} },
+			func(l *sources.Lead) { l.DurationSeconds = 4442 },
+			func(l *sources.Lead) { l.ReadAt = time.Time{} },
+		} {
+			b.clock.Advance(time.Hour)
+			change(&page.Leads[0])
+			page.Run = b.run(t)
+			if got := b.write(t, page); got != (WriteResult{Updated: 1, Unchanged: 1}) {
+				t.Fatalf("change %d = %+v, want timed updated, plain unchanged", i, got)
+			}
+		}
+		want["timed"] = leadTimes{ID: "timed", Seconds: 4442, Revision: 5}
+		check(t, want)
 	})
 }
 

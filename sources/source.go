@@ -175,6 +175,14 @@ type Lead struct {
 	UpdatedAt time.Time       `json:"updated_at"` // UTC
 	Raw       json.RawMessage `json:"raw"`
 	HIPAA     bool            `json:"hipaa"`
+	// ReadAt is when the business first looked at the lead at the vendor (LocaliQ read_at),
+	// and ArchivedAt when it archived it there (LocaliQ archived_at, the vendor's own soft
+	// delete: the lead stays live in the warehouse). UTC; zero when the vendor has no such
+	// time or does not say.
+	ReadAt     time.Time `json:"read_at,omitzero"`
+	ArchivedAt time.Time `json:"archived_at,omitzero"`
+	// DurationSeconds is a call's length in whole seconds; 0 when unknown or not a call.
+	DurationSeconds int64 `json:"duration_seconds,omitzero"`
 }
 
 // LogValue keeps PII out of logs: a lead logs as its ids only.

@@ -232,11 +232,20 @@ func toLead(acct sources.Account, rec sources.Record) (lead sources.Lead, keep b
 		channel = c.Tags[0] // the contact's source tag: "Organic Search", "Google Ads"...
 	}
 	created, _ := parseTime(string(in.CreatedAt))
+	read, _ := parseTime(string(in.ReadAt))
+	archived, _ := parseTime(string(in.ArchivedAt))
+	important, _ := parseTime(string(in.ImportantAt))
 	updated := created
-	for _, s := range []flexString{in.ReadAt, in.ArchivedAt, in.ImportantAt} {
-		if t, ok := parseTime(string(s)); ok && t.After(updated) {
+	for _, t := range []time.Time{read, archived, important} {
+		if t.After(updated) {
 			updated = t
 		}
+	}
+	// call.duration: integer seconds per the docs, "04:54" or "1:14:01" in practice. One we
+	// cannot read is unknown (0), as a duration is for every kind but calls.
+	var secs int64
+	if kind == sources.KindCall {
+		secs, _ = parseDuration(in.Call.Duration)
 	}
 	lead = sources.Lead{
 		Source: sources.LocaliQ, AccountID: acct.ID, ID: id, Kind: kind,
@@ -245,6 +254,7 @@ func toLead(acct sources.Account, rec sources.Record) (lead sources.Lead, keep b
 		Phone:   firstNonEmpty(string(c.PhoneWork), string(c.PhoneMobile), string(c.PhoneHome), string(in.Call.CallerNumber)),
 		Channel: channel, Campaign: string(in.CampaignName), Tags: []string(in.Tags),
 		CreatedAt: created, UpdatedAt: updated, Raw: append(json.RawMessage(nil), raw...), HIPAA: acct.HIPAAProtected,
+		ReadAt: read, ArchivedAt: archived, DurationSeconds: secs,
 	}
 	return lead, true, nil
 }
@@ -282,28 +292,6 @@ func parseTime(s string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// callDuration reads call.duration: documented as integer seconds, sent as "00:55" (mm:ss)
-// or "1:02:03" (h:mm:ss) too.
-func callDuration(raw json.RawMessage) (time.Duration, bool) {
-	var s flexString
-	if err := s.UnmarshalJSON(raw); err != nil || s == "" {
-		return 0, false
-	}
-	parts := strings.Split(string(s), ":")
-	if len(parts) > 3 {
-		return 0, false
-	}
-	var secs float64
-	for _, p := range parts {
-		v, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil || v < 0 || v > 1e9 || math.IsNaN(v) {
-			return 0, false
-		}
-		secs = secs*60 + v
-	}
-	return time.Duration(secs * float64(time.Second)), true
-}
-
 // maxCallSeconds bounds a call duration: anything longer is junk, not a call.
 const maxCallSeconds = 1e9
 
@@ -311,8 +299,7 @@ const maxCallSeconds = 1e9
 // integer seconds (265) and also arrives as "04:54" (mm:ss) and "1:14:01" (h:mm:ss), or as a
 // numeric string. A fraction rounds to the nearest second; in the colon forms every field but
 // the first has two digits, at most 59. ok is false for anything else: null, "", negative
-// numbers, junk. It supersedes callDuration (used by tests only so far) once a warehouse
-// column carries durations.
+// numbers, junk.
 func parseDuration(raw json.RawMessage) (seconds int64, ok bool) {
 	var s flexString
 	if s.UnmarshalJSON(raw) != nil || s == "" {

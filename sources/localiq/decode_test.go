@@ -82,19 +82,71 @@ func TestInteractionsGolden(t *testing.T) {
 	}
 }
 
-func TestCallDuration(t *testing.T) {
+// TestParseDuration: the shapes the vendor sends for call.duration, and junk.
+func TestParseDuration(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]time.Duration{
-		`"00:55"`: 55 * time.Second, `"02:38"`: 158 * time.Second, `"1:09:42"`: time.Hour + 9*time.Minute + 42*time.Second,
-		`47`: 47 * time.Second, `"47"`: 47 * time.Second, `12.5`: 12500 * time.Millisecond,
+	for in, want := range map[string]int64{
+		`265`: 265, `"265"`: 265, `0`: 0, `"04:54"`: 294, `"4:54"`: 294, `"00:55"`: 55, `"0:00"`: 0,
+		`"1:14:01"`: 4441, `"01:14:01"`: 4441, `"75:10"`: 4510, `12.4`: 12, `12.5`: 13, `" 04:54 "`: 294, `2.65e2`: 265,
 	} {
-		if got, ok := callDuration(json.RawMessage(in)); !ok || got != want {
-			t.Errorf("callDuration(%s) = %v, %v; want %v", in, got, ok, want)
+		if got, ok := parseDuration(json.RawMessage(in)); !ok || got != want {
+			t.Errorf("parseDuration(%s) = %d, %v; want %d", in, got, ok, want)
 		}
 	}
-	for _, in := range []string{`"abc"`, `null`, `""`, `"1:2:3:4"`, `"-5"`, `{}`, ``} {
-		if _, ok := callDuration(json.RawMessage(in)); ok {
-			t.Errorf("callDuration(%s) accepted", in)
+	for _, in := range []string{``, `null`, `""`, `"abc"`, `-5`, `"-5"`, `"1:2:3:4"`, `"1:60"`, `"1:5"`, `":30"`,
+		`"1::02"`, `"12:3a"`, `"1:14:60"`, `"-1:00"`, `"+1:00"`, `"04:54.5"`, `"PT4M54S"`, `"NaN"`, `"Inf"`, `1e12`,
+		`"99999999:00:00"`, `true`, `{}`, `[]`, `[265]`} {
+		if got, ok := parseDuration(json.RawMessage(in)); ok {
+			t.Errorf("parseDuration(%s) = %d, accepted", in, got)
+		}
+	}
+}
+
+// TestLeadTimes: read_at and archived_at become the lead's ReadAt and ArchivedAt (UTC, zero
+// when null, missing or unreadable) and a call's duration its DurationSeconds, in each shape
+// the vendor sends (../shared/vendor-docs/localiq/_contact_interactions.md).
+func TestLeadTimes(t *testing.T) {
+	t.Parallel()
+	utc := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.UTC()
+	}
+	for _, tc := range []struct {
+		name, item     string
+		read, archived time.Time
+		secs           int64
+		updated        time.Time
+	}{
+		{"read and archived call", `{"id":1,"event_type":"call","created_at":"2023-01-04T15:31:11-08:00",
+			"read_at":"2023-01-05T10:59:42-08:00","archived_at":"2023-01-09T08:00:00Z","call":{"duration":265}}`,
+			utc("2023-01-05T18:59:42Z"), utc("2023-01-09T08:00:00Z"), 265, utc("2023-01-09T08:00:00Z")},
+		{"mm:ss", `{"id":2,"event_type":"call","created_at":"2023-01-04T15:31:11Z","call":{"duration":"04:54"}}`,
+			time.Time{}, time.Time{}, 294, utc("2023-01-04T15:31:11Z")},
+		{"h:mm:ss, read only", `{"id":3,"event_type":"Call","created_at":"2023-01-04T15:31:11Z","read_at":"2023-01-04 16:00:00 -0500",
+			"archived_at":null,"call":{"duration":"1:14:01"}}`,
+			utc("2023-01-04T21:00:00Z"), time.Time{}, 4441, utc("2023-01-04T21:00:00Z")},
+		{"unreadable", `{"id":4,"event_type":"call","created_at":"2023-01-04T15:31:11Z","read_at":"soon","archived_at":"",
+			"call":{"duration":"abc"}}`,
+			time.Time{}, time.Time{}, 0, utc("2023-01-04T15:31:11Z")},
+		{"a form has no duration", `{"id":5,"event_type":"form","created_at":"2023-01-04T15:31:11Z","archived_at":"2023-01-05T00:00:00.000-05:00",
+			"call":{"duration":30},"form":{"sub_type":"FormPost"}}`,
+			time.Time{}, utc("2023-01-05T05:00:00Z"), 0, utc("2023-01-05T05:00:00Z")},
+	} {
+		l, keep, err := toLead(sources.Account{ID: "TEST_1"}, record(tc.item))
+		if err != nil || !keep {
+			t.Fatalf("%s: %v, kept %v", tc.name, err, keep)
+		}
+		if !l.ReadAt.Equal(tc.read) || !l.ArchivedAt.Equal(tc.archived) || l.DurationSeconds != tc.secs || !l.UpdatedAt.Equal(tc.updated) {
+			t.Errorf("%s: read %v, archived %v, %d s, updated %v; want %v, %v, %d s, %v", tc.name,
+				l.ReadAt, l.ArchivedAt, l.DurationSeconds, l.UpdatedAt, tc.read, tc.archived, tc.secs, tc.updated)
+		}
+		for _, v := range []time.Time{l.ReadAt, l.ArchivedAt} {
+			if !v.IsZero() && v.Location() != time.UTC {
+				t.Errorf("%s: %v is not UTC", tc.name, v)
+			}
 		}
 	}
 }
@@ -188,7 +240,9 @@ func FuzzDecodeInteractionsPage(f *testing.F) {
 				} `json:"call"`
 			}
 			if json.Unmarshal(raw.Raw, &in) == nil {
-				_, _ = callDuration(in.Call.Duration)
+				if secs, ok := parseDuration(in.Call.Duration); ok && (secs < 0 || secs >= maxCallSeconds) {
+					t.Fatalf("duration %s read as %d seconds", in.Call.Duration, secs)
+				}
 			}
 		}
 	})

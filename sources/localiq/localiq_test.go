@@ -603,3 +603,80 @@ func TestDailyCountsStream(t *testing.T) {
 }
 
 func days(d time.Duration) int { return int(d / (24 * time.Hour)) }
+
+// A backfill carries the fake's read_at, archived_at and call durations onto the leads: the
+// times as the vendor's datetimes say (in UTC), the durations in seconds whichever shape the
+// fake sent, and the update time the latest of them.
+func TestLeadTimesFromTheFake(t *testing.T) {
+	t.Parallel()
+	b := setup(t, liqtest.Options{Advertisers: 1, InteractionsPerAdvertiser: 200}, localiq.Config{})
+	acct := b.accounts(t)[0]
+	p := b.run(t, acct, "", sources.ReadOptions{}, 0)
+	if p.err != nil || len(p.leads) == 0 {
+		t.Fatalf("backfill: %d leads, %v", len(p.leads), p.err)
+	}
+	var read, archived, calls int
+	for _, l := range p.leads {
+		var doc struct {
+			ReadAt     *string `json:"read_at"`
+			ArchivedAt *string `json:"archived_at"`
+			Call       struct {
+				Duration json.RawMessage `json:"duration"`
+			} `json:"call"`
+		}
+		if err := json.Unmarshal(l.Raw, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []struct {
+			name string
+			doc  *string
+			got  time.Time
+			n    *int
+		}{{"read_at", doc.ReadAt, l.ReadAt, &read}, {"archived_at", doc.ArchivedAt, l.ArchivedAt, &archived}} {
+			var want time.Time
+			if f.doc != nil {
+				v, err := time.Parse(time.RFC3339, *f.doc)
+				if err != nil {
+					t.Fatalf("lead %s: the fake's %s %q: %v", l.ID, f.name, *f.doc, err)
+				}
+				want = v.UTC()
+				*f.n++
+			}
+			if !f.got.Equal(want) || (!want.IsZero() && (f.got.Location() != time.UTC || l.UpdatedAt.Before(f.got))) {
+				t.Errorf("lead %s: %s %v (updated %v), want %v", l.ID, f.name, f.got, l.UpdatedAt, want)
+			}
+		}
+		var want int64
+		if l.Kind == sources.KindCall {
+			calls++
+			want = fakeSeconds(t, doc.Call.Duration)
+		}
+		if l.DurationSeconds != want {
+			t.Errorf("lead %s (%s): %d seconds, want %d (duration %s)", l.ID, l.Kind, l.DurationSeconds, want, doc.Call.Duration)
+		}
+	}
+	if read == 0 || archived == 0 || calls == 0 || read == len(p.leads) {
+		t.Fatalf("%d leads: %d read, %d archived, %d calls; want some of each, and some unread", len(p.leads), read, archived, calls)
+	}
+}
+
+// fakeSeconds is a duration as the fake writes it: seconds, "mm:ss" or "h:mm:ss".
+func fakeSeconds(t *testing.T, raw json.RawMessage) int64 {
+	t.Helper()
+	var secs int64
+	if err := json.Unmarshal(raw, &secs); err == nil {
+		return secs
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatalf("call.duration %s", raw)
+	}
+	for _, part := range strings.Split(s, ":") {
+		n, err := strconv.ParseInt(part, 10, 64)
+		if err != nil {
+			t.Fatalf("call.duration %s", raw)
+		}
+		secs = secs*60 + n
+	}
+	return secs
+}

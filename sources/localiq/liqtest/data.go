@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -120,11 +121,47 @@ func (f *Fake) seed() {
 		for _, t := range times {
 			id += 1 + ar.Int64N(9)
 			it := f.newInteraction(ar, a, id, t, NewInteraction{})
+			f.seedLook(it, now)
 			a.list = append(a.list, it)
 			f.byID[id] = it
 		}
 	}
 	f.nextID = 9_000_000_000
+}
+
+// seedLook marks most seeded interactions read by the business, and some of those archived,
+// before now: read_at and archived_at are nullable datetimes of an interaction
+// (../shared/vendor-docs/localiq/_contact_interactions.md), sent in the advertiser's offset
+// or in Z like the other times. They draw from their own stream per interaction, so the ids,
+// times and contents drawn from the advertiser's stream stay as they were. Interactions
+// added later arrive unread.
+func (f *Fake) seedLook(it *interaction, now time.Time) {
+	r := simkit.RandFor(f.opts.Seed, "look/"+strconv.FormatInt(it.id, 10))
+	stamp := func(x time.Time) string {
+		if r.IntN(4) == 0 {
+			return x.UTC().Format(time.RFC3339)
+		}
+		return x.In(it.adv.loc).Format(time.RFC3339)
+	}
+	if r.Float64() >= 0.7 {
+		return // unread
+	}
+	// A first look within minutes to three days.
+	read := it.created.Add(time.Duration(1+r.IntN(72*60)) * time.Minute)
+	if read.After(now) {
+		return
+	}
+	it.doc["read_at"] = stamp(read)
+	it.updated = read
+	if r.IntN(5) > 0 {
+		return
+	}
+	archived := read.Add(time.Duration(1+r.IntN(30*24)) * time.Hour)
+	if archived.After(now) {
+		return
+	}
+	it.doc["archived_at"] = stamp(archived)
+	it.updated = archived
 }
 
 // NewInteraction describes an interaction to add. Zero values draw at random.
@@ -295,8 +332,9 @@ func (f *Fake) newInteraction(r *rand.Rand, a *advertiser, id int64, t time.Time
 			},
 		}
 	}
-	// Seeded interactions are unread: their update time is their creation time. An edit
-	// (EditInteraction) sets read_at, which becomes the update time.
+	// A new interaction is unread: its update time is its creation time. seedLook marks seeded
+	// ones read (and archived); an edit (EditInteraction) sets read_at, which becomes the
+	// update time.
 	it.updated = t
 	it.doc = doc
 	return it

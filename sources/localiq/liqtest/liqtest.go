@@ -35,8 +35,11 @@
 // Choices where the vendor is silent ([ours]): a page past the end is a bare JSON array "[]";
 // date windows are the advertiser's local dates (its report time_zone, fixed offsets);
 // the token endpoint accepts JSON bodies only; the limit applies per OAuth client to the
-// API endpoints (not to /oauth/*); an edit sets read_at, and a lead's update time is the
-// latest of created_at, read_at, archived_at and important_at.
+// API endpoints (not to /oauth/*); seven in ten seeded interactions were read (read_at) by
+// the time the fake starts and a fifth of those archived (archived_at, still listed, as the
+// documented example lists one), while added interactions arrive unread; an edit sets
+// read_at, and a lead's update time is the latest of created_at, read_at, archived_at and
+// important_at.
 //
 // The Agency Customer role (privilege level 3, which HIPAA-protected data needs) is held per
 // advertiser, as the identities answer reports privilege_level per authorized advertiser

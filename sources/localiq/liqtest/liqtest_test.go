@@ -398,10 +398,12 @@ type page struct {
 }
 
 type interactionDoc struct {
-	ID        int64  `json:"id"`
-	CreatedAt string `json:"created_at"`
-	EventType string `json:"event_type"`
-	Contact   struct {
+	ID         int64   `json:"id"`
+	CreatedAt  string  `json:"created_at"`
+	ReadAt     *string `json:"read_at"`
+	ArchivedAt *string `json:"archived_at"`
+	EventType  string  `json:"event_type"`
+	Contact    struct {
 		Email *string `json:"email"`
 	} `json:"contact"`
 	Call *struct {
@@ -585,6 +587,56 @@ func TestInteractionsCarryTheDocumentedQuirks(t *testing.T) {
 	if strDur == 0 || intDur == 0 || zulu == 0 || (offset == 0 && a.TimeZone != "UTC") || nonLead == 0 {
 		t.Fatalf("quirks missing: string durations %d, int durations %d, Z %d, offsets %d, non-lead chats %d",
 			strDur, intDur, zulu, offset, nonLead)
+	}
+}
+
+// read_at and archived_at are nullable datetimes of an interaction
+// (../shared/vendor-docs/localiq/_contact_interactions.md): seeded interactions have them or
+// not, never before their creation nor after now, and an archived one is still listed.
+func TestInteractionsAreReadAndArchived(t *testing.T) {
+	t.Parallel()
+	b := setup(t, liqtest.Options{InteractionsPerAdvertiser: 300, Advertisers: 1})
+	tok := b.srv.Authorize("").Access
+	a := b.srv.Advertisers()[0]
+	now := b.clock.Now()
+	var read, unread, archived int
+	for _, it := range b.fetch(t, tok, a.GMAID, "2000-01-01", "2100-01-01", "") {
+		created, err := time.Parse(time.RFC3339, it.CreatedAt)
+		if err != nil {
+			t.Fatalf("interaction %d: created_at %q: %v", it.ID, it.CreatedAt, err)
+		}
+		at := func(name string, s *string, after time.Time) time.Time {
+			t.Helper()
+			v, err := time.Parse(time.RFC3339, *s)
+			if err != nil || v.Before(after) || v.After(now) {
+				t.Fatalf("interaction %d: %s %q (%v): want a datetime from %v to now", it.ID, name, *s, err, after)
+			}
+			return v
+		}
+		if it.ReadAt == nil {
+			unread++
+			if it.ArchivedAt != nil {
+				t.Fatalf("interaction %d archived unread", it.ID)
+			}
+			continue
+		}
+		read++
+		readAt := at("read_at", it.ReadAt, created)
+		if it.ArchivedAt != nil {
+			archived++
+			at("archived_at", it.ArchivedAt, readAt)
+		}
+	}
+	if read == 0 || unread == 0 || archived == 0 {
+		t.Fatalf("read %d, unread %d, archived %d: want some of each", read, unread, archived)
+	}
+	// An added interaction arrives unread.
+	ids, err := b.srv.AddInteractions(liqtest.NewInteraction{GMAID: a.GMAID, EventType: "call"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := decode[interactionDoc](t, b.get(t, fmt.Sprintf("/crm/contact_interactions/%d", ids[0]), tok)); got.ReadAt != nil || got.ArchivedAt != nil {
+		t.Fatalf("added interaction: read_at %v, archived_at %v; want both null", got.ReadAt, got.ArchivedAt)
 	}
 }
 
