@@ -349,20 +349,8 @@ func mutate(t *testing.T, s *testenv.Sandbox) (added, changed int, lacrmUpdated 
 	return added, added + 1 + 1, lacrmContacts[0] // the updated pipeline item is a deal: not a lead written
 }
 
-// requests counts the requests each vendor's fake has answered, by vendor.
+// requests counts requests the vendors' fakes answered, by vendor.
 type requests map[string]int64
-
-func requestsOf(s *testenv.Sandbox) requests {
-	out := requests{}
-	for vendor, snap := range s.Counters() {
-		for _, byStatus := range snap.Requests {
-			for _, n := range byStatus {
-				out[vendor] += n
-			}
-		}
-	}
-	return out
-}
 
 // listingsOf counts the requests of the lead listings the base commit's streams make, those
 // an upgrade must resume rather than repeat: LeadConnector's contact searches, LocaliQ's
