@@ -387,6 +387,7 @@ var AnalystRelations = []string{
 	"leads_shareable", "leads_deidentified", "lead_counts_by_day", "lead_counts_by_week", "stream_freshness",
 	"deals_shareable", "opportunity_stage_history", "deal_stage_intervals", "crm_dictionary", "pipeline_stages",
 	"custom_fields", "crm_users", "lost_reasons", "submissions_shareable", "campaign_cycles",
+	"lead_funnel", "campaign_cost_per_lead", "lead_first_look", "deal_time_in_stage",
 }
 
 // AnalystPIIRelations are what an analyst role trusted with PII may read besides.
