@@ -178,8 +178,10 @@ func e2eRequireWholePages(t *testing.T, env *testenv.Env, db *sql.DB, pageSize i
 	if n := e2eCount(t, db, `SELECT COUNT(*) FROM sync_runs WHERE status = 'running' OR finished_at IS NULL`); n != 0 {
 		t.Errorf("%d runs left 'running' after the process exited", n)
 	}
+	// What a stopped run lacks is missing rows (leads, or the lifecycle streams' rows), never
+	// an extra or a stale one.
 	for _, d := range env.Diff(t) {
-		if !strings.Contains(d, ": missing lead ") {
+		if !strings.Contains(d, ": missing lead ") && !regexp.MustCompile(`: missing [a-z_]+ row `).MatchString(d) {
 			t.Errorf("stopped run left a wrong row: %s", d)
 		}
 	}

@@ -17,7 +17,8 @@ import (
 
 // The warehouse's disk fills during `run --once`, so closing the run in the ledger fails
 // too: the summary of what was synced is still printed, then the error, plainly saying the
-// disk is full, and the exit code is 1. The disk is a 384 KiB tmpfs mounted in a private
+// disk is full, and the exit code is 1. The disk is a 768 KiB tmpfs (the migrated schema
+// takes about 200 KiB, and its WAL as much again while it migrates), mounted in a private
 // mount namespace of the leadsync process, so nothing outside it sees the mount.
 func TestRunOnceSummaryWhenTheWarehouseDiskIsFull(t *testing.T) {
 	t.Parallel()
@@ -41,7 +42,7 @@ func TestRunOnceSummaryWhenTheWarehouseDiskIsFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c",
-		`mount -t tmpfs -o size=384k tmpfs "$1" && exec "$2" run --once --progress off --config "$3"`,
+		`mount -t tmpfs -o size=768k tmpfs "$1" && exec "$2" run --once --progress off --config "$3"`,
 		"sh", disk, leadsyncBin, cfgPath)
 	cmd.Env = append(os.Environ(), "LEADSYNC_CONFIG=")
 	var stdout, stderr bytes.Buffer

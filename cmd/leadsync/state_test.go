@@ -63,7 +63,7 @@ func TestStateReset(t *testing.T) {
 		{[]string{"state", "reset", "--yes"}, "--connection NAME is required"},
 		{[]string{"state", "reset", "--connection", "nope", "--yes"}, "the connections are: sandbox-"},
 		{[]string{"state", "reset", "--connection", "sandbox-lacrm", "--account", "nope", "--yes"}, "it has: " + account},
-		{[]string{"state", "reset", "--connection", "sandbox-lacrm", "--stream", "deals", "--yes"}, "the streams are: contacts, pipeline_items"},
+		{[]string{"state", "reset", "--connection", "sandbox-lacrm", "--stream", "deals", "--yes"}, "the streams are: contacts, custom_fields, pipeline_items, pipelines"},
 		// In a test stdin is no terminal: without --yes there is nobody to confirm.
 		{[]string{"state", "reset", "--connection", "sandbox-lacrm"}, "confirm with --yes"},
 	} {
