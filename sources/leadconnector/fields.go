@@ -7,13 +7,11 @@ import (
 	"iter"
 	"log/slog"
 	"math"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/leadsync/leadsync/sources"
-	"github.com/leadsync/leadsync/sources/httpx"
 )
 
 // The dictionaries that name the ids on contacts and opportunities: custom-field
@@ -91,12 +89,11 @@ func (s *Source) readDictionary(ctx context.Context, acct sources.Account, req d
 			return
 		}
 		var page sources.Page
-		_, err := s.api.Decode(ctx, httpx.Request{Method: http.MethodGet, Path: req.path, Query: req.query,
-			Endpoint: req.endpoint, Header: s.cfg.versionHeader(), Bucket: locationBucket(acct.ID),
-			Auth: s.tokens.Account(acct.ID, s.minter(acct.ID))}, func(body []byte) (err error) {
-			page, err = decodeDictionary(body, req)
-			return err
-		})
+		err := s.locationGet(ctx, acct, s.tokens.Account(acct.ID, s.minter(acct.ID)), req.path, req.endpoint, req.query,
+			func(body []byte) (err error) {
+				page, err = decodeDictionary(body, req)
+				return err
+			})
 		if err != nil {
 			yield(sources.Page{}, s.streamError(acct, req.stream, err, req.endpoint))
 			return

@@ -9,14 +9,12 @@ import (
 	"iter"
 	"log/slog"
 	"math"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/leadsync/leadsync/sources"
-	"github.com/leadsync/leadsync/sources/httpx"
 )
 
 // StreamOpportunities is each location's opportunities, into the deals table.
@@ -139,8 +137,7 @@ func (s *Source) searchOpps(ctx context.Context, acct sources.Account, creds sou
 		q.Set("startAfterId", pos.StartAfterID)
 	}
 	var page oppPage
-	_, err := s.api.Decode(ctx, httpx.Request{Method: http.MethodGet, Path: "/opportunities/search", Endpoint: endpointOppSearch,
-		Query: q, Header: s.cfg.versionHeader(), Bucket: locationBucket(acct.ID), Auth: creds}, func(body []byte) (err error) {
+	err := s.locationGet(ctx, acct, creds, "/opportunities/search", endpointOppSearch, q, func(body []byte) (err error) {
 		page, err = decodeOppPage(body, acct)
 		return err
 	})

@@ -7,13 +7,11 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/leadsync/leadsync/sources"
-	"github.com/leadsync/leadsync/sources/httpx"
 )
 
 // StreamPipelines is each location's pipelines, their stages and the lost reasons, into
@@ -42,8 +40,7 @@ func (s *Source) pipelines(ctx context.Context, acct sources.Account, _ sources.
 		}
 		creds := s.tokens.Account(acct.ID, s.minter(acct.ID))
 		var page dictPage
-		_, err := s.api.Decode(ctx, httpx.Request{Method: http.MethodGet, Path: "/opportunities/pipelines", Endpoint: endpointPipelines,
-			Query: url.Values{"locationId": {acct.ID}}, Header: s.cfg.versionHeader(), Bucket: locationBucket(acct.ID), Auth: creds},
+		err := s.locationGet(ctx, acct, creds, "/opportunities/pipelines", endpointPipelines, url.Values{"locationId": {acct.ID}},
 			func(body []byte) (err error) {
 				page, err = decodePipelines(body)
 				return err
@@ -56,12 +53,10 @@ func (s *Source) pipelines(ctx context.Context, acct sources.Account, _ sources.
 		for skip := 0; ; {
 			var lr dictPage
 			q := url.Values{"locationId": {acct.ID}, "skip": {strconv.Itoa(skip)}, "limit": {strconv.Itoa(lostReasonLimit)}}
-			_, err := s.api.Decode(ctx, httpx.Request{Method: http.MethodGet, Path: "/opportunities/lost-reason", Endpoint: endpointLostReasons,
-				Query: q, Header: s.cfg.versionHeader(), Bucket: locationBucket(acct.ID), Auth: creds},
-				func(body []byte) (err error) {
-					lr, err = decodeLostReasons(body)
-					return err
-				})
+			err := s.locationGet(ctx, acct, creds, "/opportunities/lost-reason", endpointLostReasons, q, func(body []byte) (err error) {
+				lr, err = decodeLostReasons(body)
+				return err
+			})
 			if err != nil {
 				yield(sources.Page{}, s.streamError(acct, StreamPipelines, err, endpointPipelines, endpointLostReasons))
 				return

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -124,4 +125,13 @@ func (s *Source) streamError(acct sources.Account, stream string, err error, end
 // authClass type is not allowed to access this scope.").
 func isScopeMessage(msg string) bool {
 	return strings.Contains(strings.ToLower(msg), "not authorized for this scope")
+}
+
+// locationGet is a GET of one of a location's resources with the location's token, charged
+// to the location's bucket; decode reads the body (httpx retries a malformed one).
+func (s *Source) locationGet(ctx context.Context, acct sources.Account, creds sources.Credentials, path, endpoint string,
+	q url.Values, decode func(body []byte) error) error {
+	_, err := s.api.Decode(ctx, httpx.Request{Method: http.MethodGet, Path: path, Endpoint: endpoint, Query: q,
+		Header: s.cfg.versionHeader(), Bucket: locationBucket(acct.ID), Auth: creds}, decode)
+	return err
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/leadsync/leadsync/sources"
-	"github.com/leadsync/leadsync/sources/httpx"
 )
 
 // Form and survey submissions: GET /forms/submissions and GET /surveys/submissions
@@ -329,8 +328,7 @@ func (s *Source) submissionPage(ctx context.Context, st subStream, acct sources.
 	q := url.Values{"locationId": {acct.ID}, "page": {strconv.Itoa(w.page)}, "limit": {strconv.Itoa(s.cfg.PageSize)},
 		"startAt": {w.from.Format(time.DateOnly)}, "endAt": {w.to.Format(time.DateOnly)}}
 	var page subPage // a malformed body is retried by httpx
-	_, err := s.api.Decode(ctx, httpx.Request{Path: st.path, Endpoint: st.endpoint, Query: q,
-		Header: s.cfg.versionHeader(), Bucket: locationBucket(acct.ID), Auth: creds}, func(body []byte) (err error) {
+	err := s.locationGet(ctx, acct, creds, st.path, st.endpoint, q, func(body []byte) (err error) {
 		page, err = decodeSubmissionsPage(body, st.kind, acct, s.cfg.PageSize)
 		return err
 	})
