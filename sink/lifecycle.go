@@ -312,8 +312,9 @@ func dictKey(e *sources.DictEntry) string { return e.Kind + ":" + e.ID }
 
 func cycleKey(c *sources.CampaignCycle) string { return c.CampaignID + "/" + c.CycleID }
 
-// prepare cleans items (clean returns a reason to quarantine, "" to keep), drops those
-// without an id, and keeps the last copy of a repeated key.
+// prepare cleans items (clean returns a reason to quarantine, "" to keep; it checks the
+// parts of a composite key), drops those without an id, and keeps the last copy of a
+// repeated key.
 func prepare[T any](items []T, key func(*T) string, clean func(*T) (reason string, raw []byte), rejects *[]rejection) []T {
 	if len(items) == 0 {
 		return nil
@@ -323,7 +324,7 @@ func prepare[T any](items []T, key func(*T) string, clean func(*T) (reason strin
 	for _, it := range items {
 		reason, raw := clean(&it)
 		k := key(&it)
-		if reason == "" && strings.Trim(k, ":/") == "" {
+		if reason == "" && k == "" {
 			reason = "no id"
 		}
 		if reason != "" {
@@ -381,6 +382,9 @@ func cleanDeal(d *sources.Deal) (string, []byte) {
 
 func cleanDict(e *sources.DictEntry) (string, []byte) {
 	cleanStrings(&e.Kind, &e.ID, &e.ParentID, &e.Name, &e.DataType, &e.Category)
+	if e.ID == "" {
+		return "no id", nil
+	}
 	switch e.Kind {
 	case sources.DictPipeline, sources.DictStage, sources.DictLostReason, sources.DictCustomField, sources.DictUser:
 	default:
@@ -411,6 +415,9 @@ func cleanSubmission(s *sources.Submission) (string, []byte) {
 
 func cleanCycle(c *sources.CampaignCycle) (string, []byte) {
 	cleanStrings(&c.CampaignID, &c.CycleID, &c.CampaignName, &c.CampaignType, &c.Channel, &c.Status, &c.Currency)
+	if c.CampaignID == "" || c.CycleID == "" {
+		return "no campaign or cycle id", nil
+	}
 	return "", nil
 }
 

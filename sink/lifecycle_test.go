@@ -231,6 +231,17 @@ func TestLifecycleQuarantine(t *testing.T) {
 		if res.Rows != 1 || res.Rejected != 2 {
 			t.Errorf("result %+v, want 1 row and 2 rejected", res)
 		}
+		// Composite keys need every part.
+		res = b.write(t, PageWrite{Run: run, Source: sources.LeadConnector, Account: "L1", Stream: "custom_fields",
+			Dictionary: []sources.DictEntry{{Kind: sources.DictCustomField, ID: "f1"}, {Kind: sources.DictCustomField}}})
+		if res.Rows != 1 || res.Rejected != 1 {
+			t.Errorf("dictionary: %+v, want 1 row and the entry without an id rejected", res)
+		}
+		res = b.write(t, PageWrite{Run: run, Source: sources.LocaliQ, Account: "A1", Stream: "campaign_cycles",
+			Cycles: []sources.CampaignCycle{{CampaignID: "C1", CycleID: "Y1"}, {CampaignID: "C1"}, {CycleID: "Y2"}}})
+		if res.Rows != 1 || res.Rejected != 2 {
+			t.Errorf("cycles: %+v, want 1 row and 2 rejected", res)
+		}
 		var utm string
 		if err := b.c.r.GetContext(b.ctx, &utm, `SELECT utm_source FROM submissions_shareable WHERE submission_id = 's1'`); err != nil {
 			t.Fatal(err)
