@@ -18,6 +18,7 @@ import (
 
 	"github.com/leadsync/leadsync/internal/app"
 	"github.com/leadsync/leadsync/internal/config"
+	"github.com/leadsync/leadsync/internal/ops"
 	"github.com/leadsync/leadsync/internal/vendors"
 	_ "github.com/leadsync/leadsync/sources/all" // every vendor leadsync ships
 	"github.com/leadsync/leadsync/store"
@@ -242,7 +243,6 @@ func (s *serialWriter) Write(p []byte) (int, error) {
 
 // newLogger logs text on a terminal and JSON otherwise (journald keeps the fields).
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}
 	format := cfg.Log.Format
 	if format == "auto" || format == "" {
 		format = "json"
@@ -250,10 +250,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 			format = "text"
 		}
 	}
-	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
-	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(ops.NewLogHandler(w, cfg.Log.SlogLevel(), format))
 }
 
 // openApp loads the configuration and wires leadsync.
