@@ -29,6 +29,7 @@ import (
 	"github.com/pressly/goose/v3/database"
 
 	"github.com/leadsync/leadsync/internal/dburl"
+	"github.com/leadsync/leadsync/internal/ops"
 )
 
 // Mode says what Prepare does about the schema version.
@@ -43,6 +44,10 @@ const (
 	// None checks nothing (migration status).
 	None
 )
+
+// startExtension is how far ahead of now systemd's start timeout is kept while migrating
+// (renewed every third of it): past the last renewal, the start has this long to finish.
+const startExtension = 60 * time.Second
 
 // Config describes one component's migrations.
 type Config struct {
@@ -130,6 +135,9 @@ func (m *Migrator) Prepare(ctx context.Context, mode Mode) error {
 	if done, err := m.judge(st, mode); done {
 		return err
 	}
+	// Migrations run before READY=1 and may outlast the unit's TimeoutStartSec=, and so may
+	// the wait for another process's: systemd is asked for more time until they are over.
+	defer ops.Extending(startExtension)()
 	unlock, err := m.lock(ctx)
 	if err != nil {
 		return err

@@ -4,7 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -298,5 +301,54 @@ func TestBadMigrationFails(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatal("a migration without -- +goose Up was applied")
+	}
+}
+
+// Migrating asks systemd (NOTIFY_SOCKET) for more start time; a database already up to date
+// asks for none. Not parallel: it sets the environment.
+func TestMigrationsExtendTheStartTimeout(t *testing.T) {
+	dir, err := os.MkdirTemp("", "sdn") // short: socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	t.Setenv("NOTIFY_SOCKET", sock)
+	next := func() string {
+		t.Helper()
+		if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 512)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v", err)
+		}
+		return string(buf[:n])
+	}
+
+	tb := dialects[0].setup(t) // SQLite
+	m := tb.migrator(t, tb.db)
+	if err := m.Prepare(t.Context(), Apply); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", startExtension.Microseconds())
+	if got := next(); got != want {
+		t.Errorf("while migrating, systemd got %q, want %q", got, want)
+	}
+	if err := m.Prepare(t.Context(), Apply); err != nil {
+		t.Fatal(err)
+	}
+	// Anything the second Prepare sent would come before this marker.
+	if _, err := conn.WriteToUnix([]byte("MARKER"), &net.UnixAddr{Name: sock, Net: "unixgram"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(); got != "MARKER" {
+		t.Errorf("after migrating, or for an up-to-date database, systemd got %q", got)
 	}
 }

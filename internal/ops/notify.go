@@ -3,7 +3,9 @@ package ops
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -24,6 +26,57 @@ func Status(msg string) error {
 
 // Stopping tells systemd the service is shutting down (the soft stop began).
 func Stopping() error { return notify(daemon.SdNotifyStopping) }
+
+// Reloading tells systemd the service began reloading its configuration (SIGHUP). Ready
+// must follow once the reload is over, applied or refused. MONOTONIC_USEC lets systemd match
+// the notification to the reload it asked for (sd_notify(3)).
+func Reloading() error {
+	return notify(daemon.SdNotifyReloading + "\n" + strings.TrimSuffix(daemon.SdNotifyMonotonicUsec(), "\n"))
+}
+
+// ExtendTimeout asks systemd for d more time in the phase the service is in: before READY=1
+// it pushes back TimeoutStartSec=, for work of unknown length such as migrations. Each call
+// sets the deadline to d from now, so it must be repeated before d runs out (Extending).
+func ExtendTimeout(d time.Duration) error {
+	return notify(fmt.Sprintf("EXTEND_TIMEOUT_USEC=%d", d.Microseconds()))
+}
+
+// Extending keeps systemd's timeout d ahead of now until stop is called: ExtendTimeout(d) at
+// once, then every d/3, so that a late datagram or a slow tick still lands in time. Without
+// NOTIFY_SOCKET it sends nothing.
+func Extending(d time.Duration) (stop func()) {
+	if os.Getenv("NOTIFY_SOCKET") == "" {
+		return func() {}
+	}
+	t := time.NewTicker(d / 3)
+	return extending(t.C, t.Stop, func() error { return ExtendTimeout(d) })
+}
+
+// extending is the loop of Extending, with the ticks and the notification injected for tests.
+func extending(ticks <-chan time.Time, stopTicks func(), extend func() error) (stop func()) {
+	_ = extend()
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-ticks:
+				_ = extend()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			stopTicks()
+			close(done)
+			<-finished // no extension goes out after stop returns
+		})
+	}
+}
 
 func notify(state string) error {
 	if _, err := daemon.SdNotify(false, state); err != nil {

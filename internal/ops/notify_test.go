@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -57,6 +58,7 @@ func TestNotifications(t *testing.T) {
 		{Ready, "READY=1"},
 		{func() error { return Status("syncing 3 accounts\nREADY=1") }, "STATUS=syncing 3 accounts READY=1"},
 		{Stopping, "STOPPING=1"},
+		{func() error { return ExtendTimeout(90 * time.Second) }, "EXTEND_TIMEOUT_USEC=90000000"},
 	}
 	for _, s := range steps {
 		if err := s.send(); err != nil {
@@ -89,11 +91,13 @@ func TestWatchdogPingsSystemd(t *testing.T) {
 func TestNotifyWithoutSystemd(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "")
 	t.Setenv("WATCHDOG_USEC", "")
-	for _, f := range []func() error{Ready, Stopping, func() error { return Status("x") }} {
+	for _, f := range []func() error{Ready, Stopping, Reloading, func() error { return Status("x") },
+		func() error { return ExtendTimeout(time.Minute) }} {
 		if err := f(); err != nil {
 			t.Errorf("without NOTIFY_SOCKET: %v", err)
 		}
 	}
+	Extending(time.Millisecond)() // no ticker left behind, nothing sent
 	// Returns at once: the watchdog is not enabled.
 	if err := Watchdog(t.Context(), func() bool { t.Error("alive() called without a watchdog"); return true }); err != nil {
 		t.Errorf("Watchdog: %v", err)
@@ -145,5 +149,65 @@ func TestWatchdogStopsPingingWhenNotAlive(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A reload is announced with the monotonic time it began, in one datagram, as
+// sd_notify(3) asks; a second one carries a later time.
+func TestNotifyReloading(t *testing.T) {
+	sock := setupNotify(t)
+	var last int64
+	for range 2 {
+		if err := Reloading(); err != nil {
+			t.Fatal(err)
+		}
+		got := sock.next()
+		usec, ok := strings.CutPrefix(got, "RELOADING=1\nMONOTONIC_USEC=")
+		n, err := strconv.ParseInt(usec, 10, 64)
+		if !ok || err != nil || n <= 0 || n < last {
+			t.Fatalf("got %q, want RELOADING=1 and a MONOTONIC_USEC= not before %d", got, last)
+		}
+		last = n
+	}
+}
+
+// While migrations run, systemd hears EXTEND_TIMEOUT_USEC at once, then again before the
+// extension runs out; nothing after stop.
+func TestExtendingKeepsTheStartTimeoutAhead(t *testing.T) {
+	sock := setupNotify(t)
+	stop := Extending(3 * time.Hour)
+	if got := sock.next(); got != "EXTEND_TIMEOUT_USEC=10800000000" {
+		t.Errorf("got %q, want EXTEND_TIMEOUT_USEC=10800000000", got)
+	}
+	stop()
+	stop() // idempotent
+
+	calls := make(chan struct{}, 10)
+	ticks := make(chan time.Time)
+	stopped := false
+	stop = extending(ticks, func() { stopped = true }, func() error { calls <- struct{}{}; return nil })
+	if len(calls) != 1 {
+		t.Fatalf("%d extensions before the first tick, want 1 at once", len(calls))
+	}
+	<-calls
+	for range 2 {
+		ticks <- time.Now()
+		select {
+		case <-calls:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no extension after a tick")
+		}
+	}
+	stop()
+	if !stopped {
+		t.Error("the ticker was not stopped")
+	}
+	select {
+	case ticks <- time.Now():
+		t.Error("still extending after stop")
+	default:
+	}
+	if len(calls) != 0 {
+		t.Errorf("%d extensions after stop", len(calls))
 	}
 }
