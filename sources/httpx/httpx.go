@@ -549,7 +549,7 @@ func (cl *call) send(ctx context.Context) outcome {
 		cl.stats.Requests.Add(1)
 	}
 	if err != nil {
-		cl.observe(0, t0)
+		cl.observe(ctx, 0, t0)
 		return outcome{netErr: stripURL(err)}
 	}
 	defer resp.Body.Close()
@@ -559,10 +559,10 @@ func (cl *call) send(ctx context.Context) outcome {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBody+1))
 	if err != nil {
 		// io.ErrUnexpectedEOF (shorter than Content-Length) or a reset mid-body.
-		cl.observe(0, t0)
+		cl.observe(ctx, 0, t0)
 		return outcome{status: resp.StatusCode, netErr: fmt.Errorf("read body: %w", err)}
 	}
-	cl.observe(resp.StatusCode, t0)
+	cl.observe(ctx, resp.StatusCode, t0)
 	o := outcome{status: resp.StatusCode, header: resp.Header, body: b}
 	if int64(len(b)) > c.cfg.MaxBody {
 		o.tooBig, o.body = true, b[:c.cfg.MaxBody]
@@ -570,9 +570,17 @@ func (cl *call) send(ctx context.Context) outcome {
 	return o
 }
 
-func (cl *call) observe(status int, t0 time.Time) {
+// observe reports one attempt to the metrics and, at debug, logs it: the endpoint's stable
+// name (never the URL, whose path and query may carry ids and emails), never a header.
+func (cl *call) observe(ctx context.Context, status int, t0 time.Time) {
+	d := cl.c.cfg.Clock().Sub(t0)
 	if o := cl.c.cfg.Observer; o != nil {
-		o.Request(cl.c.cfg.Vendor, cl.endpoint, status, cl.c.cfg.Clock().Sub(t0))
+		o.Request(cl.c.cfg.Vendor, cl.endpoint, status, d)
+	}
+	if log := cl.c.cfg.Logger; log.Enabled(ctx, slog.LevelDebug) {
+		log.LogAttrs(ctx, slog.LevelDebug, "vendor request",
+			slog.String("vendor", cl.c.cfg.Vendor), slog.String("method", cl.method), slog.String("endpoint", cl.endpoint),
+			slog.Int("status", status), slog.Duration("duration", d), slog.Int("attempt", cl.attempts))
 	}
 }
 

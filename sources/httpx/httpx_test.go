@@ -1193,3 +1193,64 @@ func TestMaxThrottledBounds429s(t *testing.T) {
 		t.Fatalf("got %+v after %d hits", e, b.hits.Load())
 	}
 }
+
+// At debug, each attempt is one line: method, the endpoint's stable name, status, duration
+// and attempt number; never the path's ids, the query, or a token.
+func TestRequestDebugLine(t *testing.T) {
+	t.Parallel()
+	const token = "tok-SECRET-9f8e7d"
+	answer := func(w http.ResponseWriter, r *http.Request, n int64) {
+		if n == 1 {
+			status(w, 503, `{}`)
+			return
+		}
+		status(w, 200, `{}`)
+	}
+	logTo := func(w io.Writer, level slog.Level) func(*Config) {
+		return func(c *Config) { c.Logger = slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})) }
+	}
+	var logs syncBuffer
+	b := setup(t, answer, logTo(&logs, slog.LevelDebug))
+	_, err := b.client.Do(b.ctx, Request{Method: http.MethodPost, Path: "contacts/C-4711", Endpoint: "contacts/{id}",
+		Query: url.Values{"email": {"jane.doe@example.com"}}, Auth: &fakeCreds{toks: []string{token}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []map[string]any
+	for line := range strings.Lines(logs.String()) {
+		for _, leak := range []string{token, "jane.doe", "C-4711", "email=", "Bearer"} {
+			if strings.Contains(line, leak) {
+				t.Errorf("debug line contains %q: %s", leak, line)
+			}
+		}
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		if rec["msg"] == "vendor request" {
+			lines = append(lines, rec)
+		}
+	}
+	if len(lines) != 2 {
+		t.Fatalf("%d request lines, want one per attempt (2):\n%s", len(lines), logs.String())
+	}
+	for i, want := range []float64{503, 200} {
+		rec := lines[i]
+		if rec["level"] != "DEBUG" || rec["method"] != "POST" || rec["endpoint"] != "contacts/{id}" || rec["vendor"] != "testvendor" ||
+			rec["status"] != want || rec["attempt"] != float64(i+1) {
+			t.Errorf("attempt %d: %v", i+1, rec)
+		}
+		if _, ok := rec["duration"]; !ok {
+			t.Errorf("attempt %d has no duration: %v", i+1, rec)
+		}
+	}
+
+	var info syncBuffer
+	b = setup(t, answer, logTo(&info, slog.LevelInfo))
+	if _, err := b.client.Do(b.ctx, Request{Path: "contacts", Endpoint: "contacts"}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(info.String(), "vendor request") {
+		t.Errorf("request lines at info: %s", info.String())
+	}
+}
