@@ -28,6 +28,7 @@ const (
 	DefaultStateDir        = "./leadsync-state"
 	DefaultSchedule        = "*/15 * * * *"
 	DefaultFullSchedule    = "0 3 * * 0" // Sundays 03:00: a weekly full pass that notices deletions
+	DefaultRunOnStart      = true        // a fresh install syncs at once, not at the first tick
 	DefaultShutdownTimeout = 60 * time.Second
 	DefaultListen          = "127.0.0.1:9464"
 	DefaultTokenSchema     = "leadsync_tokens"
@@ -50,8 +51,11 @@ type Config struct {
 	Schedule string `yaml:"schedule"`
 	// FullSchedule is the cron spec of full passes (which soft-delete vanished leads);
 	// "off" disables them.
-	FullSchedule string      `yaml:"full_schedule"`
-	Concurrency  Concurrency `yaml:"concurrency"`
+	FullSchedule string `yaml:"full_schedule"`
+	// RunOnStart runs each connection once (incremental) when the daemon starts, and when a
+	// reload adds it, rather than at its first tick (default true; a connection may override).
+	RunOnStart  *bool       `yaml:"run_on_start"`
+	Concurrency Concurrency `yaml:"concurrency"`
 	// ShutdownTimeout bounds the soft stop: after it the page in flight is abandoned.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	HTTP            HTTP     `yaml:"http"`
@@ -156,8 +160,9 @@ type Connection struct {
 	Source string `yaml:"source"` // a registered vendor's name (internal/vendors)
 	// Enabled defaults to true; a disabled connection is kept (and its grant) but not synced.
 	Enabled     *bool  `yaml:"enabled"`
-	Schedule    string `yaml:"schedule"`    // overrides the global schedule
-	Concurrency int    `yaml:"concurrency"` // overrides the vendor default
+	Schedule    string `yaml:"schedule"`     // overrides the global schedule
+	RunOnStart  *bool  `yaml:"run_on_start"` // overrides the global run_on_start
+	Concurrency int    `yaml:"concurrency"`  // overrides the vendor default
 
 	ClientID     string `yaml:"client_id"`
 	ClientSecret Secret `yaml:"client_secret"`
@@ -271,6 +276,10 @@ func (c *Connection) StaticAuth() bool {
 // IsEnabled reports whether the connection is synced (default true).
 func (c *Connection) IsEnabled() bool { return c.Enabled == nil || *c.Enabled }
 
+// RunsOnStart reports whether the daemon runs the connection once at start: its
+// run_on_start, which WithDefaults fills from the global one (default true).
+func (c *Connection) RunsOnStart() bool { return c.RunOnStart == nil || *c.RunOnStart }
+
 // Connection returns the named connection, or nil.
 func (c *Config) Connection(name string) *Connection {
 	for i := range c.Connections {
@@ -334,6 +343,9 @@ func (c *Config) withDefaults(getenv func(string) string) *Config {
 	}
 	d.Schedule = cmp.Or(d.Schedule, DefaultSchedule)
 	d.FullSchedule = cmp.Or(d.FullSchedule, DefaultFullSchedule)
+	if d.RunOnStart == nil {
+		d.RunOnStart = ptr(DefaultRunOnStart)
+	}
 	d.Concurrency = maps.Clone(c.Concurrency)
 	if d.Concurrency == nil {
 		d.Concurrency = Concurrency{}
@@ -360,6 +372,9 @@ func (c *Config) withDefaults(getenv func(string) string) *Config {
 			conn.Enabled = &t
 		}
 		conn.Schedule = cmp.Or(conn.Schedule, d.Schedule)
+		if conn.RunOnStart == nil {
+			conn.RunOnStart = ptr(*d.RunOnStart)
+		}
 		conn.Concurrency = cmp.Or(conn.Concurrency, d.Concurrency[conn.Source], 1)
 		conn.ClientSecret.setField(fmt.Sprintf("connections[%d].client_secret", i), 0)
 		if sec, ok := section(conn.Source); ok && conn.Options == nil {
@@ -376,6 +391,8 @@ func (c *Config) withDefaults(getenv func(string) string) *Config {
 	}
 	return &d
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // defaultKeyFile prefers a systemd credential. Without one it leaves the path empty: the
 // token store then generates GeneratedKeyName in the state directory (store.LoadKey).

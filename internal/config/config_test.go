@@ -74,6 +74,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad cron spec", "schedule: '*/15 * *'\n", "schedule", 1, "invalid cron spec"},
 		{"bad descriptor", "full_schedule: '@every fortnight'\n", "full_schedule", 1, "invalid cron spec"},
 		{"bad connection schedule", lcConn + "    schedule: 61 * * * *\n", "connections[0].schedule", 7, "invalid cron spec"},
+		{"bad run_on_start", "run_on_start: sometimes\n", "run_on_start", 1, "expected true or false"},
+		{"bad connection run_on_start", lcConn + "    run_on_start: 1\n", "connections[0].run_on_start", 7, "expected true or false"},
 		{"bad warehouse scheme", "warehouse:\n  url: mysql://db/leads\n", "warehouse.url", 2, "unsupported database URL scheme"},
 		{"sqlite without path", "token_store:\n  url: sqlite://\n", "token_store.url", 2, "no file path"},
 		{"schema on sqlite", "token_store:\n  url: sqlite:///t.db\n  schema: tokens\n", "token_store.schema", 3, "only applies to a PostgreSQL"},
@@ -474,5 +476,28 @@ func TestUsernameWithoutPassword(t *testing.T) {
 	}
 	if user, _, ok := c.Connections[0].PasswordGrant(); user != "me@agency.example" || ok {
 		t.Fatalf("PasswordGrant() = %q, %v; want the username, and no configured password", user, ok)
+	}
+}
+
+// run_on_start defaults to on; a connection inherits the global value unless it sets its own.
+func TestRunOnStart(t *testing.T) {
+	t.Parallel()
+	two := lcConn + strings.TrimPrefix(liqConn, "connections:\n")
+	for _, tt := range []struct {
+		name, yaml string
+		want       [2]bool
+	}{
+		{"default", two, [2]bool{true, true}},
+		{"off globally", "run_on_start: false\n" + two, [2]bool{false, false}},
+		{"off globally, on for one", "run_on_start: false\n" + strings.Replace(two, "    app_id: app\n", "    app_id: app\n    run_on_start: true\n", 1), [2]bool{true, false}},
+		{"off for one", strings.Replace(two, "    app_id: app\n", "    app_id: app\n    run_on_start: false\n", 1), [2]bool{false, true}},
+	} {
+		c, err := config.Parse([]byte(tt.yaml), "c.yaml")
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := [2]bool{c.Connections[0].RunsOnStart(), c.Connections[1].RunsOnStart()}; got != tt.want {
+			t.Errorf("%s: run on start %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
