@@ -1,6 +1,7 @@
 #!/bin/sh
-# Checks the leadsync units: `systemd-analyze verify` must print nothing, and
-# `systemd-analyze security` must rate each unit at an exposure of 1.5 or less.
+# Checks the leadsync units: `systemd-analyze verify` must print nothing,
+# `systemd-analyze security` must rate each unit at an exposure of 1.5 or less, and the lines
+# the daemon relies on (reload, working directory) must be there.
 # Works without a running systemd (offline mode). Exit status 0 only when all is clean.
 set -eu
 
@@ -46,4 +47,17 @@ for unit in leadsync.service leadsync-once@.service; do
 		fail=1
 	fi
 done
+
+# What the daemon's protocol relies on (docs/operations.md, "The systemd protocol").
+require() { # unit, line
+	if grep -qxF "$2" "$here/$1"; then
+		echo "ok   $1: $2"
+	else
+		echo "FAIL $1: no line $2" >&2
+		fail=1
+	fi
+}
+require leadsync.service 'ExecReload=/bin/kill -HUP $MAINPID'
+require leadsync.service 'WorkingDirectory=%S/leadsync'
+require leadsync-once@.service 'WorkingDirectory=%S/leadsync'
 exit $fail
