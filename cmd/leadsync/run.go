@@ -64,11 +64,11 @@ func cmdRun(ctx context.Context, f *flags, o runOptions, stdout, stderr io.Write
 		defer cancel()
 		a.Shutdown(ctx)
 	}()
-	soft, hard, stop := stopContexts(ctx, a.Config.ShutdownTimeout.D(), stderr)
+	soft, hard, stop := stopContextsLogged(ctx, a.Config.ShutdownTimeout.D(), stderr, a.Logger)
 	defer stop()
 
 	if !o.once {
-		return daemon(soft, hard, a)
+		return daemon(soft, hard, a, f)
 	}
 	trigger := sink.TriggerOnce
 	if !sinceT.IsZero() || o.full {
@@ -122,9 +122,13 @@ func printSummary(w io.Writer, res worker.Result) {
 // daemon runs the schedules until a signal, telling systemd how it goes: READY=1 once the
 // databases are open, the HTTP endpoint listens and the scheduler runs; STATUS= after each
 // run; WATCHDOG=1 while the scheduler is alive; STOPPING=1 as soon as the soft stop begins.
+// SIGHUP reloads the configuration from f (RELOADING=1, then READY=1 when it is in use or
+// refused): the runs in flight finish first, then the new connections and schedules apply.
 // Its shutdown takes at most shutdown_timeout + ops.StopMargin (the unit's TimeoutStopSec).
-func daemon(soft, hard context.Context, a *app.App) (int, error) {
+func daemon(soft, hard context.Context, a *app.App, f *flags) (int, error) {
 	log := a.Logger
+	hup, stopHup := hangups()
+	defer stopHup()
 	if err := a.SeedMetrics(soft); err != nil {
 		log.Warn("account lag metrics start from now", slog.String("error", err.Error()))
 	}
@@ -145,7 +149,7 @@ func daemon(soft, hard context.Context, a *app.App) (int, error) {
 		}()
 	}
 	sched := &worker.Scheduler{Worker: a.Worker, Schedule: a.Config.Schedule, FullSchedule: a.Config.FullSchedule,
-		Logger: log, OnRun: func(conn string, res worker.Result, err error) {
+		RunOnStart: runOnStart(a.Config), Logger: log, OnRun: func(conn string, res worker.Result, err error) {
 			msg := fmt.Sprintf("last run (%s): %s, %d ok, %d restricted, %d failed, %d leads written",
 				conn, res.Status, res.Stats.AccountsOK, res.Stats.AccountsRestricted, res.Stats.AccountsFailed, res.Stats.LeadsWritten)
 			if err != nil {
@@ -173,20 +177,55 @@ func daemon(soft, hard context.Context, a *app.App) (int, error) {
 		_ = ops.Stopping()
 		_ = ops.Status("stopping: finishing the pages in flight")
 	}()
+	var reloaded *reloadPlan // the reload the scheduler starts with, nil at first
 	sched.OnStarted = func() {
 		_ = ops.Ready()
-		_ = ops.Status("waiting for the first scheduled run")
+		switch {
+		case reloaded != nil:
+			_ = ops.Status(reloadedStatus(reloaded, len(a.Conns)))
+			log.Info("reloaded the configuration", slog.String("file", a.Config.File()), slog.Int("connections", len(a.Conns)),
+				slog.Any("added", reloaded.added), slog.Any("removed", reloaded.removed))
+			return
+		case len(sched.RunOnStart) > 0:
+			_ = ops.Status("running the connections once at start (run_on_start)")
+		default:
+			_ = ops.Status("waiting for the first scheduled run")
+		}
 		log.Info("leadsync started", slog.Int("connections", len(a.Conns)), slog.String("version", buildVersion().String()))
 	}
-	if err := sched.Run(soft, hard); err != nil {
-		if errors.Is(err, sink.ErrSingleWriter) { // a backfill holds the SQLite warehouse: retry later
+	end := func(err error) (int, error) {
+		switch {
+		case errors.Is(err, sink.ErrSingleWriter): // a backfill holds the SQLite warehouse: retry later
 			return exitFailed, err
+		case err != nil:
+			return exitUsage, &app.ConfigError{Err: err} // a schedule the scheduler refused
 		}
-		return exitUsage, &app.ConfigError{Err: err} // a schedule the scheduler refused
+		<-stopping // the soft stop began and STOPPING=1 is on its way
+		log.Info("leadsync stopped")
+		return exitOK, nil
 	}
-	<-stopping // Run returned nil: the soft stop began and STOPPING=1 is on its way
-	log.Info("leadsync stopped")
-	return exitOK, nil
+	for {
+		until := make(chan struct{})
+		ran := make(chan error, 1)
+		go func() { ran <- sched.RunUntil(soft, hard, until) }()
+		var plan *reloadPlan
+		for plan == nil {
+			select {
+			case err := <-ran: // a soft stop, or the scheduler refused to start
+				return end(err)
+			case <-hup:
+				plan = reload(log, f, a)
+			}
+		}
+		// The runs in flight finish on the configuration they began with.
+		close(until)
+		if err := <-ran; err != nil || soft.Err() != nil {
+			return end(err) // a stop during the wait: the new configuration is not applied
+		}
+		a.Apply(plan.wiring)
+		sched.Schedule, sched.FullSchedule, sched.RunOnStart = a.Config.Schedule, a.Config.FullSchedule, plan.runOnStart
+		reloaded = plan
+	}
 }
 
 func cmdStatus(ctx context.Context, f *flags, asJSON bool, stdout io.Writer) (int, error) {

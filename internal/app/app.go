@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/leadsync/leadsync/internal/config"
@@ -44,6 +45,9 @@ type App struct {
 	Metrics *ops.Metrics
 	Conns   []Conn
 	Worker  *worker.Worker
+
+	opts Options
+	mu   sync.RWMutex // Conns, which a reload (Apply) replaces while /readyz and /metrics read them
 }
 
 // Options tune Open.
@@ -68,7 +72,7 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 
 // Open wires cfg (already validated, with defaults). Close the App when done.
 func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) (_ *App, err error) {
-	a := &App{Config: cfg, Logger: log, Metrics: ops.NewMetrics(opts.Version)}
+	a := &App{Config: cfg, Logger: log, Metrics: ops.NewMetrics(opts.Version), opts: opts}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -78,40 +82,24 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Option
 	if err != nil {
 		return nil, fmt.Errorf("token store key: %w", err)
 	}
-	sourceOf := map[string]string{}
-	for _, cc := range cfg.Connections {
-		sourceOf[cc.Name] = cc.Source
-	}
 	a.Store, err = store.Open(ctx, cfg.TokenStore.URL, store.Options{Key: key, Logger: log,
 		PostgresSchema: cfg.TokenStore.Schema, RecoveryDir: cfg.StateDir, RefreshMargin: opts.RefreshMargin,
 		OnRefresh: func(conn string, err error) {
-			a.Metrics.TokenRefreshed(sourceOf[conn], err)
+			source := a.sourceOf(conn)
+			a.Metrics.TokenRefreshed(source, err)
 			if ops.RefreshResult(err) == ops.RefreshInvalidGrant {
-				a.Metrics.SetNeedsReauth(conn, sourceOf[conn], true)
+				a.Metrics.SetNeedsReauth(conn, source, true)
 			}
 		}})
 	if err != nil {
 		return nil, fmt.Errorf("token store: %w", err)
 	}
-	var wconns []worker.Connection
-	for i, cc := range cfg.Connections {
-		if !cc.IsEnabled() {
-			continue
-		}
-		c, err := a.connection(i, cc, opts)
-		if err != nil {
-			return nil, err
-		}
-		a.Conns = append(a.Conns, c)
-		wc := worker.Connection{Name: cc.Name, Source: c.Source, Concurrency: cc.Concurrency, Schedule: cc.Schedule}
-		if !cc.Accounts.IsZero() {
-			wc.Selects = cc.Accounts.Selects
-		}
-		if wc.Streams, err = selectStreams(i, cc, c.Source); err != nil {
-			return nil, err
-		}
-		wconns = append(wconns, wc)
+	wired, err := a.Rewire(cfg)
+	if err != nil {
+		return nil, err
 	}
+	a.Conns = wired.conns
+	wconns := wired.wconns
 	// The warehouse opens (and migrates) last, so a configuration mistake leaves nothing behind.
 	if !opts.NoSink {
 		// The worker identity and lease duration matter only to a PostgreSQL warehouse shared
@@ -127,12 +115,79 @@ func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Option
 	}
 	a.Worker = &worker.Worker{Sink: a.Sink, Connections: wconns, Logger: log, Observer: observer{a.Metrics}}
 	a.Metrics.WatchGrants(a.Grants)
-	rotations := make([]ops.GrantState, len(a.Conns))
-	for i, c := range a.Conns {
+	a.watchRotations()
+	return a, nil
+}
+
+// Wiring is a configuration's connections, wired on an App's token store and metrics but
+// not yet in use: Rewire builds it, Apply puts it in use.
+type Wiring struct {
+	Config *config.Config
+	conns  []Conn
+	wconns []worker.Connection
+}
+
+// Rewire wires cfg's enabled connections on a's token store and metrics (a reload): their
+// secrets are read and their options checked against their sources, without changing a.
+// The warehouse, the token store, the metrics and the logger stay as they are, whatever
+// cfg says of them.
+func (a *App) Rewire(cfg *config.Config) (*Wiring, error) {
+	w := &Wiring{Config: cfg}
+	for i, cc := range cfg.Connections {
+		if !cc.IsEnabled() {
+			continue
+		}
+		c, err := a.connection(i, cc, a.opts)
+		if err != nil {
+			return nil, err
+		}
+		wc := worker.Connection{Name: cc.Name, Source: c.Source, Concurrency: cc.Concurrency, Schedule: cc.Schedule}
+		if !cc.Accounts.IsZero() {
+			wc.Selects = cc.Accounts.Selects
+		}
+		if wc.Streams, err = selectStreams(i, cc, c.Source); err != nil {
+			return nil, err
+		}
+		w.conns = append(w.conns, c)
+		w.wconns = append(w.wconns, wc)
+	}
+	return w, nil
+}
+
+// Apply puts w in use: a's configuration, connections and worker's connections become w's.
+// No run may be in flight (the daemon stops its scheduler first).
+func (a *App) Apply(w *Wiring) {
+	a.mu.Lock()
+	a.Config, a.Conns = w.Config, w.conns
+	a.mu.Unlock()
+	a.Worker.Connections = w.wconns
+	a.watchRotations()
+}
+
+// conns is Conns, safe against a concurrent Apply.
+func (a *App) conns() []Conn {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.Conns
+}
+
+// sourceOf is the source of the connection named conn ("" when none is enabled).
+func (a *App) sourceOf(conn string) string {
+	for _, c := range a.conns() {
+		if c.Config.Name == conn {
+			return c.Config.Source
+		}
+	}
+	return ""
+}
+
+func (a *App) watchRotations() {
+	conns := a.conns()
+	rotations := make([]ops.GrantState, len(conns))
+	for i, c := range conns {
 		rotations[i] = ops.GrantState{Connection: c.Config.Name, Source: c.Config.Source}
 	}
 	a.Metrics.WatchRotations(rotations, a.Store.PendingRotations)
-	return a, nil
 }
 
 // Conn returns the wired connection named name.
@@ -289,8 +344,9 @@ func (a *App) grantStatus(ctx context.Context) ([]grantState, error) {
 	for _, r := range rejected {
 		rotations[r.Connection] = append(rotations[r.Connection], r)
 	}
-	out := make([]grantState, 0, len(a.Conns))
-	for _, c := range a.Conns {
+	conns := a.conns()
+	out := make([]grantState, 0, len(conns))
+	for _, c := range conns {
 		g, ok := byConn[c.Config.Name]
 		out = append(out, grantState{GrantStatus: g, conn: c.Config.Name, source: c.Config.Source,
 			static: c.Static, missing: !ok && !c.Static, rotations: rotations[c.Config.Name]})
@@ -307,7 +363,7 @@ func (a *App) SeedMetrics(ctx context.Context) error {
 		return nil
 	}
 	conns := map[string][]string{}
-	for _, c := range a.Conns {
+	for _, c := range a.conns() {
 		conns[c.Config.Source] = append(conns[c.Config.Source], c.Config.Name)
 	}
 	st, err := a.Sink.Status(ctx)
