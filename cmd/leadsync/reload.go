@@ -146,3 +146,15 @@ func reloadedStatus(p *reloadPlan, conns int) string {
 	}
 	return msg
 }
+
+// reloadedAttrs are the fields of the "reloaded the configuration" line.
+func reloadedAttrs(p *reloadPlan, a *app.App) []any {
+	attrs := []any{slog.String("file", a.Config.File()), slog.Int("connections", len(a.Conns))}
+	if len(p.added) > 0 {
+		attrs = append(attrs, slog.Any("added", p.added))
+	}
+	if len(p.removed) > 0 {
+		attrs = append(attrs, slog.Any("removed", p.removed))
+	}
+	return attrs
+}

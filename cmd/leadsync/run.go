@@ -183,8 +183,7 @@ func daemon(soft, hard context.Context, a *app.App, f *flags) (int, error) {
 		switch {
 		case reloaded != nil:
 			_ = ops.Status(reloadedStatus(reloaded, len(a.Conns)))
-			log.Info("reloaded the configuration", slog.String("file", a.Config.File()), slog.Int("connections", len(a.Conns)),
-				slog.Any("added", reloaded.added), slog.Any("removed", reloaded.removed))
+			log.Info("reloaded the configuration", reloadedAttrs(reloaded, a)...)
 			return
 		case len(sched.RunOnStart) > 0:
 			_ = ops.Status("running the connections once at start (run_on_start)")
