@@ -2,7 +2,7 @@ package main
 
 // The monitoring files of docs/monitoring/ (issue 17): the dashboard is well-formed and its
 // queries parse, and every metric the rules and the dashboard use is exported by a running
-// daemon.
+// daemon, with the labels they select on and aggregate by.
 
 import (
 	"bytes"
@@ -87,10 +87,11 @@ type monitoringDashboard struct {
 }
 
 type monitoringPanel struct {
-	ID, Type, Title string
-	Datasource      *monitoringDatasource
-	GridPos         struct{ H, W, X, Y int }
-	Targets         []struct {
+	ID          json.Number
+	Type, Title string
+	Datasource  *monitoringDatasource
+	GridPos     struct{ H, W, X, Y int }
+	Targets     []struct {
 		RefID      string `json:"refId"`
 		Expr       string
 		Datasource *monitoringDatasource
@@ -100,20 +101,6 @@ type monitoringPanel struct {
 }
 
 type monitoringDatasource struct{ Type, UID string }
-
-func (p *monitoringPanel) UnmarshalJSON(b []byte) error {
-	type plain monitoringPanel
-	var v struct {
-		plain
-		ID json.Number `json:"id"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*p = monitoringPanel(v.plain)
-	p.ID = v.ID.String()
-	return nil
-}
 
 func monitoringReadDashboard(t *testing.T) monitoringDashboard {
 	t.Helper()
@@ -208,7 +195,7 @@ func TestMonitoringDashboard(t *testing.T) {
 			wantDS("variable "+v.Name, v.Datasource)
 		}
 	}
-	ids := map[string]bool{}
+	ids := map[json.Number]bool{}
 	type cell struct{ x, y int }
 	taken := map[cell]string{}
 	webhooks := false
@@ -298,8 +285,8 @@ var (
 
 // monitoringUsedNames scans every expression of the rules and the dashboard for metric
 // names, checks that each recording rule used is defined, and returns the exported metrics
-// used, each with where.
-func monitoringUsedNames(t *testing.T) map[string][]string {
+// used, each with where, and the expressions.
+func monitoringUsedNames(t *testing.T) (map[string][]string, []monitoringExpr) {
 	t.Helper()
 	rules, recorded := monitoringRules(t)
 	exprs := append(rules, monitoringReadDashboard(t).exprs(t)...)
@@ -321,13 +308,15 @@ func monitoringUsedNames(t *testing.T) map[string][]string {
 			used[name] = append(used[name], e.where)
 		}
 	}
-	return used
+	return used, exprs
 }
 
 // monitoringExported reads the metric names of a scrape's samples (a histogram's as its
-// _bucket, _sum and _count series, as PromQL names them) and their # TYPE lines.
-func monitoringExported(body string) (samples map[string]bool, types map[string]string) {
-	samples, types = map[string]bool{}, map[string]string{}
+// _bucket, _sum and _count series, as PromQL names them), with the label names each
+// carries, and their # TYPE lines.
+func monitoringExported(t *testing.T, body string) (samples map[string]map[string]bool, types map[string]string) {
+	t.Helper()
+	samples, types = map[string]map[string]bool{}, map[string]string{}
 	for line := range strings.Lines(body) {
 		line = strings.TrimSpace(line)
 		if f := strings.Fields(line); len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
@@ -337,11 +326,112 @@ func monitoringExported(body string) (samples map[string]bool, types map[string]
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		if i := strings.IndexAny(line, "{ "); i > 0 {
-			samples[line[:i]] = true
+		i := strings.IndexAny(line, "{ ")
+		if i <= 0 {
+			t.Fatalf("bad metrics line %q", line)
+		}
+		name := line[:i]
+		if samples[name] == nil {
+			samples[name] = map[string]bool{}
+		}
+		if line[i] == '{' {
+			for _, l := range monitoringLabelNames(t, line[i+1:]) {
+				samples[name][l] = true
+			}
 		}
 	}
 	return samples, types
+}
+
+// monitoringLabelNames reads the label names of `a="x",b="y\"z"} 1`.
+func monitoringLabelNames(t *testing.T, s string) []string {
+	t.Helper()
+	var names []string
+	for {
+		s = strings.TrimLeft(s, ", ")
+		if strings.HasPrefix(s, "}") {
+			return names
+		}
+		eq := strings.Index(s, `="`)
+		if eq <= 0 {
+			t.Fatalf("bad labels %q", s)
+		}
+		names = append(names, s[:eq])
+		s = s[eq+2:]
+		for i := 0; ; i++ {
+			if i >= len(s) {
+				t.Fatalf("unterminated label value in %q", s)
+			}
+			if s[i] == '\\' {
+				i++
+				continue
+			}
+			if s[i] == '"' {
+				s = s[i+1:]
+				break
+			}
+		}
+	}
+}
+
+// monitoringPendingLabels are labels of the issue-17 contract (/tmp/h/contract17.md: the
+// run metrics gain `connection`) that this build may not export yet. Once a metric carries
+// its label the test asks for the entry to be deleted, so the list only shrinks.
+var monitoringPendingLabels = map[string]string{
+	"leadsync_runs_total":                          "connection",
+	"leadsync_runs_in_progress":                    "connection",
+	"leadsync_run_duration_seconds_bucket":         "connection",
+	"leadsync_run_duration_seconds_sum":            "connection",
+	"leadsync_run_duration_seconds_count":          "connection",
+	"leadsync_run_last_finished_timestamp_seconds": "connection",
+	"leadsync_leads_written_total":                 "connection",
+	"leadsync_accounts_synced_total":               "connection",
+}
+
+var (
+	quoted     = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+	selector   = regexp.MustCompile(`\b((?:leadsync|go|process)_[a-z0-9_]+)\s*\{([^}]*)\}`)
+	matcher    = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)`)
+	groupingBy = regexp.MustCompile(`\b(?:by|on)\s*\(([^)]*)\)`)
+	// targetLabels are added by Prometheus to every scraped series.
+	targetLabels = map[string]bool{"job": true, "instance": true}
+)
+
+// monitoringCheckLabels checks that the labels the expressions select on and aggregate by
+// are on the metrics they use: a `max by (connection)` over series without a connection
+// label quietly becomes one group for every connection.
+func monitoringCheckLabels(t *testing.T, exprs []monitoringExpr, samples map[string]map[string]bool) {
+	t.Helper()
+	has := func(metric, label string) bool {
+		return samples[metric][label] || monitoringPendingLabels[metric] == label
+	}
+	for _, e := range exprs {
+		expr := quoted.ReplaceAllString(recordingName.ReplaceAllString(e.expr, " "), `""`)
+		for _, m := range selector.FindAllStringSubmatch(expr, -1) {
+			for _, l := range matcher.FindAllStringSubmatch(m[2], -1) {
+				if !targetLabels[l[1]] && !has(m[1], l[1]) {
+					t.Errorf("%s selects %s on label %s, which the daemon does not export", e.where, m[1], l[1])
+				}
+			}
+		}
+		metrics := exportedName.FindAllString(expr, -1)
+		for _, g := range groupingBy.FindAllStringSubmatch(expr, -1) {
+			for l := range strings.SplitSeq(g[1], ",") {
+				l = strings.TrimSpace(l)
+				if l == "" || targetLabels[l] {
+					continue
+				}
+				if !slices.ContainsFunc(metrics, func(m string) bool { return has(m, l) }) {
+					t.Errorf("%s aggregates by %s, which none of %v carries", e.where, l, metrics)
+				}
+			}
+		}
+	}
+	for metric, label := range monitoringPendingLabels {
+		if samples[metric][label] {
+			t.Errorf("%s now carries %s: delete it from monitoringPendingLabels", metric, label)
+		}
+	}
 }
 
 // monitoringBadID gives the first contact of a LeadConnector page an object for its id: the
@@ -371,10 +461,11 @@ func monitoringBadID(body []byte) []byte {
 // expires in seconds (leadsync_token_refreshes_total), a LeadConnector record without a
 // readable id behind a proxy (leadsync_records_rejected_total), and the sandbox's forbidden
 // location (leadsync_account_restricted = 1). Only `up` is not checked: Prometheus makes
-// it per target, leadsync does not export it.
+// it per target, leadsync does not export it. The labels the expressions select on and
+// aggregate by must be on those series too (monitoringCheckLabels).
 func TestMonitoringMetricsExportedByDaemon(t *testing.T) {
 	t.Parallel()
-	used := monitoringUsedNames(t)
+	used, exprs := monitoringUsedNames(t)
 	for _, must := range []string{"leadsync_runs_total", "leadsync_run_last_finished_timestamp_seconds", "leadsync_grant_needs_reauth", "leadsync_account_lag_seconds", "leadsync_http_throttled_total"} {
 		if used[must] == nil {
 			t.Errorf("the monitoring files do not use %s", must)
@@ -424,16 +515,16 @@ func TestMonitoringMetricsExportedByDaemon(t *testing.T) {
 	url := logs.field(t, "serving metrics and health", "url")
 
 	// The daemon runs every second: wait until every event has happened at least once.
-	var samples map[string]bool
+	var samples map[string]map[string]bool
 	var types map[string]string
 	var missing []string
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		_, body := daemonGet(t, url+"/metrics")
-		samples, types = monitoringExported(body)
+		samples, types = monitoringExported(t, body)
 		missing = missing[:0]
 		for name := range used {
-			if !samples[name] {
+			if samples[name] == nil {
 				missing = append(missing, name)
 			}
 		}
@@ -449,7 +540,7 @@ func TestMonitoringMetricsExportedByDaemon(t *testing.T) {
 	// A histogram's series are asked for by their suffixed names, of a metric typed histogram.
 	for name := range used {
 		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-			if base, ok := strings.CutSuffix(name, suffix); ok && types[base] != "histogram" && samples[name] {
+			if base, ok := strings.CutSuffix(name, suffix); ok && types[base] != "histogram" && samples[name] != nil {
 				t.Errorf("%s: %s is a %q, not a histogram", name, base, types[base])
 			}
 		}
@@ -457,6 +548,7 @@ func TestMonitoringMetricsExportedByDaemon(t *testing.T) {
 	if len(missing) == 0 {
 		t.Logf("the %d metric names the monitoring files use are all exported", len(used))
 	}
+	monitoringCheckLabels(t, exprs, samples)
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

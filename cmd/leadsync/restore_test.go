@@ -293,7 +293,7 @@ func TestRestorePostgresFromPgDump(t *testing.T) {
 
 	// Lose the warehouse: its schema and everything in it.
 	restorePGExec(t, server, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-	if out, err := exec.Command(tools["pg_restore"], "--exit-on-error", "--no-owner", "--dbname="+server, backup).CombinedOutput(); err != nil {
+	if out, err := exec.Command(tools["pg_restore"], "--exit-on-error", "--dbname="+server, backup).CombinedOutput(); err != nil {
 		t.Fatalf("pg_restore: %v\n%s", err, out)
 	}
 	db := restoreOpen(t, env)
