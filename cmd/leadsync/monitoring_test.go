@@ -375,8 +375,9 @@ func monitoringLabelNames(t *testing.T, s string) []string {
 }
 
 // monitoringPendingLabels are labels of the issue-17 contract (/tmp/h/contract17.md: the
-// run metrics gain `connection`) that this build may not export yet. Once a metric carries
-// its label the test asks for the entry to be deleted, so the list only shrinks.
+// run metrics gain `connection`) that a build from before it does not export. They are
+// checked all or none: not at all while no metric of the list carries its label, and like
+// every other label once one does. Delete the list once every build has them.
 var monitoringPendingLabels = map[string]string{
 	"leadsync_runs_total":                          "connection",
 	"leadsync_runs_in_progress":                    "connection",
@@ -402,8 +403,17 @@ var (
 // label quietly becomes one group for every connection.
 func monitoringCheckLabels(t *testing.T, exprs []monitoringExpr, samples map[string]map[string]bool) {
 	t.Helper()
+	pending := true
+	for metric, label := range monitoringPendingLabels {
+		if samples[metric][label] {
+			pending = false
+		}
+	}
+	if pending {
+		t.Logf("this build exports none of the contract's labels %v: they are not checked", monitoringPendingLabels)
+	}
 	has := func(metric, label string) bool {
-		return samples[metric][label] || monitoringPendingLabels[metric] == label
+		return samples[metric][label] || pending && monitoringPendingLabels[metric] == label
 	}
 	for _, e := range exprs {
 		expr := quoted.ReplaceAllString(recordingName.ReplaceAllString(e.expr, " "), `""`)
@@ -425,11 +435,6 @@ func monitoringCheckLabels(t *testing.T, exprs []monitoringExpr, samples map[str
 					t.Errorf("%s aggregates by %s, which none of %v carries", e.where, l, metrics)
 				}
 			}
-		}
-	}
-	for metric, label := range monitoringPendingLabels {
-		if samples[metric][label] {
-			t.Errorf("%s now carries %s: delete it from monitoringPendingLabels", metric, label)
 		}
 	}
 }
