@@ -5,7 +5,7 @@ GO          ?= go
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 20000x
 
-.PHONY: test vet staticcheck tidy unit fuzz bench proof-full flake systemd-check build install man dist deb-check readme-check ci
+.PHONY: test vet staticcheck tidy unit fuzz bench proof-full flake systemd-check monitoring-check build install man dist deb-check readme-check ci
 
 test: vet staticcheck tidy unit
 
@@ -48,6 +48,14 @@ flake:
 systemd-check:
 	bash systemd/check.sh
 
+# The Prometheus rules and the Grafana dashboard of docs/monitoring/: the rules checked and
+# unit-tested by promtool (Debian's prometheus package), the dashboard read as JSON with its
+# queries checked by promtool (TestMonitoringDashboard).
+monitoring-check:
+	promtool check rules docs/monitoring/leadsync.rules.yml
+	promtool test rules docs/monitoring/leadsync.rules.test.yml
+	$(GO) test -count=1 -run '^TestMonitoringDashboard$$' ./cmd/leadsync/
+
 # -buildvcs=auto stamps the git revision into `leadsync version` and leadsync_build_info
 # (some environments set GOFLAGS=-buildvcs=false).
 build:
@@ -76,4 +84,4 @@ readme-check:
 	GO=$(GO) bash scripts/readme-check.sh
 
 # What CI runs after `make test`.
-ci: fuzz systemd-check deb-check readme-check
+ci: fuzz systemd-check monitoring-check deb-check readme-check
