@@ -104,10 +104,10 @@ type (
 		FullSchedule  string `json:"full_schedule"`
 		// NextRunAt is when its schedules next fire (zero when both are off), and NextRunFull
 		// whether that run is the full pass.
-		NextRunAt   time.Time  `json:"next_run_at,omitzero"`
-		NextRunFull bool       `json:"next_run_full"`
-		LastRun     *runDoc    `json:"last_run"` // null when it never finished a run
-		LastOKAt    time.Time  `json:"last_ok_at,omitzero"`
+		NextRunAt   time.Time `json:"next_run_at,omitzero"`
+		NextRunFull bool      `json:"next_run_full"`
+		LastRun     *runDoc   `json:"last_run"` // null when it never finished a run
+		LastOKAt    time.Time `json:"last_ok_at,omitzero"`
 		// interval is the time between two runs of Schedule, for staleness; not printed.
 		interval time.Duration
 	}
