@@ -406,7 +406,7 @@ func printAttention(w io.Writer, doc statusDoc, now time.Time) {
 	fmt.Fprintln(w, "ACCOUNTS NEEDING ATTENTION")
 	rows := [][]string{{"SOURCE", "ACCOUNT", "NAME", "PROBLEM", "LAST OK", "DETAIL"}}
 	for _, a := range doc.Attention[:min(len(doc.Attention), maxAttention)] {
-		rows = append(rows, []string{a.Source, truncate(a.AccountID, 20), truncate(oneLine(a.Name), 20),
+		rows = append(rows, []string{a.Source, truncate(a.AccountID, 24), truncate(oneLine(a.Name), 18),
 			label(a.Problem), ago(a.LastSyncedAt, now), oneLine(a.Detail)})
 	}
 	for _, l := range columns(rows) {
