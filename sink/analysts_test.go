@@ -362,6 +362,8 @@ func seedWarehouse(t *testing.T, b *bundle) {
 	write(pass, sources.LocaliQ, "USA_2", true, c)
 	_, err = b.s.FinishFullPass(ctx, pass, sources.LocaliQ, "USA_2", testStream)
 	must(err)
+	must(b.s.FinishConnection(ctx, pass, ConnectionRun{Connection: "liq", Source: sources.LocaliQ, Mode: ModeFull, Status: RunOK,
+		Stats: RunStats{AccountsOK: 1}}))
 	must(b.s.FinishRun(ctx, pass, RunOK, RunStats{AccountsOK: 1, Requests: 2}, nil))
 	_, err = b.s.WritePage(ctx, PageWrite{Run: run, Source: sources.LocaliQ, Account: "USA_1", Stream: "daily_counts",
 		Counts: []sources.DailyCount{{Day: created.Truncate(24 * time.Hour), Kind: sources.KindCall, Count: 3}}})
@@ -372,6 +374,10 @@ func seedWarehouse(t *testing.T, b *bundle) {
 	}
 	seedLifecycle(t, b, run, created)
 	b.clock.Advance(time.Minute)
+	must(b.s.FinishConnection(ctx, run, ConnectionRun{Connection: "liq", Source: sources.LocaliQ, Status: RunOK,
+		Stats: RunStats{AccountsOK: 2, AccountsRestricted: 1, LeadsWritten: 5}}))
+	must(b.s.FinishConnection(ctx, run, ConnectionRun{Connection: "agency", Source: sources.LeadConnector, Status: RunOK,
+		Stats: RunStats{AccountsOK: 1, LeadsWritten: 1}}))
 	must(b.s.FinishRun(ctx, run, RunOK, RunStats{AccountsOK: 3, AccountsRestricted: 1, LeadsWritten: 6, Requests: 12, RecordsRejected: 1}, nil))
 }
 

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -852,14 +853,107 @@ ON CONFLICT (source, account_id, stream) DO UPDATE SET
 }
 
 // BeginRun implements Sink.
-func (c *core) BeginRun(ctx context.Context, trigger string) (RunID, error) {
+func (c *core) BeginRun(ctx context.Context, trigger, connection, mode string) (RunID, error) {
+	mode = cmp.Or(mode, ModeIncremental)
+	if mode != ModeIncremental && mode != ModeFull {
+		return 0, fmt.Errorf("sink: begin run: unknown mode %q", mode)
+	}
 	var id int64
-	err := c.w.QueryRowxContext(ctx, c.q(`INSERT INTO sync_runs (trigger, started_at, status, worker)
-VALUES (?, ?, 'running', ?) RETURNING id`), trigger, c.ts(c.clock()), nullString(c.worker)).Scan(&id)
+	err := c.w.QueryRowxContext(ctx, c.q(`INSERT INTO sync_runs (trigger, started_at, status, worker, connection, mode)
+VALUES (?, ?, 'running', ?, ?, ?) RETURNING id`), trigger, c.ts(c.clock()), nullString(c.worker), nullString(connection), mode).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("sink: begin run: %w", err)
 	}
 	return RunID(id), nil
+}
+
+// FinishConnection implements Sink.
+func (c *core) FinishConnection(ctx context.Context, run RunID, r ConnectionRun) error {
+	mode := cmp.Or(r.Mode, ModeIncremental)
+	switch {
+	case r.Connection == "" || r.Source == "":
+		return fmt.Errorf("sink: connection result without connection or source: %q/%q", r.Connection, r.Source)
+	case r.Status != RunOK && r.Status != RunFailed && r.Status != RunCancelled:
+		return fmt.Errorf("sink: connection %s: status %q is not one a run of it can end with", r.Connection, r.Status)
+	case mode != ModeIncremental && mode != ModeFull:
+		return fmt.Errorf("sink: connection %s: unknown mode %q", r.Connection, mode)
+	}
+	now := c.clock()
+	started := r.Started
+	if started.IsZero() {
+		started = now
+	}
+	err := c.tx(ctx, func(tx *sqlx.Tx) error {
+		var n int
+		if err := tx.GetContext(ctx, &n, c.q(`SELECT count(*) FROM sync_runs WHERE id = ?`), run); err != nil {
+			return err
+		}
+		if n == 0 {
+			return ErrUnknownRun
+		}
+		_, err := tx.ExecContext(ctx, c.q(`INSERT INTO sync_run_connections
+    (run_id, connection, source, mode, status, started_at, finished_at,
+     accounts_ok, accounts_failed, accounts_restricted, leads_written, error)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (run_id, connection) DO UPDATE SET
+    source = excluded.source, mode = excluded.mode, status = excluded.status,
+    started_at = excluded.started_at, finished_at = excluded.finished_at,
+    accounts_ok = excluded.accounts_ok, accounts_failed = excluded.accounts_failed,
+    accounts_restricted = excluded.accounts_restricted, leads_written = excluded.leads_written,
+    error = excluded.error`),
+			run, r.Connection, r.Source, mode, r.Status, c.ts(started), c.ts(now), r.Stats.AccountsOK,
+			r.Stats.AccountsFailed, r.Stats.AccountsRestricted, r.Stats.LeadsWritten, errorText(r.Err))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sink: finish connection %s of run %d: %w", r.Connection, run, err)
+	}
+	return nil
+}
+
+// ConnectionRuns implements Sink. The last run is the one that finished last: with several
+// workers on one PostgreSQL, each records its own share of a tick.
+func (c *core) ConnectionRuns(ctx context.Context) ([]ConnectionStatus, error) {
+	var rows []struct {
+		Run        int64    `db:"run_id"`
+		Connection string   `db:"connection"`
+		Source     string   `db:"source"`
+		Trigger    string   `db:"trigger"`
+		Mode       string   `db:"mode"`
+		Status     string   `db:"status"`
+		StartedAt  nullTime `db:"started_at"`
+		FinishedAt nullTime `db:"finished_at"`
+		OK         int      `db:"accounts_ok"`
+		Failed     int      `db:"accounts_failed"`
+		Restricted int      `db:"accounts_restricted"`
+		Leads      int64    `db:"leads_written"`
+		Error      string   `db:"error"`
+		LastOKAt   nullTime `db:"last_ok_at"`
+	}
+	err := c.r.SelectContext(ctx, &rows, `SELECT run_id, connection, source, trigger, mode, status, started_at,
+    finished_at, accounts_ok, accounts_failed, accounts_restricted, leads_written, error, last_ok_at
+FROM (
+    SELECT rc.run_id, rc.connection, rc.source, r.trigger, rc.mode, rc.status, rc.started_at, rc.finished_at,
+           rc.accounts_ok, rc.accounts_failed, rc.accounts_restricted, rc.leads_written,
+           COALESCE(rc.error, '') AS error,
+           row_number() OVER (PARTITION BY rc.connection ORDER BY rc.finished_at DESC, rc.run_id DESC) AS k,
+           max(CASE WHEN rc.status = 'ok' THEN rc.finished_at END) OVER (PARTITION BY rc.connection) AS last_ok_at
+    FROM sync_run_connections rc
+    JOIN sync_runs r ON r.id = rc.run_id
+) lr
+WHERE k = 1
+ORDER BY connection`)
+	if err != nil {
+		return nil, fmt.Errorf("sink: connection runs: %w", err)
+	}
+	out := make([]ConnectionStatus, len(rows))
+	for i, r := range rows {
+		out[i] = ConnectionStatus{Connection: r.Connection, Source: r.Source, Run: RunID(r.Run), Trigger: r.Trigger,
+			Mode: r.Mode, Status: r.Status, StartedAt: r.StartedAt.Time, FinishedAt: r.FinishedAt.Time,
+			Stats: RunStats{AccountsOK: r.OK, AccountsFailed: r.Failed, AccountsRestricted: r.Restricted, LeadsWritten: r.Leads},
+			Error: r.Error, LastOKAt: r.LastOKAt.Time}
+	}
+	return out, nil
 }
 
 // FinishRun implements Sink. It also drops the run's full-pass bookkeeping.

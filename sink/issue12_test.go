@@ -376,7 +376,7 @@ func TestPostgresClosesOnlyDeadWorkersRuns(t *testing.T) {
 	}
 	begin := func(s Sink) RunID {
 		t.Helper()
-		run, err := s.BeginRun(t.Context(), TriggerCron)
+		run, err := s.BeginRun(t.Context(), TriggerCron, "", ModeIncremental)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -57,7 +57,7 @@ func TestLeaseFencesPageCommits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, err := a.BeginRun(ctx, TriggerOnce)
+	run, err := a.BeginRun(ctx, TriggerOnce, "", ModeIncremental)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -169,7 +169,7 @@ VALUES ('cron', ?, ?, 7)`), c.ts(time.Now()), status); err != nil {
 		if err := c.r.GetContext(ctx, &n, `SELECT count(*) FROM sync_runs WHERE leads_written = 7 AND records_rejected = 0`); err != nil || n != 2 {
 			t.Fatalf("%d runs kept, %v; want 2", n, err)
 		}
-		if run, err := s.BeginRun(ctx, TriggerOnce); err != nil || run != 3 {
+		if run, err := s.BeginRun(ctx, TriggerOnce, "", ModeIncremental); err != nil || run != 3 {
 			t.Errorf("the next run is %d, %v; want 3", run, err)
 		}
 	})
@@ -266,7 +266,7 @@ VALUES (?, ?, ?, ?, 'a@example.com', ?, ?, 1)`, l[0], l[1], l[2], l[3], c.ts(now
 
 		// The first run after the upgrade is incremental, and a full pass of one stream
 		// spares the other's migrated leads.
-		run, err := s.BeginRun(ctx, TriggerOnce)
+		run, err := s.BeginRun(ctx, TriggerOnce, "", ModeIncremental)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -370,7 +370,7 @@ FROM `+view).Scan(&rows, &emails, &times, &seconds); err != nil {
 		}
 
 		// The next sync of a lead fills them in, as a change.
-		run, err := s.BeginRun(ctx, TriggerOnce)
+		run, err := s.BeginRun(ctx, TriggerOnce, "", ModeIncremental)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -157,13 +157,13 @@ func (l *liveness) close() {
 
 // BeginRun implements Sink, first taking back the worker's liveness lock if its connection
 // dropped.
-func (p *Postgres) BeginRun(ctx context.Context, trigger string) (RunID, error) {
+func (p *Postgres) BeginRun(ctx context.Context, trigger, connection, mode string) (RunID, error) {
 	if p.worker != "" {
 		if err := p.live.hold(ctx); err != nil {
 			return 0, fmt.Errorf("sink: begin run: %w", err)
 		}
 	}
-	return p.core.BeginRun(ctx, trigger)
+	return p.core.BeginRun(ctx, trigger, connection, mode)
 }
 
 // CloseAbandonedRuns implements Sink: a running run is abandoned when its worker's liveness
@@ -383,7 +383,7 @@ type GrantOptions struct {
 // AnalystRelations are the tables and views without lead PII, which every analyst role may
 // read. leads_deidentified is deprecated (it reads leads_shareable).
 var AnalystRelations = []string{
-	"accounts", "restricted_fields", "lead_daily_counts", "sync_runs", "sync_run_streams", "sync_state",
+	"accounts", "restricted_fields", "lead_daily_counts", "sync_runs", "sync_run_streams", "sync_run_connections", "sync_state",
 	"leads_shareable", "leads_deidentified", "lead_counts_by_day", "lead_counts_by_week", "stream_freshness",
 	"deals_shareable", "opportunity_stage_history", "deal_stage_intervals", "crm_dictionary", "pipeline_stages",
 	"custom_fields", "crm_users", "lost_reasons", "submissions_shareable", "campaign_cycles",

@@ -94,7 +94,7 @@ func TestResetStateRefusesALiveLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, err := a.BeginRun(ctx, TriggerOnce)
+	run, err := a.BeginRun(ctx, TriggerOnce, "", ModeIncremental)
 	if err != nil {
 		t.Fatal(err)
 	}

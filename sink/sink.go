@@ -35,6 +35,12 @@ const (
 	RunAbandoned = "abandoned"
 )
 
+// Run modes (the sync_runs.mode and sync_run_connections.mode columns).
+const (
+	ModeIncremental = "incremental"
+	ModeFull        = "full" // a full pass: everything re-read, then what was not seen soft-deleted
+)
+
 // Stream outcomes (StreamResult.Outcome, the sync_run_streams.outcome column).
 const (
 	OutcomeOK         = "ok"
@@ -117,6 +123,36 @@ type RunStats struct {
 	RecordsRejected    int64 // records quarantined in rejected_records
 }
 
+// ConnectionRun is how one connection's part of a run ended: its sync_run_connections row.
+type ConnectionRun struct {
+	Connection string
+	Source     string
+	Mode       string // ModeIncremental or ModeFull
+	// Status is RunOK, RunFailed (its account listing or one of its accounts failed) or
+	// RunCancelled.
+	Status  string
+	Started time.Time
+	// Stats: the accounts by outcome and the leads written (the rest is the run's).
+	Stats RunStats
+	Err   error // the connection's first failure; nil when none
+}
+
+// ConnectionStatus is a connection's last run and its last ok one, for `leadsync status`.
+type ConnectionStatus struct {
+	Connection string
+	Source     string
+	Run        RunID // the last run
+	Trigger    string
+	Mode       string
+	Status     string
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Stats      RunStats // AccountsOK, AccountsFailed, AccountsRestricted, LeadsWritten
+	Error      string
+	// LastOKAt is when its last ok run finished (zero if none).
+	LastOKAt time.Time
+}
+
 // AccountStatus is one line of `leadsync status`.
 type AccountStatus struct {
 	Source       string
@@ -165,8 +201,12 @@ type Sink interface {
 	// it records last_error only.
 	AccountSynced(ctx context.Context, run RunID, source, account string, syncErr error) error
 
-	// BeginRun opens a sync_runs row.
-	BeginRun(ctx context.Context, trigger string) (RunID, error)
+	// BeginRun opens a sync_runs row: connection is the one connection the run covers (""
+	// when it covers several), mode ModeIncremental or ModeFull.
+	BeginRun(ctx context.Context, trigger, connection, mode string) (RunID, error)
+	// FinishConnection records how one connection's part of run ended (a
+	// sync_run_connections row); a second result of the same connection replaces the first.
+	FinishConnection(ctx context.Context, run RunID, r ConnectionRun) error
 	// FinishRun closes it with its counts, its status, and the first error if any.
 	FinishRun(ctx context.Context, run RunID, status string, stats RunStats, runErr error) error
 	// CloseAbandonedRuns marks RunAbandoned the runs still "running" that no live process
@@ -178,6 +218,9 @@ type Sink interface {
 
 	// Status lists every account with its freshness, for `leadsync status`.
 	Status(ctx context.Context) ([]AccountStatus, error)
+	// ConnectionRuns is, per connection that ever finished a run, its last run and when its
+	// last ok run finished, by connection name.
+	ConnectionRuns(ctx context.Context) ([]ConnectionStatus, error)
 
 	Close() error
 }

@@ -112,7 +112,7 @@ func testLeads(account string, ids ...string) []sources.Lead {
 
 func (b *bundle) run(t *testing.T) RunID {
 	t.Helper()
-	run, err := b.s.BeginRun(b.ctx, TriggerOnce)
+	run, err := b.s.BeginRun(b.ctx, TriggerOnce, "", ModeIncremental)
 	if err != nil {
 		t.Fatalf("BeginRun: %v", err)
 	}

@@ -61,9 +61,9 @@ type listedObserver struct {
 	listed [][]string
 }
 
-func (o *listedObserver) RunStarted(string)                                                  {}
+func (o *listedObserver) RunStarted(string, string)                                          {}
 func (o *listedObserver) AccountSynced(string, string, string, string, int64, time.Duration) {}
-func (o *listedObserver) RunFinished(string, string, sink.RunStats, time.Duration)           {}
+func (o *listedObserver) RunFinished(string, string, string, sink.RunStats, time.Duration)   {}
 func (o *listedObserver) RecordsRejected(string, string, int)                                {}
 func (o *listedObserver) AccountsListed(connection, source string, accounts []string) {
 	o.mu.Lock()
@@ -137,7 +137,7 @@ func TestFirstRunClosesAbandonedRuns(t *testing.T) {
 	t.Parallel()
 	s, path := openToySinkAt(t)
 	ctx := context.Background()
-	stale, err := s.BeginRun(ctx, sink.TriggerCron) // its process died before FinishRun
+	stale, err := s.BeginRun(ctx, sink.TriggerCron, "", sink.ModeIncremental) // its process died before FinishRun
 	if err != nil {
 		t.Fatal(err)
 	}

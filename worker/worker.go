@@ -50,14 +50,17 @@ func (c Connection) streams() []sources.Stream {
 // Observer receives what the worker does, for metrics. Implementations must be safe for
 // concurrent use.
 type Observer interface {
-	RunStarted(trigger string)
+	// RunStarted and RunFinished bracket each connection's part of a run.
+	RunStarted(trigger, connection string)
 	// AccountsListed reports a connection's complete account listing: accounts of the
 	// connection missing from it were uninstalled or removed.
 	AccountsListed(connection, source string, accounts []string)
 	// RecordsRejected counts vendor records quarantined in rejected_records.
 	RecordsRejected(connection, source string, n int)
 	AccountSynced(connection, source, account, outcome string, leads int64, d time.Duration)
-	RunFinished(trigger, status string, stats sink.RunStats, d time.Duration)
+	// RunFinished reports a connection's part of a run: its status (sink.RunOK, RunFailed
+	// when its listing or one of its accounts failed, RunCancelled) and its counts.
+	RunFinished(trigger, connection, status string, stats sink.RunStats, d time.Duration)
 }
 
 // Account outcomes, as reported to the Observer and the progress display.
@@ -101,6 +104,15 @@ type Result struct {
 	Stats  sink.RunStats
 	// Failures holds one error per failed account or connection.
 	Failures []error
+	// Connections are the connections' parts of the run, in the order they were selected.
+	Connections []ConnectionResult
+}
+
+// ConnectionResult is one connection's part of a run, as sync_run_connections records it
+// (its Stats also count its requests).
+type ConnectionResult struct {
+	sink.ConnectionRun
+	Took time.Duration
 }
 
 // OK reports whether every account synced or is an expected restriction.
@@ -117,8 +129,15 @@ func (w *Worker) Run(ctx context.Context, opts RunOptions) (Result, error) {
 		return Result{}, err
 	}
 	start := w.now()
-	stats := &httpx.Stats{}
-	work = httpx.WithStats(work, stats)
+	trigger := cmp.Or(opts.Trigger, sink.TriggerOnce)
+	mode := sink.ModeIncremental
+	if opts.Full {
+		mode = sink.ModeFull
+	}
+	runConn := "" // the run covers several connections
+	if len(conns) == 1 {
+		runConn = conns[0].Name
+	}
 
 	w.abandoned.Do(func() {
 		// Before this process's first run, so none of its own runs can be running yet.
@@ -131,46 +150,50 @@ func (w *Worker) Run(ctx context.Context, opts RunOptions) (Result, error) {
 				slog.String("status", sink.RunAbandoned))
 		}
 	})
-	run, err := w.Sink.BeginRun(work, cmp.Or(opts.Trigger, sink.TriggerOnce))
+	run, err := w.Sink.BeginRun(work, trigger, runConn, mode)
 	if err != nil {
 		return Result{}, fmt.Errorf("worker: begin run: %w", err)
 	}
-	if w.Observer != nil {
-		w.Observer.RunStarted(cmp.Or(opts.Trigger, sink.TriggerOnce))
+	// Each connection counts its own accounts and requests; the run's are their sums.
+	states := make([]*runState, len(conns))
+	for i := range conns {
+		st := &httpx.Stats{}
+		states[i] = &runState{w: w, run: run, opts: opts, trigger: trigger, mode: mode, soft: ctx,
+			work: httpx.WithStats(work, st), stats: st}
 	}
-	rs := &runState{w: w, run: run, opts: opts, soft: ctx, work: work}
 	var wg sync.WaitGroup
-	for _, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rs.connection(c)
-		}()
+	for i, c := range conns {
+		wg.Go(func() { states[i].connection(c) })
 	}
 	wg.Wait()
 
-	res := Result{Run: run, Failures: rs.failures}
-	res.Stats = sink.RunStats{
-		AccountsOK:         int(rs.ok.Load()),
-		AccountsFailed:     int(rs.failed.Load()),
-		AccountsRestricted: int(rs.restricted.Load()),
-		LeadsWritten:       rs.leads.Load(),
-		Requests:           stats.Requests.Load(),
-		Throttled:          stats.Throttled.Load(),
-		RecordsRejected:    rs.rejected.Load(),
+	res := Result{Run: run, Connections: make([]ConnectionResult, len(conns))}
+	incomplete := false
+	for i, rs := range states {
+		cr := rs.result
+		res.Connections[i] = cr
+		res.Failures = append(res.Failures, rs.failures...)
+		res.Stats.AccountsOK += cr.Stats.AccountsOK
+		res.Stats.AccountsFailed += cr.Stats.AccountsFailed
+		res.Stats.AccountsRestricted += cr.Stats.AccountsRestricted
+		res.Stats.LeadsWritten += cr.Stats.LeadsWritten
+		res.Stats.Requests += cr.Stats.Requests
+		res.Stats.Throttled += cr.Stats.Throttled
+		res.Stats.RecordsRejected += cr.Stats.RecordsRejected
+		incomplete = incomplete || rs.incomplete.Load()
 	}
 	switch {
-	case rs.incomplete.Load():
+	case incomplete:
 		// A stop that came after every account had finished does not make the run partial.
 		res.Status = sink.RunCancelled
-	case len(rs.failures) > 0:
+	case len(res.Failures) > 0:
 		res.Status = sink.RunFailed
 	default:
 		res.Status = sink.RunOK
 	}
 	var first error
-	if len(rs.failures) > 0 {
-		first = rs.failures[0]
+	if len(res.Failures) > 0 {
+		first = res.Failures[0]
 	}
 	// The ledger must be closed even after a hard stop.
 	finCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -178,14 +201,14 @@ func (w *Worker) Run(ctx context.Context, opts RunOptions) (Result, error) {
 	if err := w.Sink.FinishRun(finCtx, run, res.Status, res.Stats, first); err != nil {
 		return res, fmt.Errorf("worker: finish run: %w", err)
 	}
-	if w.Observer != nil {
-		w.Observer.RunFinished(cmp.Or(opts.Trigger, sink.TriggerOnce), res.Status, res.Stats, w.now().Sub(start))
+	if len(conns) > 1 {
+		// Each connection logged its own line; this one sums them.
+		w.logger().Info("run finished", slog.Int64("run", int64(run)), slog.Int("connections", len(conns)),
+			slog.String("status", res.Status), slog.Int("accounts_ok", res.Stats.AccountsOK),
+			slog.Int("accounts_failed", res.Stats.AccountsFailed), slog.Int("accounts_restricted", res.Stats.AccountsRestricted),
+			slog.Int64("leads_written", res.Stats.LeadsWritten), slog.Int64("requests", res.Stats.Requests),
+			slog.Int64("throttled", res.Stats.Throttled), slog.Duration("took", w.now().Sub(start).Round(time.Millisecond)))
 	}
-	w.logger().Info("run finished", slog.Int64("run", int64(run)), slog.String("status", res.Status),
-		slog.Int("accounts_ok", res.Stats.AccountsOK), slog.Int("accounts_failed", res.Stats.AccountsFailed),
-		slog.Int("accounts_restricted", res.Stats.AccountsRestricted), slog.Int64("leads_written", res.Stats.LeadsWritten),
-		slog.Int64("requests", res.Stats.Requests), slog.Int64("throttled", res.Stats.Throttled),
-		slog.Duration("took", w.now().Sub(start).Round(time.Millisecond)))
 	return res, nil
 }
 
@@ -222,13 +245,16 @@ func (w *Worker) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// runState is one run's shared counters.
+// runState is one connection's part of a run: its counters, shared by its accounts.
 type runState struct {
-	w    *Worker
-	run  sink.RunID
-	opts RunOptions
-	soft context.Context // cancelled: finish the page in flight, then stop
-	work context.Context // cancelled: abort now
+	w       *Worker
+	run     sink.RunID
+	opts    RunOptions
+	trigger string
+	mode    string
+	soft    context.Context // cancelled: finish the page in flight, then stop
+	work    context.Context // cancelled: abort now; counts the connection's requests in stats
+	stats   *httpx.Stats
 
 	ok, failed, restricted atomic.Int64
 	leads, rejected        atomic.Int64
@@ -236,6 +262,8 @@ type runState struct {
 
 	mu       sync.Mutex
 	failures []error
+
+	result ConnectionResult // set when the connection's part ends
 }
 
 func (rs *runState) fail(err error) {
@@ -244,8 +272,61 @@ func (rs *runState) fail(err error) {
 	rs.failures = append(rs.failures, err)
 }
 
+// connection syncs c's accounts, then records how its part of the run ended.
 func (rs *runState) connection(c Connection) {
 	log := rs.w.logger().With(slog.String("connection", c.Name), slog.String("source", c.Source.Name()))
+	start := rs.w.now()
+	if rs.w.Observer != nil {
+		rs.w.Observer.RunStarted(rs.trigger, c.Name)
+	}
+	defer rs.finish(c, start, log)
+	rs.syncConnection(c, log)
+}
+
+// finish records the connection's result: sync_run_connections, the Observer, its log line.
+// Failed when its listing or any of its accounts failed, even if a stop came too: a stop
+// must not hide a failing connection.
+func (rs *runState) finish(c Connection, start time.Time, log *slog.Logger) {
+	rs.mu.Lock()
+	var first error
+	if len(rs.failures) > 0 {
+		first = rs.failures[0]
+	}
+	rs.mu.Unlock()
+	status := sink.RunOK
+	switch {
+	case first != nil:
+		status = sink.RunFailed
+	case rs.incomplete.Load():
+		status = sink.RunCancelled
+	}
+	d := rs.w.now().Sub(start)
+	rs.result = ConnectionResult{
+		ConnectionRun: sink.ConnectionRun{Connection: c.Name, Source: c.Source.Name(), Mode: rs.mode, Status: status,
+			Started: start, Err: first, Stats: sink.RunStats{
+				AccountsOK: int(rs.ok.Load()), AccountsFailed: int(rs.failed.Load()), AccountsRestricted: int(rs.restricted.Load()),
+				LeadsWritten: rs.leads.Load(), Requests: rs.stats.Requests.Load(), Throttled: rs.stats.Throttled.Load(),
+				RecordsRejected: rs.rejected.Load()}},
+		Took: d,
+	}
+	// Recorded even after a hard stop.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(rs.soft), 10*time.Second)
+	defer cancel()
+	if err := rs.w.Sink.FinishConnection(ctx, rs.run, rs.result.ConnectionRun); err != nil {
+		log.Error("recording the connection's result failed", slog.String("error", err.Error()))
+	}
+	if rs.w.Observer != nil {
+		rs.w.Observer.RunFinished(rs.trigger, c.Name, status, rs.result.Stats, d)
+	}
+	st := rs.result.Stats
+	log.Info("run finished", slog.Int64("run", int64(rs.run)), slog.String("trigger", rs.trigger),
+		slog.String("mode", rs.mode), slog.String("status", status), slog.Int("accounts_ok", st.AccountsOK),
+		slog.Int("accounts_failed", st.AccountsFailed), slog.Int("accounts_restricted", st.AccountsRestricted),
+		slog.Int64("leads_written", st.LeadsWritten), slog.Int64("requests", st.Requests),
+		slog.Int64("throttled", st.Throttled), slog.Duration("took", d.Round(time.Millisecond)))
+}
+
+func (rs *runState) syncConnection(c Connection, log *slog.Logger) {
 	// A listing commits nothing, so the soft stop interrupts it as well as the hard one.
 	list, cancelList := context.WithCancel(rs.work)
 	defer cancelList()
@@ -274,9 +355,9 @@ func (rs *runState) connection(c Connection) {
 	}
 	cancelList()
 	if unselected > 0 {
-		log.Info("accounts listed", slog.Int("accounts", len(accts)), slog.Int("not_selected", unselected))
+		log.Debug("accounts listed", slog.Int("accounts", len(accts)), slog.Int("not_selected", unselected))
 	} else {
-		log.Info("accounts listed", slog.Int("accounts", len(accts)))
+		log.Debug("accounts listed", slog.Int("accounts", len(accts)))
 	}
 	if rs.w.Observer != nil {
 		ids := make([]string, len(accts))
@@ -342,7 +423,12 @@ func (rs *runState) account(c Connection, a sources.Account, log *slog.Logger) {
 		cancel()
 	}
 	d := rs.w.now().Sub(start)
-	log.Info("account synced", slog.String("outcome", outcome), slog.Int64("leads_written", written),
+	// At info a run logs per connection; an account only when it failed or is restricted.
+	level := slog.LevelDebug
+	if outcome == OutcomeFailed || outcome == OutcomeRestricted {
+		level = slog.LevelInfo
+	}
+	log.Log(context.Background(), level, "account synced", slog.String("outcome", outcome), slog.Int64("leads_written", written),
 		slog.Duration("took", d.Round(time.Millisecond)))
 	if rs.w.Observer != nil {
 		rs.w.Observer.AccountSynced(c.Name, a.Source, a.ID, outcome, written, d)

@@ -121,14 +121,20 @@ warehouse is empty).`,
 }
 
 func (c *cli) statusCmd(stdout io.Writer) *cobra.Command {
-	var asJSON bool
+	var o statusOptions
 	cmd := &cobra.Command{
-		Use:   "status [--json]",
-		Short: "per account: last success, leads, access, last error",
-		Args:  noArgs,
-		RunE:  c.do(func(ctx context.Context, _ []string) (int, error) { return cmdStatus(ctx, &c.flags, asJSON, stdout) }),
+		Use:   "status [--wide | --json]",
+		Short: "per connection: grant, last run and its error, next run; then the accounts needing attention",
+		Long: `status shows each enabled connection (its grant, its last run with its result and
+error, its next scheduled run), then the accounts that need attention (needing re-auth,
+failed, restricted, never synced, or stale beyond two runs of their schedule), then one
+line summing up the rest. It fits 120 columns; --wide lists every account with its full
+error instead, and --json prints all of it.`,
+		Args: noArgs,
+		RunE: c.do(func(ctx context.Context, _ []string) (int, error) { return cmdStatus(ctx, &c.flags, o, stdout) }),
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: {\"accounts\": [...], \"connections\": [...]}, snake_case keys")
+	cmd.Flags().BoolVar(&o.wide, "wide", false, "after the connections, every account with its access, leads and full last error (wider than 120 columns)")
+	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print JSON: {\"connections\", \"attention\", \"summary\", \"accounts\"}, snake_case keys")
 	return cmd
 }
 

@@ -314,8 +314,9 @@ func (b *daemonBundle) metrics(t *testing.T) (map[string]float64, string) {
 	return daemonParse(t, body), body
 }
 
-// After sandbox syncs (with 429s), /metrics agrees with the sync_runs ledger: runs by
-// status, leads written, accounts by outcome, vendor requests and 429s.
+// After sandbox syncs (with 429s), /metrics agrees with the ledger: connections' runs by
+// status (sync_run_connections), leads written, accounts by outcome, vendor requests and
+// 429s (sync_runs), and each connection's runs and leads with its own rows.
 func TestDaemonMetricsMatchRunLedger(t *testing.T) {
 	t.Parallel()
 	b := daemonSetup(t, testenv.Small(11))
@@ -326,11 +327,33 @@ func TestDaemonMetricsMatchRunLedger(t *testing.T) {
 	var ledger struct {
 		runs, runsOK, ok, failed, restricted, leads, requests, throttled int64
 	}
-	err := b.env.OpenDB(t).QueryRow(`SELECT COUNT(*), COALESCE(SUM(status = 'ok'), 0), SUM(accounts_ok), SUM(accounts_failed),
+	db := b.env.OpenDB(t)
+	err := db.QueryRow(`SELECT (SELECT COUNT(*) FROM sync_run_connections),
+		(SELECT COALESCE(SUM(status = 'ok'), 0) FROM sync_run_connections), SUM(accounts_ok), SUM(accounts_failed),
 		SUM(accounts_restricted), SUM(leads_written), SUM(requests), SUM(throttled) FROM sync_runs`).Scan(
 		&ledger.runs, &ledger.runsOK, &ledger.ok, &ledger.failed, &ledger.restricted, &ledger.leads, &ledger.requests, &ledger.throttled)
 	if err != nil {
 		t.Fatal(err)
+	}
+	type connLedger struct{ runs, leads int64 }
+	perConn := map[string]connLedger{}
+	rows, err := db.Query(`SELECT connection, COUNT(*), SUM(leads_written) FROM sync_run_connections GROUP BY connection`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var conn string
+		var l connLedger
+		if err := rows.Scan(&conn, &l.runs, &l.leads); err != nil {
+			t.Fatal(err)
+		}
+		perConn[conn] = l
+	}
+	if err := rows.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(perConn) != 3 {
+		t.Errorf("sync_run_connections covers %d connections, want the sandbox's 3", len(perConn))
 	}
 	if ledger.throttled == 0 || ledger.restricted == 0 || ledger.leads == 0 {
 		t.Fatalf("the sandbox runs should have throttled, restricted and written something: %+v", ledger)
@@ -352,6 +375,15 @@ func TestDaemonMetricsMatchRunLedger(t *testing.T) {
 	} {
 		if int64(c.got) != c.want {
 			t.Errorf("%s: /metrics says %v, sync_runs says %d", c.what, c.got, c.want)
+		}
+	}
+	for conn, l := range perConn {
+		label := `connection="` + conn + `"`
+		if got := daemonSum(m, "leadsync_runs_total", label); int64(got) != l.runs {
+			t.Errorf("%s: /metrics counts %v runs, sync_run_connections %d", conn, got, l.runs)
+		}
+		if got := daemonSum(m, "leadsync_leads_written_total", label); int64(got) != l.leads {
+			t.Errorf("%s: /metrics counts %v leads written, sync_run_connections %d", conn, got, l.leads)
 		}
 	}
 	if got := daemonSum(m, "leadsync_runs_in_progress"); got != 0 {

@@ -390,11 +390,11 @@ func TestE2EStatusAndProgressAfterSync(t *testing.T) {
 	}
 	e2eRequireNoSecrets(t, db, "run --once output", stdout+stderr)
 
-	code, out, errOut := runCLI(t, "status", "--config", env.ConfigPath)
+	code, out, errOut := runCLI(t, "status", "--wide", "--config", env.ConfigPath)
 	if code != exitOK {
 		t.Fatalf("status exited %d: %s", code, errOut)
 	}
-	accounts, _, _ := strings.Cut(out, "\n\n") // then the grants of the connections
+	_, accounts, _ := strings.Cut(out, "\n\nACCOUNTS\n") // after the connections
 	lines := strings.Split(strings.TrimSpace(accounts), "\n")
 	if len(lines) != len(truth)+1 || !strings.HasPrefix(lines[0], "SOURCE") {
 		t.Fatalf("status printed %d lines for %d accounts:\n%s", len(lines), len(truth), out)
@@ -419,6 +419,19 @@ func TestE2EStatusAndProgressAfterSync(t *testing.T) {
 		}
 	}
 	e2eRequireNoSecrets(t, db, "status output", out+errOut)
+
+	// The default view: the accounts that synced are summed up on its last line.
+	code, out, errOut = runCLI(t, "status", "--config", env.ConfigPath)
+	restricted := 0
+	for _, at := range truth {
+		if at.Restricted {
+			restricted++
+		}
+	}
+	summary := regexp.MustCompile(fmt.Sprintf(`(?s)\A.*\n%d accounts ok, last synced \d+[smh] ago( \.\. \d+[smh] ago)?\n\z`, len(truth)-restricted))
+	if code != exitOK || !summary.MatchString(out) {
+		t.Errorf("status: exit %d, want a last line summing up the %d accounts that synced:\n%s%s", code, len(truth)-restricted, out, errOut)
+	}
 
 	code, out, errOut = runCLI(t, "status", "--json", "--config", env.ConfigPath)
 	if code != exitOK {

@@ -63,8 +63,8 @@ func TestRunOnceSummaryWhenTheWarehouseDiskIsFull(t *testing.T) {
 	}
 }
 
-// `status` says which accounts sync under a grant that needs `auth login`, in the table and
-// in --json, and lists every connection's grant.
+// `status` says which connections' grants need `auth login` and which accounts sync under
+// them, in its sections, in --wide's table and in --json.
 func TestStatusShowsGrantsThatNeedReauth(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t, testenv.Small(32), testenv.SQLite)
@@ -79,15 +79,49 @@ func TestStatusShowsGrantsThatNeedReauth(t *testing.T) {
 		t.Fatalf("run with the LACRM grant revoked: exit %d, want %d\nstdout: %s\nstderr: %s", code, exitFailed, stdout, proofTail(stderr))
 	}
 
+	// The connections first, each with its grant (and the fix); then the accounts needing
+	// attention: those under the revoked grant.
 	code, out, errOut := runCLI(t, "status", "--config", env.ConfigPath)
 	if code != exitOK {
 		t.Fatalf("status: exit %d: %s", code, errOut)
 	}
-	accounts, grants, ok := strings.Cut(out, "\n\n")
-	if !ok {
-		t.Fatalf("status has no grants section:\n%s", out)
+	conns, attention, ok := strings.Cut(out, "\n\n")
+	if !ok || !strings.HasPrefix(conns, "CONNECTIONS\n") || !strings.HasPrefix(attention, "ACCOUNTS NEEDING ATTENTION\n") {
+		t.Fatalf("status has no connections and attention sections:\n%s", out)
+	}
+	for conn, want := range map[string]string{"sandbox-lacrm": "needs re-auth", "sandbox-localiq": "ok", "sandbox-leadconnector": "ok"} {
+		if !regexp.MustCompile(`(?m)^` + conn + `\s+\S+\s+` + regexp.QuoteMeta(want) + `\s`).MatchString(conns) {
+			t.Errorf("connections section does not show %s's grant as %q:\n%s", conn, want, conns)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^sandbox-lacrm\s.*\n(  error: .*\n)?  fix: leadsync auth login sandbox-lacrm$`).MatchString(conns) {
+		t.Errorf("connections section does not give sandbox-lacrm's fix:\n%s", conns)
 	}
 	sawLACRM := false
+	for _, l := range strings.Split(attention, "\n")[2:] {
+		f := strings.Fields(l)
+		switch {
+		case len(f) < 2:
+		case f[0] == "lacrm":
+			sawLACRM = true
+			if !strings.Contains(l, "needs re-auth") || !strings.Contains(l, "leadsync auth login sandbox-lacrm") {
+				t.Errorf("an account under the revoked grant is shown as %q", l)
+			}
+		case strings.Contains(l, "re-auth"):
+			t.Errorf("an account under a good grant is shown as %q", l)
+		}
+	}
+	if !sawLACRM {
+		t.Fatalf("status lists no LACRM account needing attention:\n%s", out)
+	}
+
+	// --wide: every account, the ACCESS column saying which need the fix.
+	code, out, errOut = runCLI(t, "status", "--wide", "--config", env.ConfigPath)
+	if code != exitOK {
+		t.Fatalf("status --wide: exit %d: %s", code, errOut)
+	}
+	_, accounts, _ := strings.Cut(out, "\n\nACCOUNTS\n")
+	sawLACRM = false
 	for _, l := range strings.Split(accounts, "\n")[1:] {
 		f := strings.Fields(l)
 		switch {
@@ -95,20 +129,14 @@ func TestStatusShowsGrantsThatNeedReauth(t *testing.T) {
 		case f[0] == "lacrm":
 			sawLACRM = true
 			if !strings.Contains(l, "NEEDS RE-AUTH: leadsync auth login sandbox-lacrm") || regexp.MustCompile(`\bok\b`).MatchString(l) {
-				t.Errorf("an account under the revoked grant is shown as %q", l)
+				t.Errorf("--wide: an account under the revoked grant is shown as %q", l)
 			}
 		case strings.Contains(l, "NEEDS RE-AUTH"):
-			t.Errorf("an account under a good grant is shown as %q", l)
+			t.Errorf("--wide: an account under a good grant is shown as %q", l)
 		}
 	}
 	if !sawLACRM {
-		t.Fatalf("status lists no LACRM account:\n%s", out)
-	}
-	for conn, want := range map[string]string{"sandbox-lacrm": "NEEDS RE-AUTH: leadsync auth login sandbox-lacrm",
-		"sandbox-localiq": "ok", "sandbox-leadconnector": "ok"} {
-		if !regexp.MustCompile(`(?m)^` + conn + `\s+\S+\s+` + regexp.QuoteMeta(want)).MatchString(grants) {
-			t.Errorf("grants section does not show %s as %q:\n%s", conn, want, grants)
-		}
+		t.Fatalf("status --wide lists no LACRM account:\n%s", out)
 	}
 
 	code, out, errOut = runCLI(t, "status", "--json", "--config", env.ConfigPath)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"github.com/leadsync/leadsync/internal/config"
 	"github.com/leadsync/leadsync/internal/ops"
 	"github.com/leadsync/leadsync/sink"
-	"github.com/leadsync/leadsync/sources"
 	"github.com/leadsync/leadsync/worker"
 )
 
@@ -111,6 +109,13 @@ func printSummary(w io.Writer, res worker.Result) {
 	s := res.Stats
 	fmt.Fprintf(w, "run %d %s: %d accounts ok, %d restricted, %d failed; %d leads written; %d requests (%d throttled)\n",
 		res.Run, res.Status, s.AccountsOK, s.AccountsRestricted, s.AccountsFailed, s.LeadsWritten, s.Requests, s.Throttled)
+	if len(res.Connections) > 1 {
+		for _, c := range res.Connections {
+			cs := c.Stats
+			fmt.Fprintf(w, "  %s: %s, %d accounts ok, %d restricted, %d failed; %d leads written\n",
+				c.Connection, c.Status, cs.AccountsOK, cs.AccountsRestricted, cs.AccountsFailed, cs.LeadsWritten)
+		}
+	}
 	if s.RecordsRejected > 0 {
 		fmt.Fprintf(w, "  quarantined: %d vendor records that could not be read, kept in rejected_records\n", s.RecordsRejected)
 	}
@@ -225,173 +230,6 @@ func daemon(soft, hard context.Context, a *app.App, f *flags) (int, error) {
 		sched.Schedule, sched.FullSchedule, sched.RunOnStart = a.Config.Schedule, a.Config.FullSchedule, plan.runOnStart
 		reloaded = plan
 	}
-}
-
-func cmdStatus(ctx context.Context, f *flags, asJSON bool, stdout io.Writer) (int, error) {
-	a, err := openApp(ctx, f, app.Options{})
-	if err != nil {
-		return exitFailed, err
-	}
-	defer a.Close()
-	st, err := a.Sink.Status(ctx)
-	if err != nil {
-		return exitFailed, err
-	}
-	grants, err := a.Grants(ctx)
-	if err != nil {
-		return exitFailed, err
-	}
-	doc := statusJSON(st, grants)
-	if asJSON {
-		return exitOK, writeJSON(stdout, doc)
-	}
-	// Several workers on one PostgreSQL: say which one is syncing each account, and which
-	// synced it last. A single worker's table stays as it was.
-	workers := false
-	for _, s := range st {
-		workers = workers || s.LeaseOwner != "" || s.LastSyncedBy != ""
-	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	header := "SOURCE\tACCOUNT\tNAME\tACCESS\tLAST SUCCESS\tLEADS\tLAST ERROR"
-	if workers {
-		header += "\tSYNCING NOW ON\tLAST SYNCED BY"
-	}
-	fmt.Fprintln(tw, header)
-	for _, s := range doc.Accounts {
-		last := "never"
-		if !s.LastSyncedAt.IsZero() {
-			last = when(s.LastSyncedAt)
-		}
-		access := s.Access
-		if s.AccessReason != "" {
-			access += " (" + truncate(s.AccessReason, 40) + ")"
-		}
-		// Whatever the warehouse last recorded, nothing syncs until the grant is renewed.
-		if s.NeedsReauth {
-			access = reauthHint(s.Connection, s.Source, grants)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s", s.Source, s.AccountID, truncate(s.Name, 30), access, last,
-			s.Leads, truncate(s.LastError, 60))
-		if workers {
-			holder := "-"
-			if s.LeaseOwner != "" {
-				holder = fmt.Sprintf("%s (lease until %s)", s.LeaseOwner, s.LeaseExpiresAt.Local().Format(time.TimeOnly))
-			}
-			fmt.Fprintf(tw, "\t%s\t%s", holder, cmp.Or(s.LastSyncedBy, "-"))
-		}
-		fmt.Fprintln(tw)
-	}
-	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "CONNECTION\tSOURCE\tGRANT")
-	for _, g := range grants {
-		state := "ok"
-		switch {
-		case g.NeedsReauth:
-			state = fmt.Sprintf("NEEDS RE-AUTH: leadsync auth login %s (leadsync auth status says why)", g.Connection)
-		case g.NeedsRotation:
-			state = "NEEDS ROTATION: a static token was refused; put a new one in its secret (leadsync auth status says which)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", g.Connection, g.Source, state)
-	}
-	return exitOK, tw.Flush()
-}
-
-// accountGrant finds the grant an account is synced under. The warehouse records the
-// source, not the connection: with one connection of that source it is that one's grant;
-// with several, the account needs re-auth only if all of them do.
-func accountGrant(grants []ops.GrantState, source string) (conn string, needsReauth bool) {
-	n, bad := 0, 0
-	for _, g := range grants {
-		if g.Source != source {
-			continue
-		}
-		n++
-		conn = g.Connection
-		if g.NeedsReauth {
-			bad++
-		}
-	}
-	if n != 1 {
-		conn = ""
-	}
-	return conn, n > 0 && bad == n
-}
-
-func reauthHint(conn, source string, grants []ops.GrantState) string {
-	if conn != "" {
-		return "NEEDS RE-AUTH: leadsync auth login " + conn
-	}
-	var names []string
-	for _, g := range grants {
-		if g.Source == source {
-			names = append(names, g.Connection)
-		}
-	}
-	return "NEEDS RE-AUTH: leadsync auth login " + strings.Join(names, ", ")
-}
-
-// The `status --json` document: stable snake_case keys.
-type (
-	statusDoc struct {
-		Accounts    []accountDoc    `json:"accounts"`
-		Connections []connectionDoc `json:"connections"`
-	}
-	accountDoc struct {
-		Source         string      `json:"source"`
-		AccountID      string      `json:"account_id"`
-		Name           string      `json:"name"`
-		Access         string      `json:"access"`
-		AccessReason   string      `json:"access_reason,omitempty"`
-		Connection     string      `json:"connection,omitempty"` // "" when several share the source
-		NeedsReauth    bool        `json:"needs_reauth"`
-		LastSyncedAt   time.Time   `json:"last_synced_at,omitzero"`
-		LastError      string      `json:"last_error,omitempty"`
-		Leads          int64       `json:"leads"`
-		Streams        []streamDoc `json:"streams"`
-		LeaseOwner     string      `json:"lease_owner,omitempty"`
-		LeaseExpiresAt time.Time   `json:"lease_expires_at,omitzero"`
-		LastSyncedBy   string      `json:"last_synced_by,omitempty"`
-	}
-	streamDoc struct {
-		Name         string         `json:"name"`
-		LastOutcome  string         `json:"last_outcome,omitempty"`
-		LastError    string         `json:"last_error,omitempty"`
-		LastSyncedAt time.Time      `json:"last_synced_at,omitzero"`
-		Cursor       sources.Cursor `json:"cursor,omitempty"`
-	}
-	connectionDoc struct {
-		Connection    string `json:"connection"`
-		Source        string `json:"source"`
-		NeedsReauth   bool   `json:"needs_reauth"`
-		NeedsRotation bool   `json:"needs_rotation"`
-	}
-)
-
-func statusJSON(st []sink.AccountStatus, grants []ops.GrantState) statusDoc {
-	doc := statusDoc{Accounts: make([]accountDoc, len(st)), Connections: make([]connectionDoc, len(grants))}
-	for i, s := range st {
-		conn, reauth := accountGrant(grants, s.Source)
-		doc.Accounts[i] = accountDoc{Source: s.Source, AccountID: s.AccountID, Name: s.Name, Access: s.Access,
-			AccessReason: s.AccessReason, Connection: conn, NeedsReauth: reauth,
-			LastSyncedAt: s.LastSyncedAt, LastError: s.LastError, Leads: s.Leads, Streams: []streamDoc{},
-			LeaseOwner: s.LeaseOwner, LeaseExpiresAt: s.LeaseExpiresAt, LastSyncedBy: s.LastSyncedBy}
-		for _, ss := range s.Streams {
-			doc.Accounts[i].Streams = append(doc.Accounts[i].Streams, streamDoc{Name: ss.Name, LastOutcome: ss.LastOutcome,
-				LastError: ss.LastError, LastSyncedAt: ss.LastSyncedAt, Cursor: ss.Cursor})
-		}
-	}
-	for i, g := range grants {
-		doc.Connections[i] = connectionDoc{Connection: g.Connection, Source: g.Source, NeedsReauth: g.NeedsReauth,
-			NeedsRotation: g.NeedsRotation}
-	}
-	return doc
-}
-
-func truncate(s string, n int) string {
-	if r := []rune(s); len(r) > n {
-		return string(r[:n-1]) + "…"
-	}
-	return s
 }
 
 // The `migrate --status --json` document.

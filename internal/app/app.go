@@ -383,7 +383,7 @@ type observer struct{ m *ops.Metrics }
 
 func (o observer) AccountSynced(conn, source, account, outcome string, leads int64, d time.Duration) {
 	o.m.AccountSynced(conn, source, account, outcome, d)
-	o.m.LeadsWritten(source, int(leads))
+	o.m.LeadsWritten(conn, source, int(leads))
 }
 
 func (o observer) RecordsRejected(_, source string, n int) { o.m.RecordsRejected(source, n) }
@@ -392,11 +392,11 @@ func (o observer) AccountsListed(conn, source string, accounts []string) {
 	o.m.AccountsListed(conn, source, accounts)
 }
 
-// RunStarted counts a run in progress until RunFinished.
-func (o observer) RunStarted(trigger string) { o.m.RunStarted(trigger) }
+// RunStarted counts a connection's run in progress until RunFinished.
+func (o observer) RunStarted(trigger, conn string) { o.m.RunStarted(trigger, conn) }
 
-func (o observer) RunFinished(trigger, status string, _ sink.RunStats, d time.Duration) {
-	o.m.RunFinished(trigger, status, d)
+func (o observer) RunFinished(trigger, conn, status string, _ sink.RunStats, d time.Duration) {
+	o.m.RunFinished(trigger, conn, status, d)
 }
 
 // Login authorizes c with the authorization-code flow (open plays the browser; nil only

@@ -59,7 +59,7 @@ type Metrics struct {
 	accounts        *accountCollector
 
 	mu         sync.Mutex
-	inProgress map[string]int // runs started and not finished, by trigger
+	inProgress map[runKey]int // runs started and not finished
 	grants     func(ctx context.Context) ([]GrantState, error)
 	rotations  []GrantState
 	pending    func() []string
@@ -87,33 +87,33 @@ func NewMetrics(version string) *Metrics {
 		Registry: prometheus.NewRegistry(),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "runs_total",
-			Help: "Sync runs finished, by trigger (cron, once, backfill) and status (ok, failed, cancelled).",
-		}, []string{"trigger", "status"}),
+			Help: "Connections' sync runs finished, by connection, trigger (cron, once, backfill) and status (ok, failed, cancelled).",
+		}, []string{"connection", "trigger", "status"}),
 		runsInProgress: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "runs_in_progress",
-			Help: "Sync runs currently running, by trigger.",
-		}, []string{"trigger"}),
+			Help: "Connections' sync runs currently running, by connection and trigger.",
+		}, []string{"connection", "trigger"}),
 		runDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Name: "run_duration_seconds",
-			Help:    "Duration of sync runs, by trigger.",
+			Help:    "Duration of connections' sync runs, by connection and trigger.",
 			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400},
-		}, []string{"trigger"}),
+		}, []string{"connection", "trigger"}),
 		runLastFinished: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "run_last_finished_timestamp_seconds",
-			Help: "Unix time the last run of a trigger finished with a status.",
-		}, []string{"trigger", "status"}),
+			Help: "Unix time a connection's last run of a trigger finished with a status.",
+		}, []string{"connection", "trigger", "status"}),
 		leadsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "leads_written_total",
-			Help: "Leads inserted or changed in the warehouse, by source.",
-		}, []string{"source"}),
+			Help: "Leads inserted or changed in the warehouse, by connection and source.",
+		}, []string{"connection", "source"}),
 		recordsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "records_rejected_total",
 			Help: "Vendor records that could not be read (no id, too deeply nested, refused by the database), quarantined in rejected_records, by source.",
 		}, []string{"source"}),
 		accountsSynced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "accounts_synced_total",
-			Help: "Account syncs finished, by source and outcome (ok, failed, restricted).",
-		}, []string{"source", "outcome"}),
+			Help: "Account syncs finished, by connection, source and outcome (ok, failed, restricted).",
+		}, []string{"connection", "source", "outcome"}),
 		accountDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Name: "account_sync_duration_seconds",
 			Help:    "Duration of one account's sync, by source.",
@@ -153,7 +153,7 @@ func NewMetrics(version string) *Metrics {
 			Help: "1 while a connection's rotated token pair is held in memory only: the token store refused its write, which is retried until it lands.",
 		}, []string{"connection", "source"}),
 		accounts:   newAccountCollector(time.Now),
-		inProgress: map[string]int{},
+		inProgress: map[runKey]int{},
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "build_info", Help: "Always 1; the version label says which leadsync runs.",
@@ -241,40 +241,46 @@ func (m *Metrics) syncGrants(ctx context.Context) {
 	}
 }
 
-// RunStarted counts a run in progress; pair it with RunFinished.
-func (m *Metrics) RunStarted(trigger string) {
+// runKey is a connection's runs of one trigger.
+type runKey struct{ connection, trigger string }
+
+// RunStarted counts a connection's run in progress; pair it with RunFinished.
+func (m *Metrics) RunStarted(trigger, connection string) {
 	if m == nil {
 		return
 	}
+	k := runKey{connection, trigger}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.inProgress[trigger]++
-	m.runsInProgress.WithLabelValues(trigger).Set(float64(m.inProgress[trigger]))
+	m.inProgress[k]++
+	m.runsInProgress.WithLabelValues(connection, trigger).Set(float64(m.inProgress[k]))
 }
 
-// RunFinished records a finished run (status: sink.RunOK, RunFailed, RunCancelled). A run
-// whose start was not reported leaves runs_in_progress alone rather than below zero.
-func (m *Metrics) RunFinished(trigger, status string, d time.Duration) {
+// RunFinished records a connection's finished run (status: sink.RunOK, RunFailed,
+// RunCancelled). A run whose start was not reported leaves runs_in_progress alone rather
+// than below zero.
+func (m *Metrics) RunFinished(trigger, connection, status string, d time.Duration) {
 	if m == nil {
 		return
 	}
+	k := runKey{connection, trigger}
 	m.mu.Lock()
-	if m.inProgress[trigger] > 0 {
-		m.inProgress[trigger]--
+	if m.inProgress[k] > 0 {
+		m.inProgress[k]--
 	}
-	m.runsInProgress.WithLabelValues(trigger).Set(float64(m.inProgress[trigger]))
+	m.runsInProgress.WithLabelValues(connection, trigger).Set(float64(m.inProgress[k]))
 	m.mu.Unlock()
-	m.runs.WithLabelValues(trigger, status).Inc()
-	m.runDuration.WithLabelValues(trigger).Observe(d.Seconds())
-	m.runLastFinished.WithLabelValues(trigger, status).Set(float64(m.accounts.now().Unix()))
+	m.runs.WithLabelValues(connection, trigger, status).Inc()
+	m.runDuration.WithLabelValues(connection, trigger).Observe(d.Seconds())
+	m.runLastFinished.WithLabelValues(connection, trigger, status).Set(float64(m.accounts.now().Unix()))
 }
 
-// LeadsWritten adds leads inserted or updated by a page commit.
-func (m *Metrics) LeadsWritten(source string, n int) {
+// LeadsWritten adds leads inserted or updated by a connection's page commits.
+func (m *Metrics) LeadsWritten(connection, source string, n int) {
 	if m == nil || n <= 0 {
 		return
 	}
-	m.leadsWritten.WithLabelValues(source).Add(float64(n))
+	m.leadsWritten.WithLabelValues(connection, source).Add(float64(n))
 }
 
 // AccountSynced records the outcome of one account's sync. OutcomeOK stamps the account's
@@ -284,7 +290,7 @@ func (m *Metrics) AccountSynced(connection, source, account, outcome string, d t
 	if m == nil {
 		return
 	}
-	m.accountsSynced.WithLabelValues(source, outcome).Inc()
+	m.accountsSynced.WithLabelValues(connection, source, outcome).Inc()
 	m.accountDuration.WithLabelValues(source).Observe(d.Seconds())
 	m.accounts.synced(accountKey{connection, source, account}, outcome)
 }

@@ -126,13 +126,14 @@ func TestMetricsScrape(t *testing.T) {
 	b := setup(t)
 	m := b.metrics
 
-	m.RunStarted("cron")
+	m.RunStarted("cron", "agency")
+	m.RunStarted("cron", "liq")
 	m.Request("leadconnector", "contacts/search", 200, 120*time.Millisecond)
 	m.Request("leadconnector", "contacts/search", 429, 10*time.Millisecond)
 	m.Request("localiq", "crm/contact_interactions", 0, time.Second)
 	m.Retry("leadconnector", "contacts/search", "429")
-	m.LeadsWritten("leadconnector", 42)
-	m.LeadsWritten("leadconnector", 0)
+	m.LeadsWritten("agency", "leadconnector", 42)
+	m.LeadsWritten("agency", "leadconnector", 0)
 	m.RecordsRejected("localiq", 2)
 	m.AccountSynced("agency", "leadconnector", "LOC1", OutcomeOK, 3*time.Second)
 	m.AccountSynced("agency", "leadconnector", "LOC2", OutcomeFailed, time.Second)
@@ -144,7 +145,8 @@ func TestMetricsScrape(t *testing.T) {
 	m.TokenRefreshed("localiq", errors.New("dial tcp: timeout"))
 	m.SetNeedsReauth("crm", "lacrm", true)
 	b.clock.Advance(10 * time.Minute)
-	m.RunFinished("cron", "failed", 5*time.Minute)
+	m.RunFinished("cron", "agency", "failed", 5*time.Minute)
+	m.RunFinished("cron", "liq", "ok", time.Minute)
 
 	code, body := b.get(t, "/metrics")
 	if code != 200 {
@@ -152,21 +154,25 @@ func TestMetricsScrape(t *testing.T) {
 	}
 	for _, want := range []string{
 		`leadsync_build_info{version="1.2.3"} 1`,
-		`leadsync_runs_total{status="failed",trigger="cron"} 1`,
-		`leadsync_runs_in_progress{trigger="cron"} 0`,
-		`leadsync_run_duration_seconds_count{trigger="cron"} 1`,
-		`leadsync_run_last_finished_timestamp_seconds{status="failed",trigger="cron"} 1.772367e+09`,
+		`leadsync_runs_total{connection="agency",status="failed",trigger="cron"} 1`,
+		`leadsync_runs_total{connection="liq",status="ok",trigger="cron"} 1`,
+		`leadsync_runs_in_progress{connection="agency",trigger="cron"} 0`,
+		`leadsync_runs_in_progress{connection="liq",trigger="cron"} 0`,
+		`leadsync_run_duration_seconds_count{connection="agency",trigger="cron"} 1`,
+		`leadsync_run_duration_seconds_sum{connection="agency",trigger="cron"} 300`,
+		`leadsync_run_last_finished_timestamp_seconds{connection="agency",status="failed",trigger="cron"} 1.772367e+09`,
+		`leadsync_run_last_finished_timestamp_seconds{connection="liq",status="ok",trigger="cron"} 1.772367e+09`,
 		`leadsync_http_requests_total{code="200",endpoint="contacts/search",vendor="leadconnector"} 1`,
 		`leadsync_http_requests_total{code="429",endpoint="contacts/search",vendor="leadconnector"} 1`,
 		`leadsync_http_requests_total{code="error",endpoint="crm/contact_interactions",vendor="localiq"} 1`,
 		`leadsync_http_throttled_total{endpoint="contacts/search",vendor="leadconnector"} 1`,
 		`leadsync_http_retries_total{endpoint="contacts/search",reason="429",vendor="leadconnector"} 1`,
 		`leadsync_http_request_duration_seconds_count{endpoint="contacts/search",vendor="leadconnector"} 2`,
-		`leadsync_leads_written_total{source="leadconnector"} 42`,
+		`leadsync_leads_written_total{connection="agency",source="leadconnector"} 42`,
 		`leadsync_records_rejected_total{source="localiq"} 2`,
-		`leadsync_accounts_synced_total{outcome="ok",source="leadconnector"} 1`,
-		`leadsync_accounts_synced_total{outcome="failed",source="leadconnector"} 1`,
-		`leadsync_accounts_synced_total{outcome="restricted",source="localiq"} 1`,
+		`leadsync_accounts_synced_total{connection="agency",outcome="ok",source="leadconnector"} 1`,
+		`leadsync_accounts_synced_total{connection="agency",outcome="failed",source="leadconnector"} 1`,
+		`leadsync_accounts_synced_total{connection="liq",outcome="restricted",source="localiq"} 1`,
 		`leadsync_account_sync_duration_seconds_count{source="leadconnector"} 2`,
 		`leadsync_account_last_success_timestamp_seconds{account="LOC1",connection="agency",source="leadconnector"} 1.7723664e+09`,
 		`leadsync_account_lag_seconds{account="LOC1",connection="agency",source="leadconnector"} 600`,
@@ -208,14 +214,14 @@ func TestMetricsScrape(t *testing.T) {
 func TestNilMetricsIsANoOp(t *testing.T) {
 	t.Parallel()
 	var m *Metrics
-	m.RunStarted("cron")
-	m.RunFinished("cron", "ok", time.Second)
+	m.RunStarted("cron", "c")
+	m.RunFinished("cron", "c", "ok", time.Second)
 	m.Request("lacrm", "GetContacts", 200, time.Second)
 	m.Retry("lacrm", "GetContacts", "5xx")
 	m.AccountSynced("c", "lacrm", "1", OutcomeOK, time.Second)
 	m.SeedAccount("c", "lacrm", "1", time.Now())
 	m.AccountsListed("c", "lacrm", nil)
-	m.LeadsWritten("lacrm", 1)
+	m.LeadsWritten("c", "lacrm", 1)
 	m.RecordsRejected("lacrm", 1)
 	m.TokenRefreshed("lacrm", nil)
 	m.SetNeedsReauth("c", "lacrm", true)
@@ -283,17 +289,20 @@ func TestRunsInProgressNeverNegative(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	m := b.metrics
-	m.RunFinished("once", "ok", time.Second)
-	m.RunStarted("cron")
-	m.RunStarted("cron")
+	m.RunFinished("once", "crm", "ok", time.Second)
+	m.RunStarted("cron", "crm")
+	m.RunStarted("cron", "crm")
+	m.RunStarted("cron", "liq")
 	_, body := b.get(t, "/metrics")
-	for _, want := range []string{`leadsync_runs_in_progress{trigger="once"} 0`, `leadsync_runs_in_progress{trigger="cron"} 2`} {
+	for _, want := range []string{`leadsync_runs_in_progress{connection="crm",trigger="once"} 0`,
+		`leadsync_runs_in_progress{connection="crm",trigger="cron"} 2`, `leadsync_runs_in_progress{connection="liq",trigger="cron"} 1`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	m.RunFinished("cron", "ok", time.Second)
-	if _, body = b.get(t, "/metrics"); !strings.Contains(body, `leadsync_runs_in_progress{trigger="cron"} 1`) {
-		t.Errorf("one cron run still in progress:\n%s", body)
+	m.RunFinished("cron", "crm", "ok", time.Second)
+	if _, body = b.get(t, "/metrics"); !strings.Contains(body, `leadsync_runs_in_progress{connection="crm",trigger="cron"} 1`) ||
+		!strings.Contains(body, `leadsync_runs_in_progress{connection="liq",trigger="cron"} 1`) {
+		t.Errorf("one cron run of each connection still in progress:\n%s", body)
 	}
 }
