@@ -374,21 +374,6 @@ func monitoringLabelNames(t *testing.T, s string) []string {
 	}
 }
 
-// monitoringPendingLabels are labels of the issue-17 contract (/tmp/h/contract17.md: the
-// run metrics gain `connection`) that a build from before it does not export. They are
-// checked all or none: not at all while no metric of the list carries its label, and like
-// every other label once one does. Delete the list once every build has them.
-var monitoringPendingLabels = map[string]string{
-	"leadsync_runs_total":                          "connection",
-	"leadsync_runs_in_progress":                    "connection",
-	"leadsync_run_duration_seconds_bucket":         "connection",
-	"leadsync_run_duration_seconds_sum":            "connection",
-	"leadsync_run_duration_seconds_count":          "connection",
-	"leadsync_run_last_finished_timestamp_seconds": "connection",
-	"leadsync_leads_written_total":                 "connection",
-	"leadsync_accounts_synced_total":               "connection",
-}
-
 var (
 	quoted     = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 	selector   = regexp.MustCompile(`\b((?:leadsync|go|process)_[a-z0-9_]+)\s*\{([^}]*)\}`)
@@ -403,18 +388,7 @@ var (
 // label quietly becomes one group for every connection.
 func monitoringCheckLabels(t *testing.T, exprs []monitoringExpr, samples map[string]map[string]bool) {
 	t.Helper()
-	pending := true
-	for metric, label := range monitoringPendingLabels {
-		if samples[metric][label] {
-			pending = false
-		}
-	}
-	if pending {
-		t.Logf("this build exports none of the contract's labels %v: they are not checked", monitoringPendingLabels)
-	}
-	has := func(metric, label string) bool {
-		return samples[metric][label] || pending && monitoringPendingLabels[metric] == label
-	}
+	has := func(metric, label string) bool { return samples[metric][label] }
 	for _, e := range exprs {
 		expr := quoted.ReplaceAllString(recordingName.ReplaceAllString(e.expr, " "), `""`)
 		for _, m := range selector.FindAllStringSubmatch(expr, -1) {
