@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -141,7 +142,7 @@ func ParseLACRM(body []byte) ([]Event, error) {
 	hash := bodyID(body)
 	spec, known := lacrmRecords[typ]
 	if !known {
-		return []Event{{Vendor: vendor, Type: typ, Account: account, Op: OpIgnore, WebhookID: hash + ".0", Raw: clone(body)}}, nil
+		return []Event{{Vendor: vendor, Type: typ, Account: account, Op: OpIgnore, WebhookID: hash + ".0", Raw: clone(bytes.TrimSpace(body))}}, nil
 	}
 	_, recs, found, err := sources.SplitRecords(body, spec.member)
 	if err != nil || !found {
