@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,9 +15,9 @@ import (
 
 	"github.com/leadsync/leadsync/sources"
 	"github.com/mattn/go-runewidth"
-	"github.com/vbauerster/cupwriter"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
 )
 
 // Progress shows a run's progress: on a terminal, one bar line per connection and a total
@@ -55,7 +56,7 @@ type ProgressOptions struct {
 	// Interval.
 	Bars bool
 	// Terminal is the terminal under out: the bars follow its width and its resizes.
-	// Without one the bars are drawn 80 columns wide.
+	// Without one the bars are drawn as on an 80-column terminal.
 	Terminal *os.File
 	// Connections get their lines in this order from the start; others are added when
 	// they list their accounts.
@@ -181,11 +182,11 @@ func (p *Progress) Start() {
 		go p.logEvery(ctx)
 		return
 	}
-	cw := cupwriter.New(p.out, p.opts.Terminal == nil)
-	opts := []mpb.ContainerOption{mpb.WithConsoleWriter(cw)}
-	if p.opts.Terminal != nil {
-		cw.SetTermFd(int(p.opts.Terminal.Fd()))
+	cw := &console{out: p.out, fd: -1}
+	if f := p.opts.Terminal; f != nil && term.IsTerminal(int(f.Fd())) {
+		cw.fd = int(f.Fd())
 	}
+	opts := []mpb.ContainerOption{mpb.WithConsoleWriter(cw)}
 	if !cw.IsTerminal() {
 		// Asked for bars on something else (--progress on): drawn as on an 80-column
 		// terminal.
@@ -421,7 +422,7 @@ func (p *Progress) statsLocked(name string, now time.Time) []stats {
 		if p.stopped {
 			tail = "stopped, " + tail
 		}
-	case p.finished && p.stopped && (t.unfinished() > 0 || !t.listed):
+	case p.finished && p.stopped && (cancelled > 0 || !t.listed):
 		tail = "stopped"
 	case p.finished || (t.listed && t.unfinished() == 0):
 		tail = "done"
@@ -455,13 +456,7 @@ func (p *Progress) statsLocked(name string, now time.Time) []stats {
 				parts = append(parts, fmt.Sprintf("%d %s", o.n, o.what))
 			}
 		}
-		num := compact
-		switch {
-		case l.exact:
-			num = thousands
-		case l.abbrev:
-			num = tiny
-		}
+		num := l.num
 		if l.abbrev {
 			parts = append(parts, "r "+num(t.read), "w "+num(t.written))
 		} else {
@@ -496,20 +491,21 @@ func (s stats) String() string { return s.body + s.tail }
 // levels are the forms of a line's text, from the most detailed to the shortest.
 var levels = []struct {
 	sep    string
-	long   bool // "accounts" after the count
-	exact  bool // numbers in full, not 12.3k
-	pages  bool // the pages and their rate
-	abbrev bool // "3 canc" for "3 cancelled", "r" and "w" for read and written
+	long   bool               // "accounts" after the count
+	num    func(int64) string // 12,345, or 12.3k
+	pages  bool               // the pages and their rate
+	abbrev bool               // "3 canc" for "3 cancelled", "r" and "w" for read and written
 }{
-	{" | ", true, true, true, false},
-	{" | ", true, true, false, false},
-	{", ", false, true, false, false},
-	{", ", false, false, false, false},
-	{" ", false, false, false, true},
+	{" | ", true, thousands, true, false},
+	{" | ", true, thousands, false, false},
+	{", ", false, thousands, false, false},
+	{", ", false, compact, false, false},
+	{", ", false, tiny, false, false},
+	{" ", false, tiny, false, true},
 }
 
 // withBar is how many levels may keep a bar: an abbreviated line goes without.
-const withBar = 4
+const withBar = 5
 
 // lineLayout is how one line is drawn at one width: its label, its bar's width (0: no
 // bar), the bar's fill and the text after it.
@@ -613,6 +609,35 @@ func (p *Progress) addBar(name string, priority int) *mpb.Bar {
 	// total 0: mpb never completes the bar by itself; Finish ends it.
 	return p.container.New(0, mpb.BarStyle(), mpb.PrependDecorators(label), mpb.AppendDecorators(stats), fill,
 		mpb.BarPriority(priority))
+}
+
+// console is mpb's terminal: it buffers a frame and writes it at once, and the next frame
+// first goes back up over it and erases it. From column 0: a ^C echoed under the bars
+// moves the cursor off it, and the start of the bars' first line would stay.
+type console struct {
+	bytes.Buffer
+	out io.Writer
+	fd  int // the terminal's, or -1
+}
+
+func (c *console) IsTerminal() bool { return c.fd >= 0 }
+
+func (c *console) GetTermSize() (width, height int, err error) { return term.GetSize(c.fd) }
+
+func (c *console) Flush(lines int) error {
+	if _, err := c.WriteTo(c.out); err != nil {
+		return err
+	}
+	if lines > 0 {
+		// Up to the frame's first line, erase it, then all below. Not in one erase from
+		// there: tmux keeps a screen erased from its top-left corner in its history, where
+		// each frame drawn at the top of a fresh pane would stay.
+		fmt.Fprintf(&c.Buffer, "\r\x1b[%dA\x1b[2K", lines)
+		if lines > 1 {
+			c.WriteString("\x1b[B\x1b[J\x1b[A")
+		}
+	}
+	return nil
 }
 
 // thousands writes n with thousands separators.

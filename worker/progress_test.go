@@ -259,7 +259,7 @@ func TestProgressBarsPrintRecordsAbove(t *testing.T) {
 	fmt.Fprintln(p, "after the display")
 
 	// Each frame starts by moving up over the previous one and erasing it.
-	frames := regexp.MustCompile("\x1b\\[\\d+A\x1b\\[J").Split(out.String(), -1)
+	frames := progressRedraw.Split(out.String(), -1)
 	last := strings.Split(strings.TrimSuffix(frames[len(frames)-1], "\n"), "\n")
 	if len(last) < 4 || last[len(last)-1] != "after the display" {
 		t.Fatalf("last frame:\n%s", strings.Join(last, "\n"))
@@ -279,7 +279,7 @@ func TestProgressBarsPrintRecordsAbove(t *testing.T) {
 	var record int = -1
 	for i, l := range strings.Split(out.String(), "\n") {
 		if strings.Contains(l, "account synced") {
-			if !strings.HasPrefix(regexp.MustCompile("^(\x1b\\[\\d+A\x1b\\[J)+").ReplaceAllString(l, ""), "level=INFO") {
+			if !strings.HasPrefix(progressRedraw.ReplaceAllString(l, ""), "level=INFO") {
 				t.Errorf("the record shares its line: %q", l)
 			}
 			record = i
@@ -289,6 +289,9 @@ func TestProgressBarsPrintRecordsAbove(t *testing.T) {
 		t.Errorf("the record written during the display is lost:\n%s", out.String())
 	}
 }
+
+// progressRedraw goes back over the previous frame and erases it.
+var progressRedraw = regexp.MustCompile("\r\x1b\\[\\d+A\x1b\\[2K(\x1b\\[B\x1b\\[J\x1b\\[A)?")
 
 // syncBuffer is a bytes.Buffer for one writer and a reader after it.
 type syncBuffer struct {
