@@ -102,14 +102,17 @@ func (p *pace) advance(now time.Time) {
 	}
 	for p.last < s {
 		p.last++
-		p.secs[p.last%paceWindow] = 0
+		p.secs[slot(p.last)] = 0
 	}
 }
 
 func (p *pace) add(now time.Time) {
 	p.advance(now)
-	p.secs[now.Unix()%paceWindow]++
+	p.secs[slot(now.Unix())]++
 }
+
+// slot is second s's bucket (times before 1970 too: the zero time.Time is one).
+func slot(s int64) int { return int((s%paceWindow + paceWindow) % paceWindow) }
 
 // rate is pages per second over the window, or since since when that is shorter.
 func (p *pace) rate(now, since time.Time) float64 {
@@ -127,8 +130,8 @@ func (p *pace) rate(now, since time.Time) float64 {
 
 // eta estimates the time left: the pages still to read are the mean pages per synced
 // account times the accounts without an outcome, at the page rate of the last seconds.
-// ok is false while there is no basis: no account synced, or no page in the window.
-func (t *tally) eta(now time.Time) (d time.Duration, ok bool) {
+// known is false while there is no basis: no account synced, or no page in the window.
+func (t *tally) eta(now time.Time) (d time.Duration, known bool) {
 	u := t.unfinished()
 	if u == 0 && t.listed {
 		return 0, true
@@ -415,6 +418,13 @@ func (p *Progress) statsLocked(name string, now time.Time) []stats {
 			notSynced = t.unfinished()
 		}
 	}
+	// Done: every account has an outcome; for the total, of every connection, listed.
+	done := t.listed && t.unfinished() == 0
+	for _, n := range p.order {
+		if c := p.conns[n]; name == "" && (!c.listed || c.unfinished() > 0) {
+			done = false
+		}
+	}
 	var tail string // where the run stands
 	switch d, ok := p.etaLocked(name, now); {
 	case p.finished && name == "":
@@ -424,7 +434,7 @@ func (p *Progress) statsLocked(name string, now time.Time) []stats {
 		}
 	case p.finished && p.stopped && (cancelled > 0 || !t.listed):
 		tail = "stopped"
-	case p.finished || (t.listed && t.unfinished() == 0):
+	case p.finished || done:
 		tail = "done"
 	case ok:
 		tail = "ETA " + shortDuration(d)

@@ -105,22 +105,40 @@ func TestProgressETAFromPagesAtTheRecentPace(t *testing.T) {
 }
 
 // The total's ETA is the longest connection's (they run side by side), and unknown while
-// one connection has no basis.
+// one connection has no basis, or has not listed its accounts.
 func TestProgressTotalETAIsTheLongestConnections(t *testing.T) {
 	t.Parallel()
-	b := setupProgress(t, ProgressOptions{Connections: []string{"a", "b"}})
+	b := setupProgress(t, ProgressOptions{Connections: []string{"a", "b", "c", "d"}})
 	b.p.AddAccounts("a", 4)
 	b.p.AddAccounts("b", 7)
+	b.p.AddAccounts("c", 1)
 	b.pages("a", 10, 10*time.Second) // 1 page/s, 10 pages per account, 3 left: 30 s
 	b.p.AccountDone("a", OutcomeOK)
+	b.p.AccountDone("c", OutcomeOK)
 	wantIn(t, "a", b.stats("a"), "ETA 30s")
+	wantIn(t, "c", b.stats("c"), "1/1 accounts", "done")
 	wantIn(t, "b without a basis", b.stats(""), "ETA ?")
 	b.pages("b", 10, 10*time.Second)
 	b.p.AccountDone("b", OutcomeOK)
 	// 10 pages each in the 20 s since the listing: 0.5/s; 30 pages left for a, 60 for b.
 	wantIn(t, "a", b.stats("a"), "ETA 1m00s")
 	wantIn(t, "b", b.stats("b"), "ETA 2m00s")
-	wantIn(t, "total", b.stats(""), "2/11 accounts", "ETA 2m00s")
+	wantIn(t, "d still listing", b.stats(""), "3/12 accounts", "ETA ?")
+	b.p.AddAccounts("d", 0)
+	wantIn(t, "total", b.stats(""), "3/12 accounts", "ETA 2m00s")
+	for range 3 {
+		b.p.AccountDone("a", OutcomeOK)
+	}
+	for range 6 {
+		b.p.AccountDone("b", OutcomeOK)
+	}
+	wantIn(t, "all synced", b.stats(""), "12/12 accounts", "done")
+
+	// One connection done and another still listing: the run is not done.
+	b = setupProgress(t, ProgressOptions{Connections: []string{"x", "y"}})
+	b.p.AddAccounts("x", 1)
+	b.p.AccountDone("x", OutcomeOK)
+	wantIn(t, "y still listing", b.stats(""), "1/1 accounts", "ETA ?")
 }
 
 // A --full pass re-reads what the warehouse has: read and written are counted apart.
