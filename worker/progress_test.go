@@ -294,7 +294,7 @@ func TestProgressBarsPrintRecordsAbove(t *testing.T) {
 			t.Errorf("final line %d is %d columns: %q", i, w, bars[i])
 		}
 	}
-	var record int = -1
+	record := -1
 	for i, l := range strings.Split(out.String(), "\n") {
 		if strings.Contains(l, "account synced") {
 			if !strings.HasPrefix(progressRedraw.ReplaceAllString(l, ""), "level=INFO") {
