@@ -201,11 +201,14 @@ func TestProgressInATerminal(t *testing.T) {
 	if total == nil || total[1] == total[2] {
 		t.Errorf("the final total %q: want fewer accounts synced than listed, the rest cancelled, and the run stopped", display[3])
 	}
-	stop := slices.IndexFunc(pane, func(l string) bool { return strings.HasPrefix(l, "leadsync: interrupt: finishing the pages in flight") })
+	// The stop's notice: a sentence or a log record, on a line of its own either way.
+	stop := slices.IndexFunc(pane, func(l string) bool {
+		return strings.Contains(l, "finishing the pages in flight") && (strings.HasPrefix(l, "leadsync: interrupt") || strings.HasPrefix(l, "time="))
+	})
 	summary := slices.IndexFunc(pane, func(l string) bool { return strings.HasPrefix(l, "run 1 cancelled: ") })
 	last := slices.Index(pane, display[3])
 	if stop < 0 || stop > last || summary < last {
-		t.Errorf("want the stop message above the final display and the run's summary below it (lines %d, %d, %d):\n%s",
+		t.Errorf("want the stop's notice above the final display and the run's summary below it (lines %d, %d, %d):\n%s",
 			stop, last, summary, strings.Join(pane, "\n"))
 	}
 }
