@@ -583,7 +583,7 @@ func (rs *runState) pages(p pass, seq iter.Seq2[sources.Page, error], cur *sourc
 			rs.w.logger().Warn("records quarantined in rejected_records", slog.String("connection", c.Name),
 				slog.String("account", a.ID), slog.String("stream", p.st.Name), slog.Int("rejected", res.Rejected))
 		}
-		rs.w.Progress.Leads(c.Name, int64(len(page.Leads)))
+		rs.w.Progress.Page(c.Name, pageRead(page), res.Inserted+res.Updated+res.Rows)
 		if rs.soft.Err() != nil {
 			// Soft stop: the page is committed; resume from its cursor next time.
 			return OutcomeCancelled, rs.soft.Err()

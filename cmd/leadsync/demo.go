@@ -107,7 +107,7 @@ func cmdDemo(ctx context.Context, f *flags, o demoOptions, stdout, stderr io.Wri
 	if err := f.overrideLog(&quiet); err != nil {
 		return exitUsage, err
 	}
-	log := newLogger(&config.Config{Log: quiet}, stderr)
+	prog, log := runProgress("auto", runConnections(cfg, nil), quiet, stderr)
 	a, err := app.Open(ctx, cfg, log, app.Options{Version: buildVersion().String()})
 	if err != nil {
 		return exitFailed, err
@@ -120,17 +120,14 @@ func cmdDemo(ctx context.Context, f *flags, o demoOptions, stdout, stderr io.Wri
 		return exitFailed, err
 	}
 
-	soft, hard, stop := stopContexts(ctx, cfg.ShutdownTimeout.D(), stderr)
+	soft, hard, stop := stopContexts(ctx, cfg.ShutdownTimeout.D(), prog)
 	defer stop()
-	a.Worker.Progress = worker.NewProgress(stderr, isTerminal(stderr), nil, time.Second)
-	pctx, pstop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.Worker.Progress.Run(pctx); close(done) }()
+	a.Worker.Progress = prog
+	prog.Start()
 	start := time.Now()
 	res, err := a.Worker.Run(soft, worker.RunOptions{Trigger: sink.TriggerOnce, Hard: hard})
 	took := time.Since(start)
-	pstop()
-	<-done
+	prog.Finish(res.Status == sink.RunCancelled)
 	if err != nil {
 		return exitFailed, err
 	}

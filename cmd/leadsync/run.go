@@ -51,7 +51,8 @@ func cmdRun(ctx context.Context, f *flags, o runOptions, stdout, stderr io.Write
 			return exitUsage, err
 		}
 	}
-	a, err := app.Open(ctx, cfg, newLogger(cfg, stderr), app.Options{Version: buildVersion().String()})
+	prog, log := runProgress(o.progress, runConnections(cfg, o.conns), cfg.Log, stderr)
+	a, err := app.Open(ctx, cfg, log, app.Options{Version: buildVersion().String()})
 	if err != nil {
 		return exitFailed, err
 	}
@@ -62,7 +63,12 @@ func cmdRun(ctx context.Context, f *flags, o runOptions, stdout, stderr io.Write
 		defer cancel()
 		a.Shutdown(ctx)
 	}()
-	soft, hard, stop := stopContextsLogged(ctx, a.Config.ShutdownTimeout.D(), stderr, a.Logger)
+	// A --once run's stop notices print above its bars; the daemon's go to stderr.
+	notices := io.Writer(stderr)
+	if o.once {
+		notices = prog
+	}
+	soft, hard, stop := stopContextsLogged(ctx, a.Config.ShutdownTimeout.D(), notices, a.Logger)
 	defer stop()
 
 	if !o.once {
@@ -72,18 +78,10 @@ func cmdRun(ctx context.Context, f *flags, o runOptions, stdout, stderr io.Write
 	if !sinceT.IsZero() || o.full {
 		trigger = sink.TriggerBackfill
 	}
-	show := o.progress == "on" || (o.progress == "auto" && isTerminal(stderr))
-	if show {
-		a.Worker.Progress = worker.NewProgress(stderr, true, nil, 0)
-	} else {
-		a.Worker.Progress = worker.NewProgress(stderr, false, a.Logger, 10*time.Second)
-	}
-	pctx, pstop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { a.Worker.Progress.Run(pctx); close(done) }()
+	a.Worker.Progress = prog
+	prog.Start()
 	res, err := a.Worker.Run(soft, worker.RunOptions{Trigger: trigger, Connections: o.conns, Full: o.full, Since: sinceT, Hard: hard})
-	pstop()
-	<-done
+	prog.Finish(res.Status == sink.RunCancelled)
 	return onceOutcome(stdout, res, err)
 }
 
