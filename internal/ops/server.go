@@ -20,10 +20,15 @@ const ReadyTimeout = 5 * time.Second
 //	/metrics  the Prometheus metrics of m
 //	/healthz  200 while the process serves HTTP (liveness)
 //	/readyz   200 when ready(ctx) returns nil, else 503 with the reason (readiness)
+//	/         the status page (WithStatusPage), else a list of the above
 //
 // ready may be nil (always ready). Its error text is shown to whoever can reach the
 // endpoint: it must name the problem, not carry secrets.
-func NewHandler(m *Metrics, ready func(ctx context.Context) error) http.Handler {
+func NewHandler(m *Metrics, ready func(ctx context.Context) error, opts ...HandlerOption) http.Handler {
+	var o handlerOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	mux := http.NewServeMux()
 	if m != nil {
 		mux.Handle("GET /metrics", m.Handler())
@@ -42,10 +47,26 @@ func NewHandler(m *Metrics, ready func(ctx context.Context) error) http.Handler 
 		}
 		text(w, http.StatusOK, "ok")
 	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		text(w, http.StatusOK, "leadsync: /metrics /healthz /readyz")
-	})
+	if o.status != nil {
+		mux.Handle("GET /{$}", NewStatusPage(o.status))
+	} else {
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+			text(w, http.StatusOK, "leadsync: /metrics /healthz /readyz")
+		})
+	}
 	return mux
+}
+
+// HandlerOption adds to what NewHandler serves.
+type HandlerOption func(*handlerOptions)
+
+type handlerOptions struct {
+	status StatusProvider
+}
+
+// WithStatusPage serves the status page of provider at / (see NewStatusPage).
+func WithStatusPage(provider StatusProvider) HandlerOption {
+	return func(o *handlerOptions) { o.status = provider }
 }
 
 func text(w http.ResponseWriter, status int, body string) {
