@@ -136,7 +136,8 @@ func daemon(soft, hard context.Context, a *app.App, f *flags) (int, error) {
 		log.Warn("account lag metrics start from now", slog.String("error", err.Error()))
 	}
 	if a.Config.HTTP.Enabled() {
-		srv, err := ops.StartServer(a.Config.HTTP.Listen, ops.NewHandler(a.Metrics, a.Ready), log)
+		srv, err := ops.StartServer(a.Config.HTTP.Listen,
+			ops.NewHandler(a.Metrics, a.Ready, ops.WithStatusPage(statusPage(a, buildVersion().String()))), log)
 		if err != nil {
 			return exitFailed, fmt.Errorf("http: %w", err)
 		}

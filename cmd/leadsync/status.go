@@ -54,20 +54,10 @@ func cmdStatus(ctx context.Context, f *flags, o statusOptions, stdout io.Writer)
 		return exitFailed, err
 	}
 	defer a.Close()
-	st, err := a.Sink.Status(ctx)
+	doc, st, grants, now, err := loadStatus(ctx, a)
 	if err != nil {
 		return exitFailed, err
 	}
-	runs, err := a.Sink.ConnectionRuns(ctx)
-	if err != nil {
-		return exitFailed, err
-	}
-	grants, err := a.Grants(ctx)
-	if err != nil {
-		return exitFailed, err
-	}
-	now := time.Now()
-	doc := statusJSON(a.Config, st, grants, runs, now)
 	switch {
 	case o.asJSON:
 		return exitOK, writeJSON(stdout, doc)
@@ -83,6 +73,24 @@ func cmdStatus(ctx context.Context, f *flags, o statusOptions, stdout io.Writer)
 		fmt.Fprintln(stdout, summaryLine(doc.Summary, now))
 	}
 	return exitOK, nil
+}
+
+// loadStatus reads what `leadsync status` and the status page show.
+func loadStatus(ctx context.Context, a *app.App) (statusDoc, []sink.AccountStatus, []ops.GrantState, time.Time, error) {
+	st, err := a.Sink.Status(ctx)
+	if err != nil {
+		return statusDoc{}, nil, nil, time.Time{}, err
+	}
+	runs, err := a.Sink.ConnectionRuns(ctx)
+	if err != nil {
+		return statusDoc{}, nil, nil, time.Time{}, err
+	}
+	grants, err := a.Grants(ctx)
+	if err != nil {
+		return statusDoc{}, nil, nil, time.Time{}, err
+	}
+	now := time.Now()
+	return statusJSON(a.CurrentConfig(), st, grants, runs, now), st, grants, now, nil
 }
 
 // The `status --json` document: stable snake_case keys.

@@ -164,6 +164,14 @@ func (a *App) Apply(w *Wiring) {
 	a.watchRotations()
 }
 
+// CurrentConfig is Config, safe against a concurrent Apply (the status page reads it while
+// a reload may replace it).
+func (a *App) CurrentConfig() *config.Config {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.Config
+}
+
 // conns is Conns, safe against a concurrent Apply.
 func (a *App) conns() []Conn {
 	a.mu.RLock()
