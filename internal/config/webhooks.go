@@ -71,7 +71,7 @@ func (v *validator) webhooks() {
 			v.fail("webhooks.listen", "want host:port (e.g. 127.0.0.1:8971) or \"off\", got %q", w.Listen)
 		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 			v.fail("webhooks.listen", "bad port %q", port)
-		} else if w.Listen == v.metricsListen() {
+		} else if p != 0 && w.Listen == v.metricsListen() { // port 0: each gets a free port
 			v.fail("webhooks.listen", "%s is the metrics listener (http.listen): give webhooks an address of their own", w.Listen)
 		}
 	}
