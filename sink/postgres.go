@@ -350,8 +350,9 @@ func (p *Postgres) writePage(ctx context.Context, pg page) (WriteResult, error) 
 
 // GrantAnalyst lets an existing role read what holds no lead PII in this warehouse's schema
 // (AnalystRelations), and with opts.PII also leads_pii (AnalystPIIRelations): never leads,
-// leads_current or rejected_records, so leads.email stays out of reach of a role without
-// PII, and HIPAA leads' PII out of reach of every analyst role. It grants, never revokes.
+// leads_current, rejected_records or webhook_inbox, so leads.email stays out of reach of a
+// role without PII, and HIPAA leads' PII out of reach of every analyst role. It grants, never
+// revokes.
 // The SQL it runs is AnalystGrantSQL.
 func (p *Postgres) GrantAnalyst(ctx context.Context, role string, opts GrantOptions) error {
 	var schema string

@@ -14,6 +14,7 @@ import (
 	"github.com/leadsync/leadsync/internal/app"
 	"github.com/leadsync/leadsync/internal/config"
 	"github.com/leadsync/leadsync/internal/ops"
+	"github.com/leadsync/leadsync/internal/webhook"
 	"github.com/leadsync/leadsync/sink"
 	"github.com/leadsync/leadsync/worker"
 )
@@ -152,6 +153,13 @@ func daemon(soft, hard context.Context, a *app.App, f *flags) (int, error) {
 			}
 		}()
 	}
+	if a.Config.Webhooks.Enabled() {
+		stopWebhooks, err := startWebhooks(a)
+		if err != nil {
+			return exitFailed, fmt.Errorf("webhooks: %w", err)
+		}
+		defer stopWebhooks()
+	}
 	sched := &worker.Scheduler{Worker: a.Worker, Schedule: a.Config.Schedule, FullSchedule: a.Config.FullSchedule,
 		RunOnStart: runOnStart(a.Config), Logger: log, OnRun: func(conn string, res worker.Result, err error) {
 			msg := fmt.Sprintf("last run (%s): %s, %d ok, %d restricted, %d failed, %d leads written",
@@ -229,6 +237,40 @@ func daemon(soft, hard context.Context, a *app.App, f *flags) (int, error) {
 		sched.Schedule, sched.FullSchedule, sched.RunOnStart = a.Config.Schedule, a.Config.FullSchedule, plan.runOnStart
 		reloaded = plan
 	}
+}
+
+// startWebhooks serves the webhook endpoint on its own listener (webhooks.listen), storing
+// into the warehouse's inbox. A reload leaves it as started. LACRM and LocaliQ deliveries are
+// answered 404 until `webhooks register` exists to store their hooks' secrets.
+func startWebhooks(a *app.App) (stop func(), err error) {
+	w := a.Config.Webhooks
+	inbox, ok := a.Sink.(sink.Inbox)
+	if !ok {
+		return nil, errors.New("the warehouse has no webhook inbox")
+	}
+	h, err := webhook.NewHandler(webhook.ServerConfig{
+		Inbox: inbox,
+		LeadConnector: webhook.LeadConnectorConfig{Ed25519Keys: w.LeadConnector.Ed25519Keys,
+			RSAKeys: w.LeadConnector.RSAKeys, DisableRSA: w.LeadConnector.DisableRSA},
+		MaxBodyBytes: int64(w.MaxBodyBytes), MaxBacklog: int64(w.MaxBacklog),
+		Metrics: a.Metrics, Logger: a.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv, err := webhook.Start(w.Listen, h, w.TLSCertFile, w.TLSKeyFile, a.Logger)
+	if err != nil {
+		return nil, err
+	}
+	a.Logger.Info("serving webhooks", slog.String("url", srv.URL()+"/webhooks/"))
+	return func() {
+		// A delivery in flight is answered once it is stored, within its store timeout.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*webhook.DefaultStoreTimeout)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			a.Logger.Warn("webhooks", slog.String("error", err.Error()))
+		}
+	}, nil
 }
 
 // The `migrate --status --json` document.

@@ -59,7 +59,9 @@ type Config struct {
 	// ShutdownTimeout bounds the soft stop: after it the page in flight is abandoned.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	HTTP            HTTP     `yaml:"http"`
-	Log             Log      `yaml:"log"`
+	// Webhooks is the webhook endpoint; off unless webhooks.listen is set.
+	Webhooks Webhooks `yaml:"webhooks"`
+	Log      Log      `yaml:"log"`
 	// Worker names this process among several sharing one PostgreSQL warehouse.
 	Worker      Worker       `yaml:"worker"`
 	Connections []Connection `yaml:"connections"`
@@ -362,6 +364,7 @@ func (c *Config) withDefaults(getenv func(string) string) *Config {
 	case d.HTTP.Listen == "":
 		d.HTTP.Listen = DefaultListen
 	}
+	d.Webhooks = d.Webhooks.withDefaults()
 	d.Log.Level = strings.ToLower(cmp.Or(d.Log.Level, "info"))
 	d.Log.Format = strings.ToLower(cmp.Or(d.Log.Format, "auto"))
 

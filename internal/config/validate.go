@@ -69,6 +69,7 @@ func (c *Config) Validate() error {
 		v.fail("shutdown_timeout", "must be between 1s and 1h, got %s", d)
 	}
 	v.listen()
+	v.webhooks()
 	if d := c.Worker.LeaseDuration.D(); d != 0 && (d < time.Second || d > time.Hour) {
 		v.fail("worker.lease_duration", "must be between 1s and 1h, got %s", d)
 	}

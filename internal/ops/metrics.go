@@ -57,6 +57,7 @@ type Metrics struct {
 	needsRotation   *prometheus.GaugeVec
 	rotationPending *prometheus.GaugeVec
 	accounts        *accountCollector
+	webhooks        webhookMetrics
 
 	mu         sync.Mutex
 	inProgress map[runKey]int // runs started and not finished
@@ -153,6 +154,7 @@ func NewMetrics(version string) *Metrics {
 			Help: "1 while a connection's rotated token pair is held in memory only: the token store refused its write, which is retried until it lands.",
 		}, []string{"connection", "source"}),
 		accounts:   newAccountCollector(time.Now),
+		webhooks:   newWebhookMetrics(ns),
 		inProgress: map[runKey]int{},
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -163,6 +165,7 @@ func NewMetrics(version string) *Metrics {
 		m.runs, m.runsInProgress, m.runDuration, m.runLastFinished, m.leadsWritten, m.recordsRejected,
 		m.accountsSynced, m.accountDuration, m.requests, m.requestDuration, m.throttled,
 		m.retries, m.refreshes, m.needsReauth, m.needsRotation, m.rotationPending, m.accounts, buildInfo,
+		m.webhooks.received, m.webhooks.rejected, m.webhooks.accepted, m.webhooks.backlog,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -488,5 +491,62 @@ func (c *accountCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.restrictedDesc, prometheus.GaugeValue,
 			restricted, k.connection, k.source, k.account)
+	}
+}
+
+// webhookMetrics are the webhook endpoint's (issue #19).
+type webhookMetrics struct {
+	received *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	accepted *prometheus.CounterVec
+	backlog  prometheus.Gauge
+}
+
+func newWebhookMetrics(ns string) webhookMetrics {
+	return webhookMetrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "webhooks_received_total",
+			Help: "Webhook deliveries received, by vendor, whatever became of them.",
+		}, []string{"vendor"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "webhooks_rejected_total",
+			Help: "Webhook deliveries not stored, by vendor and reason (bad_signature, stale, replay, too_large, backlog, store_error, ...).",
+		}, []string{"vendor", "reason"}),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "webhooks_accepted_total",
+			Help: "Webhook events stored in the inbox, by vendor and op (upsert, delete, stage, status, install, uninstall, ignore).",
+		}, []string{"vendor", "op"}),
+		backlog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "webhook_inbox_backlog",
+			Help: "Webhook events in the inbox not yet applied, as last counted by the endpoint.",
+		}),
+	}
+}
+
+// WebhookReceived counts a delivery as it arrives.
+func (m *Metrics) WebhookReceived(vendor string) {
+	if m != nil {
+		m.webhooks.received.WithLabelValues(vendor).Inc()
+	}
+}
+
+// WebhookRejected counts a delivery answered without being stored; reason is a bounded label.
+func (m *Metrics) WebhookRejected(vendor, reason string) {
+	if m != nil {
+		m.webhooks.rejected.WithLabelValues(vendor, reason).Inc()
+	}
+}
+
+// WebhookAccepted counts events stored in the inbox.
+func (m *Metrics) WebhookAccepted(vendor, op string, n int) {
+	if m != nil && n > 0 {
+		m.webhooks.accepted.WithLabelValues(vendor, op).Add(float64(n))
+	}
+}
+
+// SetWebhookBacklog records the inbox's pending events.
+func (m *Metrics) SetWebhookBacklog(n int64) {
+	if m != nil {
+		m.webhooks.backlog.Set(float64(n))
 	}
 }

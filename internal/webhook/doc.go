@@ -1,6 +1,7 @@
 // Package webhook verifies the CRM vendors' webhook deliveries and parses them into one Event
-// shape for the inbox (issue 19; ../shared/API-CONTRACTS.md §6). It holds no database and no
-// HTTP server: the endpoint hands it a request's headers and raw body, and stores or answers.
+// shape for the inbox (issue 19; ../shared/API-CONTRACTS.md §6). The verifiers and parsers
+// take a request's headers and raw body; the endpoint (Handler, server.go) runs them, stores
+// each verified event in the warehouse's webhook_inbox (sink.Inbox), and only then answers.
 //
 // The rules, each from the document cited where it is applied:
 //
