@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -76,7 +77,7 @@ func prepareReload(f *flags, a *app.App) (*reloadPlan, error) {
 }
 
 // keepRestartOnly gives next the running values of the settings a reload cannot change:
-// the databases and the token key (open), the listener (serving), the logger, the worker's
+// the databases and the token key (open), the listeners (serving: metrics and webhooks), the logger, the worker's
 // identity and the soft-stop timeout (armed). It returns those next wanted changed.
 func keepRestartOnly(running, next *config.Config) []string {
 	var changed []string
@@ -93,6 +94,7 @@ func keepRestartOnly(running, next *config.Config) []string {
 	keep("http", running.HTTP == next.HTTP, func() { next.HTTP = running.HTTP })
 	keep("log", running.Log == next.Log, func() { next.Log = running.Log })
 	keep("worker", running.Worker == next.Worker, func() { next.Worker = running.Worker })
+	keep("webhooks", reflect.DeepEqual(running.Webhooks, next.Webhooks), func() { next.Webhooks = running.Webhooks })
 	return changed
 }
 
