@@ -148,6 +148,32 @@ func (l *daemonLog) text() string {
 	return strings.Join(l.lines, "\n")
 }
 
+// daemonStart runs the daemon (leadsync run) on config, with env added to the process's,
+// and reads its log; exited gives its exit once. It is killed at the test's end if it has
+// not exited.
+func daemonStart(t *testing.T, config string, env ...string) (cmd *exec.Cmd, logs *daemonLog, exited <-chan error) {
+	t.Helper()
+	cmd = exec.Command(leadsyncBin, "run", "--config", config)
+	cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "LEADSYNC_CONFIG=", "CREDENTIALS_DIRECTORY="), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	logs = daemonReadLog(t, stderr)
+	go func() { <-logs.done; done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return cmd, logs, done
+}
+
 // daemonConfig rewrites env's configuration for the daemon: a fast schedule, no full
 // passes, the HTTP endpoint on a free port, JSON logs, and a short soft stop.
 func daemonConfig(t *testing.T, env *testenv.Env) {

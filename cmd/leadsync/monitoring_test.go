@@ -473,24 +473,7 @@ func TestMonitoringMetricsExportedByDaemon(t *testing.T) {
 	env.Sandbox.SetFaults(simkit.FaultSettings{Rate429: 0.1}) // after authorization: token calls are not retried
 	daemonConfig(t, env)
 
-	cmd := exec.Command(leadsyncBin, "run", "--config", env.ConfigPath)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "LEADSYNC_CONFIG=", "CREDENTIALS_DIRECTORY=")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	logs := daemonReadLog(t, stderr)
-	go func() { <-logs.done; exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
+	cmd, logs, exited := daemonStart(t, env.ConfigPath)
 	url := logs.field(t, "serving metrics and health", "url")
 
 	// The daemon runs every second: wait until every event has happened at least once.

@@ -301,7 +301,7 @@ func attention(a accountDoc, conns []connectionDoc, grants []ops.GrantState, now
 		if interval == 0 || now.Sub(a.LastSyncedAt) <= 2*interval {
 			return attentionDoc{}, false
 		}
-		d.Problem, d.Detail = problemStale, "no sync in "+span(now.Sub(a.LastSyncedAt))
+		d.Problem, d.Detail = problemStale, "no sync in "+ops.Span(now.Sub(a.LastSyncedAt))
 	}
 	return d, true
 }
@@ -357,7 +357,7 @@ func printConnections(w io.Writer, doc statusDoc, now time.Time, wide bool) {
 	rows := [][]string{{"NAME", "SOURCE", "GRANT", "LAST RUN", "RESULT", "NEXT RUN"}}
 	var notes [][]string
 	for _, c := range doc.Connections {
-		grant := label(c.Grant)
+		grant := ops.Label(c.Grant)
 		last, result := "never", "-"
 		var note []string
 		if r := c.LastRun; r != nil {
@@ -382,7 +382,7 @@ func printConnections(w io.Writer, doc statusDoc, now time.Time, wide bool) {
 		}
 		next := "manual"
 		if !c.NextRunAt.IsZero() {
-			next = "in " + span(c.NextRunAt.Sub(now))
+			next = "in " + ops.Span(c.NextRunAt.Sub(now))
 			if c.NextRunFull {
 				next += " (full)"
 			}
@@ -415,7 +415,7 @@ func printAttention(w io.Writer, doc statusDoc, now time.Time) {
 	rows := [][]string{{"SOURCE", "ACCOUNT", "NAME", "PROBLEM", "LAST OK", "DETAIL"}}
 	for _, a := range doc.Attention[:min(len(doc.Attention), maxAttention)] {
 		rows = append(rows, []string{a.Source, truncate(a.AccountID, 24), truncate(oneLine(a.Name), 18),
-			label(a.Problem), ago(a.LastSyncedAt, now), oneLine(a.Detail)})
+			ops.Label(a.Problem), ago(a.LastSyncedAt, now), oneLine(a.Detail)})
 	}
 	for _, l := range columns(rows) {
 		fmt.Fprintln(w, truncate(l, statusWidth))
@@ -520,14 +520,6 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// label is a JSON value as the tables show it.
-func label(v string) string {
-	if v == grantNeedsReauth {
-		return "needs re-auth"
-	}
-	return strings.ReplaceAll(v, "_", " ")
-}
-
 // oneLine keeps a table row on one line whatever a vendor put in an error or a name.
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
@@ -538,21 +530,7 @@ func ago(t, now time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
-	return span(now.Sub(t)) + " ago"
-}
-
-// span is a duration in its largest whole unit: 45s, 12m, 3h, 5d.
-func span(d time.Duration) string {
-	d = max(d, 0)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
+	return ops.Span(now.Sub(t)) + " ago"
 }
 
 // thousands writes n with commas: 1,234.

@@ -250,8 +250,8 @@ func TestStatusTimes(t *testing.T) {
 	now := time.Date(2026, 3, 4, 10, 7, 30, 0, time.UTC)
 	for d, want := range map[time.Duration]string{-time.Second: "0s", 59 * time.Second: "59s", 12 * time.Minute: "12m",
 		47 * time.Hour: "47h", 50 * time.Hour: "2d"} {
-		if got := span(d); got != want {
-			t.Errorf("span(%v) = %q, want %q", d, got, want)
+		if got := ops.Span(d); got != want {
+			t.Errorf("ops.Span(%v) = %q, want %q", d, got, want)
 		}
 	}
 	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567"} {

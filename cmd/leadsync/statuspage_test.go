@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
@@ -22,17 +20,7 @@ func TestStatusPageOfTheDaemon(t *testing.T) {
 	env.Authorized(t)
 	daemonConfig(t, env)
 
-	cmd := exec.Command(leadsyncBin, "run", "--config", env.ConfigPath)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=", "WATCHDOG_USEC=", "LEADSYNC_CONFIG=", "CREDENTIALS_DIRECTORY=")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	logs := daemonReadLog(t, stderr)
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-logs.done; _ = cmd.Wait() })
+	_, logs, _ := daemonStart(t, env.ConfigPath)
 	url := logs.field(t, "serving metrics and health", "url")
 
 	names := []string{sandbox.ConnectionName("leadconnector"), sandbox.ConnectionName("localiq"), sandbox.ConnectionName("lacrm")}

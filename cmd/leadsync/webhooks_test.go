@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"net/http"
 	"os"
-	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -35,24 +34,7 @@ func TestDaemonServesWebhooks(t *testing.T) {
 		t.Fatal(err, cerr)
 	}
 
-	cmd := exec.Command(leadsyncBin, "run", "--config", env.ConfigPath)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=", "LEADSYNC_CONFIG=", "CREDENTIALS_DIRECTORY=")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	logs := daemonReadLog(t, stderr)
-	go func() { <-logs.done; exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
+	cmd, logs, exited := daemonStart(t, env.ConfigPath)
 	url := logs.field(t, "serving webhooks", "url")
 	metrics := logs.field(t, "serving metrics and health", "url")
 	if url == metrics+"/webhooks/" {

@@ -86,7 +86,7 @@ var (
 		"until":     until,
 		"at":        at,
 		"iso":       func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-		"label":     label,
+		"label":     Label,
 		"thousands": thousands,
 		"oneLine":   oneLine,
 	}).ParseFS(templateFS, "templates/status.html.tmpl"))
@@ -227,17 +227,18 @@ func ago(t, now time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
-	return span(now.Sub(t)) + " ago"
+	return Span(now.Sub(t)) + " ago"
 }
 
 // until is how long after now t is.
-func until(t, now time.Time) string { return "in " + span(t.Sub(now)) }
+func until(t, now time.Time) string { return "in " + Span(t.Sub(now)) }
 
 // at is t for a tooltip, in UTC: the page cannot know its reader's zone.
 func at(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
-// span is a duration in its largest whole unit: 45s, 12m, 3h, 5d.
-func span(d time.Duration) string {
+// Span is a duration in its largest whole unit: 45s, 12m, 3h, 5d (the status page and
+// `leadsync status` write ages this way).
+func Span(d time.Duration) string {
 	d = max(d, 0)
 	switch {
 	case d < time.Minute:
@@ -250,8 +251,8 @@ func span(d time.Duration) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
-// label is a status value as people read it: needs_reauth is "needs re-auth".
-func label(v string) string {
+// Label is a status value as people read it: needs_reauth is "needs re-auth".
+func Label(v string) string {
 	if v == "needs_reauth" {
 		return "needs re-auth"
 	}
