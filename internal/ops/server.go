@@ -1,7 +1,9 @@
 package ops
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -78,19 +80,41 @@ func text(w http.ResponseWriter, status int, body string) {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// Server is the running metrics and health endpoint.
+// Server is a running HTTP listener: the metrics and health endpoint, or the webhooks'.
 type Server struct {
 	srv  *http.Server
 	ln   net.Listener
+	tls  bool
+	name string // in Shutdown's error
 	done chan error
+}
+
+// ServerOptions tune StartServerWith; the zero value is the metrics endpoint's.
+type ServerOptions struct {
+	// Name says which server an error is about ("metrics server" when empty).
+	Name string
+	// TLS, when set, serves HTTPS.
+	TLS *tls.Config
+	// ReadTimeout bounds reading a whole request, its body included (10 s when zero).
+	ReadTimeout time.Duration
+	// MaxHeaderBytes bounds the request headers (net/http's 1 MiB when zero).
+	MaxHeaderBytes int
 }
 
 // StartServer listens on addr now (so a port in use fails at startup, not later) and serves
 // h in the background until Shutdown. logger (may be nil) gets the server's own errors.
 func StartServer(addr string, h http.Handler, logger *slog.Logger) (*Server, error) {
+	return StartServerWith(addr, h, logger, ServerOptions{})
+}
+
+// StartServerWith is StartServer with options.
+func StartServerWith(addr string, h http.Handler, logger *slog.Logger, o ServerOptions) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("ops: listen on %s: %w", addr, err)
+	}
+	if o.TLS != nil {
+		ln = tls.NewListener(ln, o.TLS)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -99,12 +123,15 @@ func StartServer(addr string, h http.Handler, logger *slog.Logger) (*Server, err
 		srv: &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       10 * time.Second,
+			ReadTimeout:       cmp.Or(o.ReadTimeout, 10*time.Second),
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       60 * time.Second,
+			MaxHeaderBytes:    o.MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
 		ln:   ln,
+		tls:  o.TLS != nil,
+		name: cmp.Or(o.Name, "metrics server"),
 		done: make(chan error, 1),
 	}
 	go func() {
@@ -121,7 +148,12 @@ func StartServer(addr string, h http.Handler, logger *slog.Logger) (*Server, err
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // URL is the base URL of the server, e.g. "http://127.0.0.1:9464".
-func (s *Server) URL() string { return "http://" + s.Addr() }
+func (s *Server) URL() string {
+	if s.tls {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
 
 // Shutdown stops accepting connections and waits for in-flight requests until ctx ends,
 // then closes what remains.
@@ -134,7 +166,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = serveErr
 	}
 	if err != nil {
-		return fmt.Errorf("ops: shut down metrics server: %w", err)
+		return fmt.Errorf("ops: shut down %s: %w", s.name, err)
 	}
 	return nil
 }

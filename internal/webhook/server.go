@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -314,89 +313,25 @@ func (h *Handler) localiq(ctx context.Context, r *http.Request, body []byte) ([]
 	return []Event{ev}, nil, nil
 }
 
-// Server is a running webhook listener.
-type Server struct {
-	srv  *http.Server
-	ln   net.Listener
-	tls  bool
-	done chan error
-}
-
 // Server timeouts. ReadTimeout covers the body: a sender that trickles a body is cut off
 // rather than holding a connection.
-const (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 15 * time.Second
-	writeTimeout      = 30 * time.Second
-	idleTimeout       = 60 * time.Second
-)
+const readTimeout = 15 * time.Second
 
 // Start listens on addr now (a port in use fails at startup) and serves h until Shutdown:
 // HTTPS with the certificate and key files when certFile is set, else plain HTTP (for
 // loopback behind a reverse proxy).
-func Start(addr string, h http.Handler, certFile, keyFile string, logger *slog.Logger) (*Server, error) {
-	var tlsCfg *tls.Config
+func Start(addr string, h http.Handler, certFile, keyFile string, logger *slog.Logger) (*ops.Server, error) {
+	o := ops.ServerOptions{Name: "webhook server", ReadTimeout: readTimeout, MaxHeaderBytes: 64 << 10}
 	if certFile != "" {
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
 			return nil, fmt.Errorf("webhook: TLS certificate: %w", err)
 		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	ln, err := net.Listen("tcp", addr)
+	srv, err := ops.StartServerWith(addr, h, cmp.Or(logger, slog.Default()), o)
 	if err != nil {
-		return nil, fmt.Errorf("webhook: listen on %s: %w", addr, err)
+		return nil, fmt.Errorf("webhook: %w", err)
 	}
-	if tlsCfg != nil {
-		ln = tls.NewListener(ln, tlsCfg)
-	}
-	logger = cmp.Or(logger, slog.Default())
-	s := &Server{
-		srv: &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: readHeaderTimeout,
-			ReadTimeout:       readTimeout,
-			WriteTimeout:      writeTimeout,
-			IdleTimeout:       idleTimeout,
-			MaxHeaderBytes:    64 << 10,
-			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		},
-		ln:   ln,
-		tls:  tlsCfg != nil,
-		done: make(chan error, 1),
-	}
-	go func() {
-		err := s.srv.Serve(ln)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		s.done <- err
-	}()
-	return s, nil
-}
-
-// Addr is the address bound.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
-
-// URL is the base URL, e.g. "http://127.0.0.1:8971"; the endpoints are under /webhooks/.
-func (s *Server) URL() string {
-	if s.tls {
-		return "https://" + s.Addr()
-	}
-	return "http://" + s.Addr()
-}
-
-// Shutdown stops accepting deliveries and waits for those in flight until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		_ = s.srv.Close()
-	}
-	if serveErr := <-s.done; err == nil {
-		err = serveErr
-	}
-	if err != nil {
-		return fmt.Errorf("webhook: shut down server: %w", err)
-	}
-	return nil
+	return srv, nil
 }
